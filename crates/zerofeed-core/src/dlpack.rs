@@ -1,0 +1,1 @@
+//! DLPack ABI. (Being written.)

@@ -1,0 +1,1 @@
+//! Layout. (Being written.)

@@ -1,0 +1,23 @@
+//! zerofeed-core: the engine behind zerofeed, in pure Rust with no Python in it.
+//!
+//! Data flows down the modules below; nothing calls up. See `DESIGN.md` at the
+//! repository root for the map.
+//!
+//! - [`dtype`]: element types and their DLPack / NumPy encodings
+//! - [`layout`]: shape + byte strides + offset; N-d indexing, contiguity, alignment
+//! - [`dlpack`]: the DLPack 1.x ABI, export and import
+//! - [`host`]: aligned, huge-page and page-locked host memory, the recycling pool
+//! - [`source`]: memory-mapped `.npy` files with fully validated headers
+//! - [`ops`]: fused per-sample kernels (crop, flip, normalize, cast, layout change)
+//! - [`sampler`]: order, shuffling, shards and counter-based randomness
+
+pub mod dlpack;
+pub mod dtype;
+pub mod host;
+pub mod layout;
+pub mod ops;
+pub mod sampler;
+pub mod source;
+
+pub use dtype::DType;
+// layout re-export comes with the module

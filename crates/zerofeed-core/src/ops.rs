@@ -1,0 +1,1 @@
+//! Fused per-sample kernels. (Being written.)

@@ -1,0 +1,1 @@
+//! Sample order, shards and counter-based randomness. (Being written.)

@@ -1,0 +1,1 @@
+//! Memory-mapped `.npy` sources. (Being written.)
