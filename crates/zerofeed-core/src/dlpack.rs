@@ -1,1 +1,543 @@
-//! DLPack ABI. (Being written.)
+//! The DLPack ABI (v1.x, with the legacy pre-1.0 struct): export and import.
+//!
+//! The structs mirror `dlpack.h` field for field (`#[repr(C)]`). Exports own their shape
+//! and stride arrays and an arbitrary `owner` value that keeps the memory alive; the
+//! deleter drops it, on whichever thread the consumer calls it from. Imports take
+//! ownership of a producer's managed tensor and call its deleter exactly once.
+
+use std::any::Any;
+use std::ffi::c_void;
+use std::ptr::NonNull;
+
+use thiserror::Error;
+
+use crate::dtype::{DType, UnsupportedDType};
+use crate::layout::{Layout, LayoutError};
+
+/// The DLPack version this crate implements.
+pub const DLPACK_VERSION: (u32, u32) = (1, 1);
+/// `DLPACK_FLAG_BITMASK_READ_ONLY`.
+pub const FLAG_READ_ONLY: u64 = 1 << 0;
+/// `DLPACK_FLAG_BITMASK_IS_COPIED`.
+pub const FLAG_IS_COPIED: u64 = 1 << 1;
+
+/// `DLDeviceType` values zerofeed meets.
+pub mod device_type {
+    pub const CPU: i32 = 1;
+    pub const CUDA: i32 = 2;
+    pub const CUDA_HOST: i32 = 3;
+    pub const ROCM: i32 = 10;
+    pub const ROCM_HOST: i32 = 11;
+    pub const CUDA_MANAGED: i32 = 13;
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLDevice {
+    pub device_type: i32,
+    pub device_id: i32,
+}
+
+impl DLDevice {
+    pub const CPU: DLDevice = DLDevice {
+        device_type: device_type::CPU,
+        device_id: 0,
+    };
+
+    /// True when the host CPU can read the memory directly (plain or pinned host memory).
+    pub fn is_host_accessible(&self) -> bool {
+        matches!(
+            self.device_type,
+            device_type::CPU
+                | device_type::CUDA_HOST
+                | device_type::ROCM_HOST
+                | device_type::CUDA_MANAGED
+        )
+    }
+
+    /// A short name as the array API spells devices: `cpu`, `cuda:0`, `cuda_host`.
+    pub fn name(&self) -> String {
+        match self.device_type {
+            device_type::CPU => "cpu".to_owned(),
+            device_type::CUDA => format!("cuda:{}", self.device_id),
+            device_type::CUDA_HOST => "cuda_host".to_owned(),
+            device_type::CUDA_MANAGED => format!("cuda_managed:{}", self.device_id),
+            device_type::ROCM => format!("rocm:{}", self.device_id),
+            device_type::ROCM_HOST => "rocm_host".to_owned(),
+            other => format!("dlpack_device_{other}:{}", self.device_id),
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLDataType {
+    pub code: u8,
+    pub bits: u8,
+    pub lanes: u16,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLTensor {
+    pub data: *mut c_void,
+    pub device: DLDevice,
+    pub ndim: i32,
+    pub dtype: DLDataType,
+    pub shape: *mut i64,
+    pub strides: *mut i64,
+    pub byte_offset: u64,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLManagedTensor {
+    pub dl_tensor: DLTensor,
+    pub manager_ctx: *mut c_void,
+    pub deleter: Option<unsafe extern "C" fn(*mut DLManagedTensor)>,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DLPackVersion {
+    pub major: u32,
+    pub minor: u32,
+}
+
+#[repr(C)]
+#[derive(Debug)]
+pub struct DLManagedTensorVersioned {
+    pub version: DLPackVersion,
+    pub manager_ctx: *mut c_void,
+    pub deleter: Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned)>,
+    pub flags: u64,
+    pub dl_tensor: DLTensor,
+}
+
+/// What went wrong exchanging a tensor.
+#[derive(Debug, Error)]
+pub enum DlpackError {
+    #[error("DLPack tensor has a null managed-tensor pointer")]
+    Null,
+    #[error("DLPack major version {major} is not supported; zerofeed speaks 1.x (ask the producer for max_version=(1, 0))")]
+    Version { major: u32 },
+    #[error("DLPack tensor has ndim={0}; it must be >= 0")]
+    BadNdim(i32),
+    #[error("DLPack tensor has a negative dimension {dim} on axis {axis}")]
+    NegativeDim { axis: usize, dim: i64 },
+    #[error("DLPack tensor: {0}")]
+    DType(#[from] UnsupportedDType),
+    #[error("DLPack tensor layout: {0}")]
+    Layout(#[from] LayoutError),
+    #[error("DLPack strides count elements, and a stride of {stride_bytes} bytes is not a multiple of the {itemsize}-byte item; copy to a packed array first")]
+    StrideNotElementMultiple {
+        stride_bytes: isize,
+        itemsize: usize,
+    },
+    #[error("DLPack tensor has null data but {size} elements")]
+    NullData { size: usize },
+}
+
+/// A tensor to export: where it is, what it holds, and who keeps it alive.
+pub struct ExportSpec {
+    pub data: *mut u8,
+    pub device: DLDevice,
+    pub dtype: DType,
+    pub layout: Layout,
+    pub readonly: bool,
+}
+
+/// The heap block behind an exported tensor. `managed` comes first so that a pointer to
+/// the block is a pointer to the managed tensor the consumer sees.
+#[repr(C)]
+struct Exported<M> {
+    managed: M,
+    shape: Vec<i64>,
+    strides: Vec<i64>,
+    _owner: Box<dyn Any + Send>,
+}
+
+fn dl_tensor(spec: &ExportSpec, shape: &mut [i64], strides: &mut [i64]) -> DLTensor {
+    let (code, bits) = spec.dtype.dlpack();
+    DLTensor {
+        data: spec.data.cast(),
+        device: spec.device,
+        ndim: shape.len() as i32,
+        dtype: DLDataType {
+            code,
+            bits,
+            lanes: 1,
+        },
+        shape: shape.as_mut_ptr(),
+        strides: strides.as_mut_ptr(),
+        byte_offset: 0,
+    }
+}
+
+fn element_shape_strides(spec: &ExportSpec) -> Result<(Vec<i64>, Vec<i64>), DlpackError> {
+    let itemsize = spec.dtype.itemsize() as isize;
+    let shape = spec.layout.shape().iter().map(|&n| n as i64).collect();
+    let strides = spec
+        .layout
+        .strides()
+        .iter()
+        .map(|&s| {
+            if s % itemsize == 0 {
+                Ok((s / itemsize) as i64)
+            } else {
+                Err(DlpackError::StrideNotElementMultiple {
+                    stride_bytes: s,
+                    itemsize: itemsize as usize,
+                })
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok((shape, strides))
+}
+
+fn run_deleter_body(body: impl FnOnce()) {
+    // A panic must not unwind into the consumer's C frames; losing the owner is the lesser evil.
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).is_err() {
+        eprintln!("zerofeed: a panic occurred while releasing a DLPack export");
+    }
+}
+
+unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {
+    if managed.is_null() {
+        return;
+    }
+    run_deleter_body(|| {
+        // SAFETY: `managed` was produced by `export_versioned` from `Box::into_raw` of an
+        // `Exported<DLManagedTensorVersioned>` whose first field it is; the DLPack contract
+        // says the deleter is called once, so the box is reclaimed exactly once.
+        drop(unsafe { Box::from_raw(managed.cast::<Exported<DLManagedTensorVersioned>>()) });
+    });
+}
+
+unsafe extern "C" fn delete_legacy(managed: *mut DLManagedTensor) {
+    if managed.is_null() {
+        return;
+    }
+    run_deleter_body(|| {
+        // SAFETY: as in `delete_versioned`, for the legacy struct made by `export_legacy`.
+        drop(unsafe { Box::from_raw(managed.cast::<Exported<DLManagedTensor>>()) });
+    });
+}
+
+/// Builds a DLPack 1.x managed tensor. The caller hands the pointer to a consumer (in a
+/// `"dltensor_versioned"` capsule), which calls its deleter exactly once.
+pub fn export_versioned(
+    spec: ExportSpec,
+    owner: Box<dyn Any + Send>,
+) -> Result<NonNull<DLManagedTensorVersioned>, DlpackError> {
+    let (mut shape, mut strides) = element_shape_strides(&spec)?;
+    let dl_tensor = dl_tensor(&spec, &mut shape, &mut strides);
+    let flags = if spec.readonly { FLAG_READ_ONLY } else { 0 };
+    let block = Box::new(Exported {
+        managed: DLManagedTensorVersioned {
+            version: DLPackVersion {
+                major: DLPACK_VERSION.0,
+                minor: DLPACK_VERSION.1,
+            },
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(delete_versioned),
+            flags,
+            dl_tensor,
+        },
+        // Moving the Vecs into the box does not move their heap buffers: the pointers stay valid.
+        shape,
+        strides,
+        _owner: owner,
+    });
+    let raw = Box::into_raw(block);
+    // SAFETY: `raw` comes from `Box::into_raw` and is non-null and exclusively ours here.
+    unsafe { (*raw).managed.manager_ctx = raw.cast() };
+    Ok(NonNull::new(raw.cast()).expect("Box::into_raw is never null"))
+}
+
+/// Builds a legacy (pre-1.0) managed tensor, for consumers that only take `"dltensor"`
+/// capsules (TensorFlow, JAX). It has no read-only flag: callers must only hand read-only
+/// memory to consumers that do not write.
+pub fn export_legacy(
+    spec: ExportSpec,
+    owner: Box<dyn Any + Send>,
+) -> Result<NonNull<DLManagedTensor>, DlpackError> {
+    let (mut shape, mut strides) = element_shape_strides(&spec)?;
+    let dl_tensor = dl_tensor(&spec, &mut shape, &mut strides);
+    let block = Box::new(Exported {
+        managed: DLManagedTensor {
+            dl_tensor,
+            manager_ctx: std::ptr::null_mut(),
+            deleter: Some(delete_legacy),
+        },
+        shape,
+        strides,
+        _owner: owner,
+    });
+    let raw = Box::into_raw(block);
+    // SAFETY: `raw` comes from `Box::into_raw` and is non-null and exclusively ours here.
+    unsafe { (*raw).managed.manager_ctx = raw.cast() };
+    Ok(NonNull::new(raw.cast()).expect("Box::into_raw is never null"))
+}
+
+/// A producer's managed tensor that we own: dropping it calls the producer's deleter once.
+pub enum ManagedTensor {
+    Legacy(NonNull<DLManagedTensor>),
+    Versioned(NonNull<DLManagedTensorVersioned>),
+}
+
+// SAFETY: the DLPack specification requires deleters to be callable from any thread, and
+// we only read the tensor's immutable description after import.
+unsafe impl Send for ManagedTensor {}
+// SAFETY: shared references only read the immutable description; deletion needs `Drop`.
+unsafe impl Sync for ManagedTensor {}
+
+impl Drop for ManagedTensor {
+    fn drop(&mut self) {
+        match *self {
+            ManagedTensor::Legacy(p) => {
+                // SAFETY: we took ownership of `p` at import (the capsule was marked used), so
+                // calling its deleter once, here, is what the protocol asks of us.
+                unsafe {
+                    if let Some(deleter) = (*p.as_ptr()).deleter {
+                        deleter(p.as_ptr());
+                    }
+                }
+            }
+            ManagedTensor::Versioned(p) => {
+                // SAFETY: as above, for the versioned struct.
+                unsafe {
+                    if let Some(deleter) = (*p.as_ptr()).deleter {
+                        deleter(p.as_ptr());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// An imported tensor: its description plus the handle that keeps the producer's memory alive.
+pub struct Imported {
+    /// Address of the first element (`data + byte_offset`).
+    pub data: *mut u8,
+    pub device: DLDevice,
+    pub dtype: DType,
+    pub layout: Layout,
+    pub readonly: bool,
+    pub handle: ManagedTensor,
+}
+
+// SAFETY: `data` is only an address here; access rules are enforced by the view that holds it.
+unsafe impl Send for Imported {}
+// SAFETY: as above.
+unsafe impl Sync for Imported {}
+
+impl ManagedTensor {
+    /// Takes ownership of a managed tensor and reads its description.
+    ///
+    /// # Safety
+    /// `self` must point to a live managed tensor that nobody else will delete; on error the
+    /// deleter has already been called (ownership was taken either way).
+    pub unsafe fn import(self) -> Result<Imported, DlpackError> {
+        let (tensor, flags) = match &self {
+            ManagedTensor::Legacy(p) => {
+                // SAFETY: the caller guarantees `p` is live.
+                (unsafe { &(*p.as_ptr()).dl_tensor }, 0)
+            }
+            ManagedTensor::Versioned(p) => {
+                // SAFETY: the caller guarantees `p` is live.
+                let managed = unsafe { &*p.as_ptr() };
+                if managed.version.major != 1 {
+                    return Err(DlpackError::Version {
+                        major: managed.version.major,
+                    });
+                }
+                (&managed.dl_tensor, managed.flags)
+            }
+        };
+        // SAFETY: `tensor` belongs to the live managed tensor above.
+        let (data, dtype, layout) = unsafe { describe(tensor)? };
+        Ok(Imported {
+            data,
+            device: tensor.device,
+            dtype,
+            layout,
+            readonly: flags & FLAG_READ_ONLY != 0,
+            handle: self,
+        })
+    }
+}
+
+/// Reads and validates a `DLTensor`.
+///
+/// # Safety
+/// `tensor.shape` (and `strides`, when non-null) must point to `ndim` readable values.
+unsafe fn describe(tensor: &DLTensor) -> Result<(*mut u8, DType, Layout), DlpackError> {
+    let dtype = DType::from_dlpack(tensor.dtype.code, tensor.dtype.bits, tensor.dtype.lanes)?;
+    let ndim = usize::try_from(tensor.ndim).map_err(|_| DlpackError::BadNdim(tensor.ndim))?;
+    let dims: &[i64] = if ndim == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller guarantees `ndim` readable dims.
+        unsafe { std::slice::from_raw_parts(tensor.shape, ndim) }
+    };
+    let mut shape = Vec::with_capacity(ndim);
+    for (axis, &dim) in dims.iter().enumerate() {
+        shape.push(usize::try_from(dim).map_err(|_| DlpackError::NegativeDim { axis, dim })?);
+    }
+    let itemsize = dtype.itemsize();
+    let layout = if tensor.strides.is_null() || ndim == 0 {
+        Layout::c_contiguous(&shape, itemsize)?
+    } else {
+        // SAFETY: the caller guarantees `ndim` readable strides when the pointer is non-null.
+        let elems = unsafe { std::slice::from_raw_parts(tensor.strides, ndim) };
+        let overflow = || LayoutError::Overflow {
+            what: "DLPack stride",
+            shape: shape.clone(),
+        };
+        let strides = elems
+            .iter()
+            .map(|&s| {
+                isize::try_from(s)
+                    .ok()
+                    .and_then(|s| s.checked_mul(itemsize as isize))
+                    .ok_or_else(overflow)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Layout::new(shape, strides, itemsize)?
+    };
+    if tensor.data.is_null() && layout.size() > 0 {
+        return Err(DlpackError::NullData {
+            size: layout.size(),
+        });
+    }
+    let data = tensor
+        .data
+        .cast::<u8>()
+        .wrapping_add(tensor.byte_offset as usize);
+    Ok((data, dtype, layout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    struct CountDrop(Arc<AtomicUsize>);
+    impl Drop for CountDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn spec(data: &mut [f32], layout: Layout) -> ExportSpec {
+        ExportSpec {
+            data: data.as_mut_ptr().cast(),
+            device: DLDevice::CPU,
+            dtype: DType::F32,
+            layout,
+            readonly: true,
+        }
+    }
+
+    #[test]
+    fn versioned_round_trip_calls_owner_drop_once() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut data = [0f32; 12];
+        let layout = Layout::c_contiguous(&[3, 4], 4)
+            .unwrap()
+            .transpose(None)
+            .unwrap();
+        let exported = export_versioned(
+            spec(&mut data, layout.clone()),
+            Box::new(CountDrop(drops.clone())),
+        )
+        .unwrap();
+        // SAFETY: freshly exported and not handed to anyone else.
+        let imported = unsafe { ManagedTensor::Versioned(exported).import() }.unwrap();
+        assert_eq!(imported.layout, layout);
+        assert_eq!(imported.dtype, DType::F32);
+        assert!(imported.readonly);
+        assert_eq!(imported.data, data.as_mut_ptr().cast());
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        drop(imported);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn legacy_has_element_strides_and_no_flags() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut data = [0f32; 12];
+        let layout = Layout::c_contiguous(&[3, 4], 4).unwrap();
+        let exported =
+            export_legacy(spec(&mut data, layout), Box::new(CountDrop(drops.clone()))).unwrap();
+        // SAFETY: reading the struct we just built.
+        let strides = unsafe {
+            let t = &(*exported.as_ptr()).dl_tensor;
+            std::slice::from_raw_parts(t.strides, 2).to_vec()
+        };
+        assert_eq!(strides, vec![4, 1]);
+        // SAFETY: freshly exported and not handed to anyone else.
+        let imported = unsafe { ManagedTensor::Legacy(exported).import() }.unwrap();
+        assert!(!imported.readonly);
+        drop(imported);
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn byte_strides_that_split_items_are_refused() {
+        let mut data = [0f32; 4];
+        let layout = Layout::new(vec![2], vec![6], 4).unwrap();
+        let err = export_versioned(spec(&mut data, layout), Box::new(()))
+            .err()
+            .unwrap();
+        assert!(matches!(
+            err,
+            DlpackError::StrideNotElementMultiple {
+                stride_bytes: 6,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn unknown_major_version_is_refused_and_still_deleted() {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let mut data = [0f32; 1];
+        let exported = export_versioned(
+            spec(&mut data, Layout::c_contiguous(&[1], 4).unwrap()),
+            Box::new(CountDrop(drops.clone())),
+        )
+        .unwrap();
+        // SAFETY: we own the struct; pretend a future producer made it.
+        unsafe { (*exported.as_ptr()).version.major = 2 };
+        // SAFETY: freshly exported and not handed to anyone else.
+        let err = unsafe { ManagedTensor::Versioned(exported).import() }
+            .err()
+            .unwrap();
+        assert!(matches!(err, DlpackError::Version { major: 2 }));
+        assert_eq!(drops.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn negative_dims_are_refused() {
+        let mut shape = [2i64, -1];
+        let tensor = DLTensor {
+            data: std::ptr::null_mut(),
+            device: DLDevice::CPU,
+            ndim: 2,
+            dtype: DLDataType {
+                code: 2,
+                bits: 32,
+                lanes: 1,
+            },
+            shape: shape.as_mut_ptr(),
+            strides: std::ptr::null_mut(),
+            byte_offset: 0,
+        };
+        // SAFETY: shape points to 2 values; strides are null.
+        let err = unsafe { describe(&tensor) }.err().unwrap();
+        assert!(matches!(err, DlpackError::NegativeDim { axis: 1, dim: -1 }));
+    }
+}

@@ -1,1 +1,286 @@
-//! Host memory. (Being written.)
+//! Host memory: aligned allocations (64 bytes, a page, or a 2 MiB huge page) that can be
+//! page-locked, and the queries that budgets need (memlock limit, available RAM).
+
+use std::alloc::{self, Layout as AllocLayout};
+use std::ptr::NonNull;
+
+use thiserror::Error;
+
+/// The alignment TensorFlow and XLA require of imported buffers (`EIGEN_MAX_ALIGN_BYTES`).
+pub const FRAMEWORK_ALIGNMENT: usize = 64;
+/// The size of a transparent huge page on x86-64 and most arm64 kernels.
+pub const HUGE_PAGE: usize = 2 << 20;
+
+/// How to align an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Alignment {
+    /// A power of two number of bytes.
+    Bytes(usize),
+    /// The system page size (4 KiB on most machines).
+    Page,
+    /// A 2 MiB boundary, with the kernel asked to back it by transparent huge pages.
+    Huge,
+}
+
+impl Alignment {
+    /// The alignment in bytes.
+    pub fn bytes(self) -> usize {
+        match self {
+            Alignment::Bytes(n) => n,
+            Alignment::Page => page_size(),
+            Alignment::Huge => HUGE_PAGE,
+        }
+    }
+}
+
+/// Why host memory could not be had.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum HostError {
+    #[error("align={0} is not a power of two; use 64, 4096, \"page\" or \"huge\"")]
+    BadAlignment(usize),
+    #[error("{bytes} bytes with alignment {align} cannot be allocated: the size overflows")]
+    TooLarge { bytes: usize, align: usize },
+    #[error("out of memory allocating {bytes} bytes (available RAM: {available} bytes); reduce the batch size or memory_budget")]
+    OutOfMemory { bytes: usize, available: u64 },
+    #[error("mlock of {bytes} bytes failed ({reason}); the memlock limit is {limit}; raise it with `ulimit -l` or pass pin=False")]
+    Lock {
+        bytes: usize,
+        limit: String,
+        reason: String,
+    },
+}
+
+/// The system page size.
+pub fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions; it returns -1 on error, handled below.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 {
+        size as usize
+    } else {
+        4096
+    }
+}
+
+/// The soft `RLIMIT_MEMLOCK` in bytes, or `None` when unlimited.
+pub fn memlock_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass; it is valid for the call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) };
+    if rc != 0 || limit.rlim_cur == libc::RLIM_INFINITY {
+        None
+    } else {
+        Some(limit.rlim_cur)
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo` in bytes (`None` where the kernel does not say).
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// An owned, aligned, uninitialised-until-written block of host memory.
+///
+/// Memory obtained from the allocator is not touched here, so a large `empty` costs no
+/// resident memory until written. Optionally page-locked (`mlock`) so that it can neither
+/// be swapped out nor moved, which is what DMA engines need.
+pub struct AlignedBuffer {
+    ptr: NonNull<u8>,
+    len: usize,
+    layout: Option<AllocLayout>,
+    locked: bool,
+}
+
+// SAFETY: the buffer is plain memory owned by this value; moving it between threads is fine.
+unsafe impl Send for AlignedBuffer {}
+// SAFETY: shared access only hands out the address and length; writes go through `&mut`.
+unsafe impl Sync for AlignedBuffer {}
+
+impl AlignedBuffer {
+    /// Allocates `len` bytes at `align`. The contents are unspecified until written
+    /// (zero for fresh pages from the kernel, but do not rely on it).
+    pub fn new(len: usize, align: Alignment) -> Result<AlignedBuffer, HostError> {
+        let bytes = align.bytes();
+        if !bytes.is_power_of_two() {
+            return Err(HostError::BadAlignment(bytes));
+        }
+        if len == 0 {
+            // A dangling but aligned address: what Vec does for zero-sized storage.
+            let ptr = NonNull::new(bytes as *mut u8).expect("alignment is non-zero");
+            return Ok(AlignedBuffer {
+                ptr,
+                len,
+                layout: None,
+                locked: false,
+            });
+        }
+        // Huge pages only help when whole pages are ours: round the size up.
+        let alloc_len = if align == Alignment::Huge {
+            len.checked_next_multiple_of(HUGE_PAGE)
+        } else {
+            Some(len)
+        };
+        let layout = alloc_len
+            .and_then(|n| AllocLayout::from_size_align(n, bytes).ok())
+            .ok_or(HostError::TooLarge {
+                bytes: len,
+                align: bytes,
+            })?;
+        // SAFETY: `layout` has a non-zero size (len > 0) and a valid power-of-two alignment.
+        let raw = unsafe { alloc::alloc(layout) };
+        let ptr = NonNull::new(raw).ok_or(HostError::OutOfMemory {
+            bytes: len,
+            available: available_memory().unwrap_or(0),
+        })?;
+        if align == Alignment::Huge {
+            // SAFETY: the range is exactly our allocation; madvise only changes paging policy
+            // and failure (no THP support) is harmless, so its result is ignored.
+            unsafe {
+                libc::madvise(ptr.as_ptr().cast(), layout.size(), libc::MADV_HUGEPAGE);
+            }
+        }
+        Ok(AlignedBuffer {
+            ptr,
+            len,
+            layout: Some(layout),
+            locked: false,
+        })
+    }
+
+    /// Allocates and fills with zeros (touching every page).
+    pub fn zeroed(len: usize, align: Alignment) -> Result<AlignedBuffer, HostError> {
+        let mut buffer = AlignedBuffer::new(len, align)?;
+        buffer.as_mut_slice().fill(0);
+        Ok(buffer)
+    }
+
+    /// Page-locks the buffer with `mlock`. Locking faults every page in.
+    pub fn lock(&mut self) -> Result<(), HostError> {
+        if self.locked || self.layout.is_none() {
+            return Ok(());
+        }
+        // SAFETY: the range is exactly our live allocation.
+        let rc = unsafe { libc::mlock(self.ptr.as_ptr().cast(), self.len) };
+        if rc != 0 {
+            return Err(HostError::Lock {
+                bytes: self.len,
+                limit: memlock_limit().map_or("unlimited".to_owned(), |l| format!("{l} bytes")),
+                reason: std::io::Error::last_os_error().to_string(),
+            });
+        }
+        self.locked = true;
+        Ok(())
+    }
+
+    pub fn is_locked(&self) -> bool {
+        self.locked
+    }
+
+    pub fn as_ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn as_slice(&self) -> &[u8] {
+        // SAFETY: `ptr` is valid for `len` bytes (or dangling with len 0). Reading bytes the
+        // allocator handed out but nobody wrote is reading initialised-by-the-OS memory
+        // for fresh pages or old bytes of our process; u8 has no invalid values.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in `as_slice`, and `&mut self` guarantees exclusivity.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for AlignedBuffer {
+    fn drop(&mut self) {
+        let Some(layout) = self.layout else { return };
+        if self.locked {
+            // SAFETY: the range was locked by us and is still allocated.
+            unsafe { libc::munlock(self.ptr.as_ptr().cast(), self.len) };
+        }
+        // SAFETY: allocated in `new` with exactly this layout, freed once here.
+        unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
+    }
+}
+
+impl std::fmt::Debug for AlignedBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlignedBuffer")
+            .field("ptr", &self.ptr)
+            .field("len", &self.len)
+            .field("locked", &self.locked)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::alignment_of;
+
+    #[test]
+    fn alignments_are_honoured() {
+        for align in [
+            Alignment::Bytes(64),
+            Alignment::Bytes(256),
+            Alignment::Page,
+            Alignment::Huge,
+        ] {
+            let buffer = AlignedBuffer::new(1000, align).unwrap();
+            assert_eq!(buffer.as_ptr() as usize % align.bytes(), 0, "{align:?}");
+            assert_eq!(buffer.len(), 1000);
+        }
+    }
+
+    #[test]
+    fn zero_length_is_aligned_and_free() {
+        let buffer = AlignedBuffer::new(0, Alignment::Bytes(64)).unwrap();
+        assert!(alignment_of(buffer.as_ptr() as usize) >= 64);
+        assert!(buffer.as_slice().is_empty());
+    }
+
+    #[test]
+    fn bad_alignment_is_named() {
+        let err = AlignedBuffer::new(10, Alignment::Bytes(48)).unwrap_err();
+        assert_eq!(err, HostError::BadAlignment(48));
+        assert!(err.to_string().contains("power of two"));
+    }
+
+    #[test]
+    fn absurd_sizes_fail_cleanly() {
+        assert!(AlignedBuffer::new(usize::MAX - 10, Alignment::Bytes(64)).is_err());
+    }
+
+    #[test]
+    fn zeroed_is_zero_and_writable() {
+        let mut buffer = AlignedBuffer::zeroed(4096, Alignment::Page).unwrap();
+        assert!(buffer.as_slice().iter().all(|&b| b == 0));
+        buffer.as_mut_slice()[4095] = 7;
+        assert_eq!(buffer.as_slice()[4095], 7);
+    }
+
+    #[test]
+    fn lock_small_buffer_or_report_limit() {
+        let mut buffer = AlignedBuffer::new(4096, Alignment::Page).unwrap();
+        match buffer.lock() {
+            Ok(()) => assert!(buffer.is_locked()),
+            Err(HostError::Lock { limit, .. }) => assert!(!limit.is_empty()),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+}

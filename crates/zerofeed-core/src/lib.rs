@@ -20,4 +20,4 @@ pub mod sampler;
 pub mod source;
 
 pub use dtype::DType;
-// layout re-export comes with the module
+pub use layout::Layout;
