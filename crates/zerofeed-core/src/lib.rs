@@ -6,6 +6,8 @@
 //! - [`dtype`]: element types and their DLPack / NumPy encodings
 //! - [`layout`]: shape + byte strides + offset; N-d indexing, contiguity, alignment
 //! - [`dlpack`]: the DLPack 1.x ABI, export and import
+//! - [`exchange`]: what each consumer (NumPy, PyTorch, TensorFlow, JAX, CuPy) accepts
+//! - [`gather`]: the one copy, packing a strided view
 //! - [`host`]: aligned, huge-page and page-locked host memory, the recycling pool
 //! - [`source`]: memory-mapped `.npy` files with fully validated headers
 //! - [`ops`]: fused per-sample kernels (crop, flip, normalize, cast, layout change)
@@ -13,6 +15,8 @@
 
 pub mod dlpack;
 pub mod dtype;
+pub mod exchange;
+pub mod gather;
 pub mod host;
 pub mod layout;
 pub mod ops;

@@ -1,0 +1,319 @@
+//! What each consumer accepts, and whether handing it a view needs a copy.
+//!
+//! The rules are facts measured on the frameworks themselves (NumPy 2.4, PyTorch 2.15,
+//! TensorFlow 2.21, JAX 0.10); the tests in `tests/test_frameworks.py` pin them down, so
+//! a framework that changes its mind makes a test fail instead of a user's process crash.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::dlpack::DLDevice;
+use crate::dtype::DType;
+use crate::host::FRAMEWORK_ALIGNMENT;
+use crate::layout::{alignment_of, Layout};
+
+/// A consumer of views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    Numpy,
+    Torch,
+    TensorFlow,
+    /// JAX; `x64` is the state of `jax_enable_x64` (off by default), which decides
+    /// whether 64-bit types survive the trip.
+    Jax {
+        x64: bool,
+    },
+    Cupy,
+}
+
+impl Target {
+    pub const NAMES: [&'static str; 5] = ["numpy", "torch", "tensorflow", "jax", "cupy"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Numpy => "numpy",
+            Target::Torch => "torch",
+            Target::TensorFlow => "tensorflow",
+            Target::Jax { .. } => "jax",
+            Target::Cupy => "cupy",
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An unknown target name.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("unknown target {0:?}: use one of numpy, torch, tensorflow, jax, cupy")]
+pub struct UnknownTarget(pub String);
+
+impl FromStr for Target {
+    type Err = UnknownTarget;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "numpy" | "np" => Ok(Target::Numpy),
+            "torch" | "pytorch" => Ok(Target::Torch),
+            "tensorflow" | "tf" => Ok(Target::TensorFlow),
+            "jax" => Ok(Target::Jax { x64: false }),
+            "cupy" | "cp" => Ok(Target::Cupy),
+            _ => Err(UnknownTarget(s.to_owned())),
+        }
+    }
+}
+
+/// How a view would travel to a target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The buffer protocol (NumPy on the host): any strides, any alignment.
+    Buffer,
+    /// A DLPack capsule; `legacy` when the consumer only takes `"dltensor"` capsules.
+    Dlpack { legacy: bool },
+}
+
+/// The verdict for one view and one target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExportPlan {
+    pub target: Target,
+    pub route: Route,
+    /// True when the consumer will read the view's own bytes.
+    pub zero_copy: bool,
+    /// Why a copy is needed (empty when none is), each with how to avoid it.
+    pub reasons: Vec<String>,
+    /// Bytes that the copy writes (0 when zero-copy).
+    pub copy_bytes: usize,
+    /// Warnings that do not force a copy (e.g. a consumer that ignores read-only flags).
+    pub notes: Vec<String>,
+}
+
+/// What the planner needs to know about a view.
+#[derive(Clone, Debug)]
+pub struct ViewFacts<'a> {
+    pub address: usize,
+    pub layout: &'a Layout,
+    pub dtype: DType,
+    pub device: DLDevice,
+    pub readonly: bool,
+}
+
+/// Decides whether `target` can take the view as it is, and why not.
+pub fn plan(facts: &ViewFacts<'_>, target: Target) -> ExportPlan {
+    let mut reasons = Vec::new();
+    let mut notes = Vec::new();
+    let layout = facts.layout;
+    let on_host = facts.device.is_host_accessible();
+    let contiguous = layout.is_c_contiguous();
+    let aligned = layout.size() == 0 || alignment_of(facts.address) >= FRAMEWORK_ALIGNMENT;
+    let align_reason = || {
+        format!(
+            "data starts at an address aligned to {} bytes, and {} needs {FRAMEWORK_ALIGNMENT}; allocate with zerofeed.empty()/zerofeed.aligned() or load with zerofeed.open_npy() to avoid the copy",
+            alignment_of(facts.address),
+            target.name()
+        )
+    };
+    let contiguity_reason = || {
+        format!(
+            "the view is not C-contiguous (strides {:?} for shape {:?}), and {} only imports packed row-major buffers; slice the batch axis only, or keep the crop as a NumPy/PyTorch view",
+            layout.strides(),
+            layout.shape(),
+            target.name()
+        )
+    };
+    if !layout.strides_are_element_multiples() && target != Target::Numpy {
+        reasons.push(format!(
+            "a stride is not a whole number of {}-byte items (DLPack counts strides in items)",
+            facts.dtype.itemsize()
+        ));
+    }
+    let route = match target {
+        Target::Numpy => {
+            if !on_host {
+                reasons.push(format!(
+                    "the data is on {}; NumPy arrays live in host memory, so it must be copied to the host (copy=True, or use a GPU framework)",
+                    facts.device.name()
+                ));
+            }
+            Route::Buffer
+        }
+        Target::Torch => {
+            if layout.has_negative_strides() {
+                reasons.push(
+                    "a stride is negative (a reversed axis), which PyTorch tensors cannot express; flip in PyTorch instead (torch.flip) or slice with a positive step"
+                        .to_owned(),
+                );
+            }
+            if facts.readonly && on_host {
+                notes.push(
+                    "the data is read-only and PyTorch tensors cannot be: writing to the tensor is undefined (a crash for a read-only memory map)"
+                        .to_owned(),
+                );
+            }
+            Route::Dlpack { legacy: false }
+        }
+        Target::TensorFlow => {
+            if !contiguous {
+                reasons.push(contiguity_reason());
+            }
+            if on_host && !aligned {
+                reasons.push(align_reason());
+            }
+            Route::Dlpack { legacy: true }
+        }
+        Target::Jax { x64 } => {
+            if !contiguous {
+                reasons.push(contiguity_reason());
+            }
+            if on_host && !aligned {
+                reasons.push(align_reason());
+            }
+            let wide = matches!(
+                facts.dtype,
+                DType::I64 | DType::U64 | DType::F64 | DType::C128
+            );
+            if wide && !x64 {
+                reasons.push(format!(
+                    "{} is 64-bit and jax_enable_x64 is off, so JAX converts it to 32 bits; enable x64 (jax.config.update('jax_enable_x64', True)) or cast first",
+                    facts.dtype
+                ));
+            }
+            Route::Dlpack { legacy: true }
+        }
+        Target::Cupy => {
+            if on_host {
+                reasons.push(
+                    "the data is in host memory and CuPy arrays live on the GPU: it is copied to the device; use Loader(device=\"cuda\") to have batches arrive there"
+                        .to_owned(),
+                );
+            }
+            Route::Dlpack { legacy: false }
+        }
+    };
+    let zero_copy = reasons.is_empty();
+    ExportPlan {
+        target,
+        route,
+        zero_copy,
+        copy_bytes: if zero_copy { 0 } else { layout.nbytes() },
+        reasons,
+        notes,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::IndexItem;
+
+    fn facts(layout: &Layout, address: usize) -> ViewFacts<'_> {
+        ViewFacts {
+            address,
+            layout,
+            dtype: DType::U8,
+            device: DLDevice::CPU,
+            readonly: false,
+        }
+    }
+
+    #[test]
+    fn aligned_contiguous_goes_everywhere_on_the_host() {
+        let l = Layout::c_contiguous(&[4, 8, 8, 3], 1).unwrap();
+        for t in [
+            Target::Numpy,
+            Target::Torch,
+            Target::TensorFlow,
+            Target::Jax { x64: false },
+        ] {
+            let p = plan(&facts(&l, 0x10000), t);
+            assert!(p.zero_copy, "{t}: {:?}", p.reasons);
+            assert_eq!(p.copy_bytes, 0);
+        }
+        assert!(!plan(&facts(&l, 0x10000), Target::Cupy).zero_copy);
+    }
+
+    #[test]
+    fn misaligned_costs_a_copy_for_tensorflow_only() {
+        let l = Layout::c_contiguous(&[1024], 1).unwrap();
+        let p = plan(&facts(&l, 0x10010), Target::TensorFlow);
+        assert!(!p.zero_copy);
+        assert_eq!(p.copy_bytes, 1024);
+        assert!(
+            p.reasons[0].contains("aligned to 16 bytes"),
+            "{:?}",
+            p.reasons
+        );
+        assert!(plan(&facts(&l, 0x10010), Target::Torch).zero_copy);
+        assert!(plan(&facts(&l, 0x10010), Target::Numpy).zero_copy);
+    }
+
+    #[test]
+    fn crops_are_zero_copy_for_numpy_and_torch_but_not_tensorflow() {
+        let full = Layout::c_contiguous(&[4, 16, 16, 3], 1).unwrap();
+        let s = |a, b| IndexItem::Slice {
+            start: Some(a),
+            stop: Some(b),
+            step: None,
+        };
+        let crop = full
+            .index(&[IndexItem::Ellipsis, s(4, 12), s(4, 12), s(0, 3)])
+            .unwrap()
+            .layout;
+        assert!(plan(&facts(&crop, 0x10000), Target::Numpy).zero_copy);
+        assert!(plan(&facts(&crop, 0x10000), Target::Torch).zero_copy);
+        let tf = plan(&facts(&crop, 0x10000), Target::TensorFlow);
+        assert!(!tf.zero_copy && tf.reasons[0].contains("C-contiguous"));
+        assert_eq!(tf.copy_bytes, 4 * 8 * 8 * 3);
+    }
+
+    #[test]
+    fn reversed_axes_cost_torch_a_copy() {
+        let l = Layout::new(vec![5], vec![-4], 4).unwrap();
+        let p = plan(
+            &ViewFacts {
+                dtype: DType::F32,
+                ..facts(&l, 0x1000)
+            },
+            Target::Torch,
+        );
+        assert!(!p.zero_copy && p.reasons[0].contains("negative"));
+    }
+
+    #[test]
+    fn jax_without_x64_converts_wide_types() {
+        let l = Layout::c_contiguous(&[8], 8).unwrap();
+        let f = ViewFacts {
+            dtype: DType::F64,
+            ..facts(&l, 0x1000)
+        };
+        assert!(!plan(&f, Target::Jax { x64: false }).zero_copy);
+        assert!(plan(&f, Target::Jax { x64: true }).zero_copy);
+    }
+
+    #[test]
+    fn gpu_data_cannot_become_numpy_without_a_copy() {
+        let l = Layout::c_contiguous(&[8], 4).unwrap();
+        let f = ViewFacts {
+            device: DLDevice {
+                device_type: crate::dlpack::device_type::CUDA,
+                device_id: 0,
+            },
+            ..facts(&l, 0x1000)
+        };
+        let p = plan(&f, Target::Numpy);
+        assert!(!p.zero_copy && p.reasons[0].contains("cuda:0"));
+        assert!(plan(&f, Target::Cupy).zero_copy);
+    }
+
+    #[test]
+    fn target_names_parse() {
+        assert_eq!("TF".parse::<Target>().unwrap(), Target::TensorFlow);
+        assert!("mxnet"
+            .parse::<Target>()
+            .unwrap_err()
+            .to_string()
+            .contains("tensorflow"));
+    }
+}
