@@ -1,1 +1,24 @@
-//! bindings
+//! `zerofeed._zerofeed`: PyO3 bindings of zerofeed-core.
+//!
+//! Only argument parsing, error mapping and GIL release live here; every decision is made
+//! in the core. Modules mirror the core's: `view` (layout + exchange), `dlpack`, `import`.
+
+use pyo3::prelude::*;
+
+mod dlpack;
+mod errors;
+mod import;
+mod view;
+
+#[pymodule]
+fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<view::PyView>()?;
+    m.add_function(wrap_pyfunction!(errors::_register_errors, m)?)?;
+    m.add_function(wrap_pyfunction!(import::_view_from_buffer, m)?)?;
+    m.add_function(wrap_pyfunction!(import::_view_from_capsule, m)?)?;
+    m.add_function(wrap_pyfunction!(import::_view_from_address, m)?)?;
+    m.add_function(wrap_pyfunction!(import::_empty, m)?)?;
+    m.add_function(wrap_pyfunction!(view::_copy_stats, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

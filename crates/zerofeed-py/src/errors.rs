@@ -1,0 +1,117 @@
+//! Core errors to Python exceptions.
+//!
+//! The exception classes are defined in Python (`zerofeed/errors.py`) so that they can
+//! subclass both `zerofeed.ZerofeedError` and the matching built-in (`IndexError`,
+//! `ValueError`, ...) and carry fields. The package registers them here at import; until
+//! then (or if a name is missing) the plain built-in is raised, so an error is never lost.
+
+use pyo3::exceptions::{PyBufferError, PyIndexError, PyMemoryError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
+
+use zerofeed_core::dlpack::DlpackError;
+use zerofeed_core::dtype::UnsupportedDType;
+use zerofeed_core::host::HostError;
+use zerofeed_core::layout::LayoutError;
+
+static CLASSES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
+/// Called once by `zerofeed/__init__.py` with `{name: class}`.
+#[pyfunction]
+pub fn _register_errors(py: Python<'_>, classes: Bound<'_, PyDict>) -> PyResult<()> {
+    let _ = CLASSES.set(py, classes.unbind());
+    Ok(())
+}
+
+/// The Python exception kinds zerofeed raises, by the name of their class in `errors.py`.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    IndexOutOfRange,
+    Layout,
+    DType,
+    UnsupportedSource,
+    Export,
+    ReadOnly,
+    Device,
+    NpyFormat,
+    Memory,
+    Pipeline,
+}
+
+impl Kind {
+    fn class_name(self) -> &'static str {
+        match self {
+            Kind::IndexOutOfRange => "ViewIndexError",
+            Kind::Layout => "LayoutError",
+            Kind::DType => "DTypeError",
+            Kind::UnsupportedSource => "UnsupportedSourceError",
+            Kind::Export => "ExportError",
+            Kind::ReadOnly => "ReadOnlyError",
+            Kind::Device => "DeviceError",
+            Kind::NpyFormat => "NpyFormatError",
+            Kind::Memory => "MemoryBudgetError",
+            Kind::Pipeline => "PipelineError",
+        }
+    }
+
+    fn builtin(self, message: String) -> PyErr {
+        match self {
+            Kind::IndexOutOfRange => PyIndexError::new_err(message),
+            Kind::DType | Kind::UnsupportedSource => PyTypeError::new_err(message),
+            Kind::Export | Kind::ReadOnly => PyBufferError::new_err(message),
+            Kind::Memory => PyMemoryError::new_err(message),
+            Kind::Layout | Kind::Device | Kind::NpyFormat | Kind::Pipeline => {
+                PyValueError::new_err(message)
+            }
+        }
+    }
+}
+
+/// Builds the exception of `kind`, naming `argument` (the parameter at fault).
+pub fn raise(kind: Kind, argument: &str, message: impl Into<String>) -> PyErr {
+    let message = message.into();
+    Python::attach(|py| {
+        let class = CLASSES
+            .get(py)
+            .and_then(|d| d.bind(py).get_item(kind.class_name()).ok().flatten())
+            .and_then(|c| c.cast_into::<PyType>().ok());
+        let Some(class) = class else {
+            return kind.builtin(message);
+        };
+        match class.call1((message.clone(), argument)) {
+            Ok(instance) => PyErr::from_value(instance),
+            Err(_) => kind.builtin(message),
+        }
+    })
+}
+
+pub fn layout_error(argument: &str, err: LayoutError) -> PyErr {
+    let kind = match err {
+        LayoutError::IndexOutOfRange { .. } | LayoutError::TooManyIndices { .. } => {
+            Kind::IndexOutOfRange
+        }
+        _ => Kind::Layout,
+    };
+    raise(kind, argument, err.to_string())
+}
+
+pub fn dtype_error(argument: &str, err: UnsupportedDType) -> PyErr {
+    raise(Kind::DType, argument, err.to_string())
+}
+
+pub fn dlpack_error(argument: &str, err: DlpackError) -> PyErr {
+    match err {
+        DlpackError::DType(e) => dtype_error(argument, e),
+        DlpackError::Layout(e) => layout_error(argument, e),
+        other => raise(Kind::Export, argument, other.to_string()),
+    }
+}
+
+pub fn host_error(argument: &str, err: HostError) -> PyErr {
+    let kind = match err {
+        HostError::BadAlignment(_) => Kind::Layout,
+        _ => Kind::Memory,
+    };
+    raise(kind, argument, err.to_string())
+}

@@ -1,0 +1,201 @@
+//! Making views: from the buffer protocol, a DLPack capsule, a raw address
+//! (`__array_interface__`) or fresh aligned Rust memory.
+
+use std::sync::Arc;
+
+use pyo3::ffi;
+use pyo3::prelude::*;
+
+use zerofeed_core::dlpack::DLDevice;
+use zerofeed_core::host::Alignment;
+use zerofeed_core::{DType, Layout};
+
+use crate::dlpack::import_capsule;
+use crate::errors::{dtype_error, layout_error, raise, Kind};
+use crate::view::{parse_dtype, rust_buffer, PyView};
+
+/// Holds a Python object (here: a memoryview pinning a buffer export) for as long as a
+/// view, or any export of it, lives. Dropping it off the GIL defers the decref to PyO3.
+struct PythonOwner(#[allow(dead_code)] Py<PyAny>);
+
+fn check_readonly(requested: Option<bool>, source_readonly: bool) -> PyResult<bool> {
+    match requested {
+        Some(false) if source_readonly => Err(raise(
+            Kind::ReadOnly,
+            "readonly",
+            "readonly=False but the source is read-only (e.g. np.load(..., mmap_mode='r')); open it writable or leave readonly=None",
+        )),
+        Some(r) => Ok(r || source_readonly),
+        None => Ok(source_readonly),
+    }
+}
+
+fn override_dtype(found: DType, dtype: Option<&str>) -> PyResult<DType> {
+    let Some(name) = dtype else { return Ok(found) };
+    let wanted = parse_dtype("dtype", name)?;
+    if wanted.itemsize() != found.itemsize() {
+        return Err(raise(
+            Kind::DType,
+            "dtype",
+            format!("dtype={name} has {} bytes per item but the buffer holds {}-byte items", wanted.itemsize(), found.itemsize()),
+        ));
+    }
+    Ok(wanted)
+}
+
+/// A view of an object exporting the buffer protocol.
+#[pyfunction]
+#[pyo3(signature = (obj, *, readonly = None, dtype = None))]
+pub fn _view_from_buffer(obj: &Bound<'_, PyAny>, readonly: Option<bool>, dtype: Option<&str>) -> PyResult<PyView> {
+    let py = obj.py();
+    // SAFETY: `obj` is a live object; PyMemoryView_FromObject returns a new reference or NULL.
+    let memoryview = unsafe { ffi::PyMemoryView_FromObject(obj.as_ptr()) };
+    if memoryview.is_null() {
+        let cause = PyErr::fetch(py);
+        return Err(raise(
+            Kind::UnsupportedSource,
+            "obj",
+            format!("{} does not export the buffer protocol ({cause})", obj.get_type().name()?),
+        ));
+    }
+    // SAFETY: a new, owned reference.
+    let memoryview: Py<PyAny> = unsafe { Bound::from_owned_ptr(py, memoryview) }.unbind();
+    // SAFETY: Py_buffer is plain data; zeroed is a valid "empty" value before GetBuffer fills it.
+    let mut buffer: ffi::Py_buffer = unsafe { std::mem::zeroed() };
+    // SAFETY: `memoryview` is live; on success we own one export, released right below. The
+    // memoryview's own export (held by `PythonOwner`) keeps the pointers valid after that.
+    let rc = unsafe { ffi::PyObject_GetBuffer(memoryview.as_ptr(), &mut buffer, ffi::PyBUF_RECORDS_RO) };
+    if rc != 0 {
+        return Err(PyErr::fetch(py));
+    }
+    let described = describe_buffer(&buffer);
+    // SAFETY: releases exactly the export obtained above.
+    unsafe { ffi::PyBuffer_Release(&mut buffer) };
+    let (address, found_dtype, layout, source_readonly) = described?;
+    Ok(PyView {
+        keep: Arc::new(PythonOwner(memoryview)),
+        address,
+        layout,
+        dtype: override_dtype(found_dtype, dtype)?,
+        device: DLDevice::CPU,
+        readonly: check_readonly(readonly, source_readonly)?,
+    })
+}
+
+fn describe_buffer(buffer: &ffi::Py_buffer) -> PyResult<(usize, DType, Layout, bool)> {
+    // SAFETY: a filled Py_buffer: `format` is NUL-terminated when non-null, and `shape` /
+    // `strides` point to `ndim` values when non-null (RECORDS requests both).
+    unsafe {
+        let format = if buffer.format.is_null() {
+            "B".to_owned()
+        } else {
+            std::ffi::CStr::from_ptr(buffer.format).to_string_lossy().into_owned()
+        };
+        let dtype = DType::from_buffer_format(&format).map_err(|e| dtype_error("obj", e))?;
+        if dtype.itemsize() as isize != buffer.itemsize {
+            return Err(raise(Kind::DType, "obj", format!("buffer format {format:?} disagrees with its itemsize {}", buffer.itemsize)));
+        }
+        if !buffer.suboffsets.is_null() {
+            return Err(raise(Kind::UnsupportedSource, "obj", "buffers with suboffsets (PIL-style) are not supported; convert with np.asarray first"));
+        }
+        let ndim = buffer.ndim as usize;
+        let shape: Vec<usize> = if ndim == 0 { vec![] } else { std::slice::from_raw_parts(buffer.shape, ndim).iter().map(|&n| n as usize).collect() };
+        let layout = if buffer.strides.is_null() || ndim == 0 {
+            Layout::c_contiguous(&shape, dtype.itemsize())
+        } else {
+            let strides = std::slice::from_raw_parts(buffer.strides, ndim).to_vec();
+            Layout::new(shape, strides, dtype.itemsize())
+        }
+        .map_err(|e| layout_error("obj", e))?;
+        Ok((buffer.buf as usize, dtype, layout, buffer.readonly != 0))
+    }
+}
+
+/// Keeps an imported DLPack tensor and (optionally) its producer alive.
+struct DlpackOwner {
+    _tensor: zerofeed_core::dlpack::ManagedTensor,
+    _producer: Option<Py<PyAny>>,
+}
+
+/// A view of a DLPack capsule (consumed); `producer` is kept alive alongside.
+#[pyfunction]
+#[pyo3(signature = (capsule, producer = None, *, readonly = None))]
+pub fn _view_from_capsule(capsule: &Bound<'_, PyAny>, producer: Option<Py<PyAny>>, readonly: Option<bool>) -> PyResult<PyView> {
+    let imported = import_capsule(capsule)?;
+    let readonly = check_readonly(readonly, imported.readonly)?;
+    Ok(PyView {
+        address: imported.data as usize,
+        layout: imported.layout,
+        dtype: imported.dtype,
+        device: imported.device,
+        readonly,
+        keep: Arc::new(DlpackOwner {
+            _tensor: imported.handle,
+            _producer: producer,
+        }),
+    })
+}
+
+/// A view of raw memory described by `__array_interface__`; `owner` must keep it alive.
+#[pyfunction]
+#[pyo3(signature = (address, shape, strides, dtype, readonly, owner))]
+pub fn _view_from_address(
+    address: usize,
+    shape: Vec<usize>,
+    strides: Option<Vec<isize>>,
+    dtype: &str,
+    readonly: bool,
+    owner: Py<PyAny>,
+) -> PyResult<PyView> {
+    let dtype = parse_dtype("dtype", dtype)?;
+    let layout = match strides {
+        None => Layout::c_contiguous(&shape, dtype.itemsize()),
+        Some(s) => Layout::new(shape, s, dtype.itemsize()),
+    }
+    .map_err(|e| layout_error("obj", e))?;
+    if address == 0 && layout.size() > 0 {
+        return Err(raise(Kind::UnsupportedSource, "obj", "the array interface reports a null data pointer"));
+    }
+    Ok(PyView {
+        keep: Arc::new(PythonOwner(owner)),
+        address,
+        layout,
+        dtype,
+        device: DLDevice::CPU,
+        readonly,
+    })
+}
+
+/// Parses `align`: a power of two, `"page"` or `"huge"`.
+pub fn parse_alignment(align: &Bound<'_, PyAny>) -> PyResult<Alignment> {
+    if let Ok(text) = align.extract::<String>() {
+        return match text.as_str() {
+            "page" => Ok(Alignment::Page),
+            "huge" => Ok(Alignment::Huge),
+            other => Err(raise(Kind::Layout, "align", format!("align={other:?} is not valid; use a power of two, \"page\" or \"huge\""))),
+        };
+    }
+    let bytes: usize = align.extract().map_err(|_| raise(Kind::Layout, "align", "align must be an int power of two, \"page\" or \"huge\""))?;
+    if bytes == 0 || !bytes.is_power_of_two() {
+        return Err(raise(Kind::Layout, "align", format!("align={bytes} is not a power of two; use 64, 4096, \"page\" or \"huge\"")));
+    }
+    Ok(Alignment::Bytes(bytes))
+}
+
+/// A writable C-contiguous view of fresh, aligned Rust memory (contents unspecified).
+#[pyfunction]
+#[pyo3(signature = (shape, dtype, *, align))]
+pub fn _empty(shape: Vec<usize>, dtype: &str, align: &Bound<'_, PyAny>) -> PyResult<PyView> {
+    let dtype = parse_dtype("dtype", dtype)?;
+    let alignment = parse_alignment(align)?;
+    let layout = Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;
+    let buffer = rust_buffer(layout.nbytes(), alignment)?;
+    Ok(PyView {
+        address: buffer.as_ptr() as usize,
+        keep: Arc::new(buffer),
+        layout,
+        dtype,
+        device: DLDevice::CPU,
+        readonly: false,
+    })
+}

@@ -1,0 +1,67 @@
+"""zerofeed: zero-copy N-d views, DLPack exchange and aligned memory for feeding NumPy
+data to TensorFlow, PyTorch, JAX and CuPy.
+
+Example:
+    >>> import numpy as np, zerofeed as zf
+    >>> images = zf.empty((8, 64, 64, 3), "uint8")
+    >>> crop = zf.view(images)[:, 16:48, 16:48, :]
+    >>> zf.explain(crop, "torch").zero_copy
+    True
+
+"""
+
+from __future__ import annotations
+
+from . import _zerofeed
+from ._dtypes import bfloat16
+from .errors import (
+    ALL_ERRORS,
+    DeviceError,
+    DTypeError,
+    ExportError,
+    FrameworkMissingError,
+    LayoutError,
+    MemoryBudgetError,
+    NpyFormatError,
+    PipelineError,
+    ReadOnlyError,
+    UnsupportedSourceError,
+    ViewIndexError,
+    ZerofeedError,
+)
+from .explain import Explanation, explain
+from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .memory import aligned, copy_stats, empty
+from .views import View, view
+
+_zerofeed._register_errors(ALL_ERRORS)
+
+__version__: str = _zerofeed.__version__
+
+__all__ = [
+    "DTypeError",
+    "DeviceError",
+    "ExportError",
+    "Explanation",
+    "FrameworkMissingError",
+    "LayoutError",
+    "MemoryBudgetError",
+    "NpyFormatError",
+    "PipelineError",
+    "ReadOnlyError",
+    "UnsupportedSourceError",
+    "View",
+    "ViewIndexError",
+    "ZerofeedError",
+    "__version__",
+    "aligned",
+    "bfloat16",
+    "copy_stats",
+    "empty",
+    "explain",
+    "to_jax",
+    "to_numpy",
+    "to_tensorflow",
+    "to_torch",
+    "view",
+]

@@ -1,0 +1,89 @@
+"""``zerofeed.view``: a zero-copy N-d view of anything that exposes its memory."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from . import _zerofeed
+from ._dtypes import dtype_name
+from .errors import UnsupportedSourceError
+
+View = _zerofeed.View
+
+# DLPack device types readable by the CPU without a copy: CPU, CUDA host (pinned), ROCm host.
+_HOST_DEVICES = {1, 3, 11}
+
+
+def _dlpack_capsule(obj: Any) -> Any:
+    """Ask a producer for a capsule, versioned first (DLPack 1.x), legacy if it is older."""
+    try:
+        return obj.__dlpack__(max_version=(1, 1))
+    except TypeError:
+        return obj.__dlpack__()
+
+
+def view(obj: Any, *, readonly: bool | None = None) -> View:
+    """Return a zero-copy, N-d strided :class:`View` of ``obj``'s memory.
+
+    ``obj`` may export the buffer protocol (NumPy arrays, memory-mapped arrays, memoryview,
+    bytes, bytearray, mmap, array.array), ``__dlpack__`` (NumPy, PyTorch, JAX, CuPy,
+    TensorFlow) or ``__array_interface__``, or be a DLPack capsule. The view keeps ``obj``
+    alive. ``readonly=None`` follows the source; ``True`` forbids writes through the view;
+    ``False`` demands a writable source.
+
+    Example:
+        >>> import numpy as np, zerofeed as zf
+        >>> images = np.zeros((4, 512, 512, 3), np.uint8)
+        >>> crop = zf.view(images)[:, 128:384, 128:384, :]
+        >>> crop.shape, np.shares_memory(np.asarray(crop), images)
+        ((4, 256, 256, 3), True)
+
+    """
+    if isinstance(obj, View):
+        if readonly is None or readonly == obj.readonly:
+            return obj
+        return obj._with_readonly(readonly)
+    if isinstance(obj, (str, os.PathLike)):
+        raise UnsupportedSourceError(
+            f"{obj!r} is a path; open .npy files with zerofeed.open_npy(path)", "obj"
+        )
+    if isinstance(obj, np.ndarray) and obj.dtype.name == "bfloat16":
+        # The buffer protocol has no bfloat16 format: view the 16-bit words and say what they are.
+        return _zerofeed._view_from_buffer(obj.view(np.uint16), readonly=readonly, dtype="bfloat16")
+    device = getattr(obj, "__dlpack_device__", None)
+    on_device = device is not None and device()[0] not in _HOST_DEVICES
+    if not on_device and not isinstance(obj, type):
+        try:
+            return _zerofeed._view_from_buffer(obj, readonly=readonly)
+        except UnsupportedSourceError:
+            pass
+    if hasattr(obj, "__dlpack__"):
+        return _zerofeed._view_from_capsule(_dlpack_capsule(obj), obj, readonly=readonly)
+    interface = getattr(obj, "__array_interface__", None)
+    if isinstance(interface, dict):
+        return _from_array_interface(obj, interface, readonly)
+    if type(obj).__name__ == "PyCapsule":
+        return _zerofeed._view_from_capsule(obj, None, readonly=readonly)
+    raise UnsupportedSourceError(
+        f"cannot view {type(obj).__name__}: it exposes neither the buffer protocol, "
+        "__dlpack__ nor __array_interface__; convert it with np.asarray first",
+        "obj",
+    )
+
+
+def _from_array_interface(obj: Any, interface: dict[str, Any], readonly: bool | None) -> View:
+    """A view of raw memory that ``obj`` describes (and keeps alive) by ``__array_interface__``."""
+    address, source_readonly = interface["data"]
+    strides = interface.get("strides")
+    result = _zerofeed._view_from_address(
+        int(address),
+        [int(n) for n in interface["shape"]],
+        None if strides is None else [int(s) for s in strides],
+        dtype_name(np.dtype(interface["typestr"])),
+        bool(source_readonly),
+        obj,
+    )
+    return result if readonly is None else view(result, readonly=readonly)
