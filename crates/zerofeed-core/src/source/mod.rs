@@ -115,12 +115,11 @@ impl NpyFile {
         let mmap = unsafe { Mmap::map(&file) }.map_err(io_error("memory-map"))?;
         // The mapping's length, not the earlier metadata: the file may have changed size
         // in between, and the mapping is what `data()` will index.
-        let header = parse_npy_header(&mmap, mmap.len() as u64).map_err(|source| {
-            SourceError::Npy {
+        let header =
+            parse_npy_header(&mmap, mmap.len() as u64).map_err(|source| SourceError::Npy {
                 path: path.to_path_buf(),
                 source,
-            }
-        })?;
+            })?;
         Ok(NpyFile {
             mmap,
             header,
@@ -142,9 +141,7 @@ impl NpyFile {
     pub fn data(&self) -> &[u8] {
         // `parse_npy_header` checked data_offset + data_len == mmap.len(), so `get`
         // always succeeds; it is used so that no code path here can panic.
-        self.mmap
-            .get(self.header.data_offset..)
-            .unwrap_or_default()
+        self.mmap.get(self.header.data_offset..).unwrap_or_default()
     }
 
     /// The address of the first data byte (`data().as_ptr()`). Never null; for an

@@ -141,7 +141,10 @@ pub enum NpyError {
     #[error("descr: big-endian '{descr}' is not supported; byte-swap with arr.astype('{swapped}') and save again")]
     BigEndian { descr: String, swapped: String },
     /// A type string zerofeed does not handle (strings, datetimes, `float128`, ...).
-    #[error("descr: '{descr}' is not a supported type string; use one of {}", supported_typestrs())]
+    #[error(
+        "descr: '{descr}' is not a supported type string; use one of {}",
+        supported_typestrs()
+    )]
     UnsupportedDescr { descr: String },
     /// More than [`MAX_NDIM`] dimensions.
     #[error("shape: {ndim} dimensions are more than NumPy's limit of {max}")]

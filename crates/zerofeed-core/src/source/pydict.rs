@@ -24,7 +24,10 @@ pub(crate) enum Value<'a> {
     /// The bytes between the quotes, escapes left as written (no valid typestr has any).
     Str(&'a [u8]),
     /// A decimal integer: its sign and its ASCII digits (no leading zeros unless `0`).
-    Int { negative: bool, digits: &'a [u8] },
+    Int {
+        negative: bool,
+        digits: &'a [u8],
+    },
     Bool(bool),
     None,
     Tuple(Vec<Value<'a>>),
@@ -56,7 +59,11 @@ pub(crate) struct Entry<'a> {
 /// Parses `text` as one dict literal followed only by whitespace. `base` is the file
 /// offset of `text[0]`, so errors point at the byte in the file.
 pub(crate) fn parse_dict(text: &[u8], base: usize) -> Result<Vec<Entry<'_>>, NpyError> {
-    let mut p = Parser { s: text, pos: 0, base };
+    let mut p = Parser {
+        s: text,
+        pos: 0,
+        base,
+    };
     p.skip_ws();
     p.expect(b'{', "'{' opening the header dict")?;
     let mut entries = Vec::new();
@@ -253,7 +260,10 @@ impl<'a> Parser<'a> {
 
     fn name(&mut self) -> Result<Value<'a>, NpyError> {
         let start = self.pos;
-        while matches!(self.peek(), Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_')) {
+        while matches!(
+            self.peek(),
+            Some(b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_')
+        ) {
             self.pos += 1;
         }
         let name = self.slice(start, self.pos)?;
