@@ -89,46 +89,92 @@ impl NpyHeader {
 pub enum NpyError {
     /// Fewer bytes than the fixed preamble.
     #[error("magic: file is {len} bytes, too short for a .npy file (at least {needed} needed); is it empty or truncated?")]
-    TooShort { len: u64, needed: usize },
+    TooShort {
+        /// Length of the file.
+        len: u64,
+        /// Bytes the preamble needs (10 for version 1.0, 12 for 2.0 and 3.0).
+        needed: usize,
+    },
     /// The caller passed fewer bytes than the header spans (the file itself may be fine).
     #[error("header length: the header ends at byte {needed} but only {available} bytes were given; pass at least {needed} bytes of the file")]
-    PrefixTooShort { needed: usize, available: usize },
+    PrefixTooShort {
+        /// Bytes needed from the start of the file.
+        needed: usize,
+        /// Bytes passed.
+        available: usize,
+    },
     /// The file does not start with `\x93NUMPY`.
     #[error("magic: expected b\"\\x93NUMPY\" at the start, found b\"{found}\"; this is not a .npy file (write one with np.save; unzip .npz archives first)")]
-    BadMagic { found: String },
+    BadMagic {
+        /// The first bytes of the file, escaped.
+        found: String,
+    },
     /// A format version other than 1.0, 2.0 or 3.0.
     #[error("version: {major}.{minor} is not supported; only 1.0, 2.0 and 3.0 exist (re-save with np.save)")]
-    UnsupportedVersion { major: u8, minor: u8 },
+    UnsupportedVersion {
+        /// Major version byte.
+        major: u8,
+        /// Minor version byte.
+        minor: u8,
+    },
     /// The header length field is above [`MAX_HEADER_LEN`].
     #[error("header length: {len} bytes is over the {max}-byte limit; the header is corrupt (np.save writes a few hundred bytes)")]
-    HeaderTooLong { len: u64, max: usize },
+    HeaderTooLong {
+        /// The header length the file claims.
+        len: u64,
+        /// The limit, [`MAX_HEADER_LEN`].
+        max: usize,
+    },
     /// The header length field points past the end of the file.
     #[error("header length: the header ends at byte {header_end} but the file holds only {file_len} bytes (truncated file?)")]
-    HeaderPastEnd { header_end: u64, file_len: u64 },
+    HeaderPastEnd {
+        /// Where the header claims to end.
+        header_end: u64,
+        /// Length of the file.
+        file_len: u64,
+    },
     /// A version 3.0 header that is not valid UTF-8.
-    #[error("header encoding: byte {offset} is not valid UTF-8, which version 3.0 headers must be; the file is corrupt")]
-    NotUtf8 { offset: usize },
+    #[error("header encoding: byte {offset} is not valid UTF-8, which version 3.0 headers must be; the file is corrupt (re-save with np.save)")]
+    NotUtf8 {
+        /// File offset of the first invalid byte.
+        offset: usize,
+    },
     /// The header is not a dict literal of the form NumPy writes.
     #[error("header dict: expected {expected} at byte {offset}, found {found}; the header must read like {{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }}")]
     Syntax {
+        /// File offset of the offending byte.
         offset: usize,
+        /// What the grammar allows there.
         expected: &'static str,
+        /// What is there instead, escaped.
         found: String,
     },
     /// One of `descr`, `fortran_order`, `shape` is absent.
     #[error("header dict: key '{key}' is missing; a .npy header has exactly 'descr', 'fortran_order' and 'shape' (re-save with np.save)")]
-    MissingKey { key: &'static str },
+    MissingKey {
+        /// The missing key.
+        key: &'static str,
+    },
     /// A key other than the three allowed ones.
     #[error("header dict: unknown key '{key}'; only 'descr', 'fortran_order' and 'shape' are allowed (re-save with np.save)")]
-    UnknownKey { key: String },
+    UnknownKey {
+        /// The key, escaped and clipped.
+        key: String,
+    },
     /// The same key twice (Python would silently keep the last; we refuse to guess).
     #[error("header dict: key '{key}' appears more than once; keep exactly one")]
-    DuplicateKey { key: &'static str },
+    DuplicateKey {
+        /// The repeated key.
+        key: &'static str,
+    },
     /// A field holds the wrong kind of value (`'fortran_order': 1`, `'shape': 5`).
     #[error("{key}: expected {expected}, found {found}")]
     WrongType {
+        /// The field: `"descr"`, `"fortran_order"` or `"shape"`.
         key: &'static str,
+        /// What the field must hold.
         expected: &'static str,
+        /// What it holds (`"an integer"`, `"a list"`, ...).
         found: &'static str,
     },
     /// `descr` is a list of fields.
@@ -136,37 +182,87 @@ pub enum NpyError {
     StructuredDescr,
     /// `descr` is the object type `|O`.
     #[error("descr: object arrays ('{descr}') hold Python pointers and cannot be memory-mapped; convert with arr.astype(<a numeric dtype>) and save again")]
-    ObjectDescr { descr: String },
+    ObjectDescr {
+        /// The type string, escaped.
+        descr: String,
+    },
     /// A multi-byte big-endian type string.
     #[error("descr: big-endian '{descr}' is not supported; byte-swap with arr.astype('{swapped}') and save again")]
-    BigEndian { descr: String, swapped: String },
+    BigEndian {
+        /// The type string (`">f4"`).
+        descr: String,
+        /// Its little-endian twin (`"<f4"`).
+        swapped: String,
+    },
     /// A type string zerofeed does not handle (strings, datetimes, `float128`, ...).
     #[error(
         "descr: '{descr}' is not a supported type string; use one of {}",
         supported_typestrs()
     )]
-    UnsupportedDescr { descr: String },
+    UnsupportedDescr {
+        /// The type string, escaped and clipped.
+        descr: String,
+    },
     /// More than [`MAX_NDIM`] dimensions.
-    #[error("shape: {ndim} dimensions are more than NumPy's limit of {max}")]
-    TooManyDims { ndim: usize, max: usize },
+    #[error(
+        "shape: {ndim} dimensions are more than NumPy's limit of {max}; the header is corrupt"
+    )]
+    TooManyDims {
+        /// Dimensions in the header.
+        ndim: usize,
+        /// The limit, [`MAX_NDIM`].
+        max: usize,
+    },
     /// A shape element that is not an integer.
-    #[error("shape: element {axis} is {found}, expected a non-negative integer")]
-    ShapeElement { axis: usize, found: &'static str },
+    #[error(
+        "shape: element {axis} is {found}, expected a non-negative integer; the header is corrupt"
+    )]
+    ShapeElement {
+        /// Position in the shape tuple.
+        axis: usize,
+        /// What is there (`"a string"`, `"a tuple"`, ...).
+        found: &'static str,
+    },
     /// A negative dimension.
-    #[error("shape: dimension {value} (axis {axis}) is negative; sizes must be >= 0")]
-    NegativeDim { axis: usize, value: String },
+    #[error("shape: dimension {value} (axis {axis}) is negative; sizes must be >= 0 (the header is corrupt)")]
+    NegativeDim {
+        /// Position in the shape tuple.
+        axis: usize,
+        /// The dimension as written, clipped.
+        value: String,
+    },
     /// A dimension that does not fit in `usize`.
-    #[error("shape: dimension {value} (axis {axis}) is too large for this machine's usize")]
-    DimTooLarge { axis: usize, value: String },
+    #[error("shape: dimension {value} (axis {axis}) is too large for this machine's usize; the header is corrupt")]
+    DimTooLarge {
+        /// Position in the shape tuple.
+        axis: usize,
+        /// The dimension as written, clipped.
+        value: String,
+    },
     /// The array would span more than `isize::MAX` bytes.
     #[error("shape: {shape} of {itemsize}-byte items is more than isize::MAX bytes; the header is corrupt")]
-    SizeOverflow { shape: String, itemsize: usize },
+    SizeOverflow {
+        /// The shape, as Python prints it.
+        shape: String,
+        /// Bytes per element.
+        itemsize: usize,
+    },
     /// Fewer data bytes in the file than the header describes.
     #[error("data length: header says {expected} bytes but file holds {actual} after the header (truncated file?)")]
-    DataTruncated { expected: u64, actual: u64 },
+    DataTruncated {
+        /// Bytes the header describes.
+        expected: u64,
+        /// Bytes after the header.
+        actual: u64,
+    },
     /// More data bytes in the file than the header describes.
     #[error("data length: header says {expected} bytes but file holds {actual} after the header ({} trailing bytes; was it appended to, or not written by np.save?)", actual.saturating_sub(*expected))]
-    TrailingBytes { expected: u64, actual: u64 },
+    TrailingBytes {
+        /// Bytes the header describes.
+        expected: u64,
+        /// Bytes after the header.
+        actual: u64,
+    },
 }
 
 impl NpyError {
