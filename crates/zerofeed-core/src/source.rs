@@ -1,1 +1,0 @@
-//! Memory-mapped `.npy` sources. (Being written.)

@@ -1,0 +1,191 @@
+//! Array sources: memory-mapped `.npy` files with fully validated headers.
+//!
+//! [`parse_npy_header`] checks a header byte by byte (it never panics, whatever the
+//! input); [`NpyFile`] maps a file read-only and hands out exactly its array bytes,
+//! without copying them. Every error names the file and the header field at fault.
+
+mod npy;
+mod pydict;
+
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use thiserror::Error;
+
+pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
+
+/// Why a source could not be opened. Every message starts with the path.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The file is readable but is not a valid `.npy` file.
+    #[error("{}: {source}", path.display())]
+    Npy {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its header or length.
+        #[source]
+        source: NpyError,
+    },
+    /// The operating system refused an operation on the file.
+    #[error("{}: cannot {op}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What was being done: `"open"`, `"stat"` or `"memory-map"`.
+        op: &'static str,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// The path is a directory, device or pipe, which cannot be mapped as an array.
+    #[error("{}: not a regular file; pass the path of a .npy file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+}
+
+impl SourceError {
+    /// The file the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            SourceError::Npy { path, .. }
+            | SourceError::Io { path, .. }
+            | SourceError::NotAFile { path } => path,
+        }
+    }
+
+    /// The header problem, when that is what went wrong.
+    pub fn npy_error(&self) -> Option<&NpyError> {
+        match self {
+            SourceError::Npy { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// A `.npy` file mapped read-only into memory, its header validated.
+///
+/// [`NpyFile::data`] is the array's bytes in place: nothing is read until touched, so
+/// opening a file larger than RAM is cheap. `NpyFile` is `Send + Sync`; share it with
+/// `Arc` and keep it alive as long as any view of its data.
+///
+/// # Caveat: the file must not change while mapped
+///
+/// The mapping shows the file as it is now, not as it was when opened. If another
+/// process writes to it, the bytes seen through [`NpyFile::data`] change; if it is
+/// truncated, touching the lost pages kills the process with `SIGBUS`. Treat files
+/// being read as immutable (write new files and rename them into place).
+#[derive(Debug)]
+pub struct NpyFile {
+    mmap: Mmap,
+    header: NpyHeader,
+    path: PathBuf,
+}
+
+impl NpyFile {
+    /// Opens and maps `path` read-only, validating the header and that the file holds
+    /// exactly the bytes the header describes.
+    pub fn open(path: &Path) -> Result<NpyFile, SourceError> {
+        let io_error = |op: &'static str| {
+            move |source: io::Error| SourceError::Io {
+                path: path.to_path_buf(),
+                op,
+                source,
+            }
+        };
+        let file = File::open(path).map_err(io_error("open"))?;
+        let metadata = file.metadata().map_err(io_error("stat"))?;
+        if !metadata.is_file() {
+            return Err(SourceError::NotAFile {
+                path: path.to_path_buf(),
+            });
+        }
+        // SAFETY: `Mmap::map` is unsafe because the mapped bytes can change (or vanish,
+        // raising SIGBUS) if the file is modified or truncated while mapped, which would
+        // break the immutability a `&[u8]` promises. We map read-only and never write
+        // through the mapping; modification by other processes cannot be prevented from
+        // here (advisory locks bind no one), so it is documented as a caveat on `NpyFile`
+        // — the same contract as `np.load(mmap_mode="r")`. The header is parsed once
+        // into owned values below, so a later change cannot make our bounds lie.
+        let mmap = unsafe { Mmap::map(&file) }.map_err(io_error("memory-map"))?;
+        // The mapping's length, not the earlier metadata: the file may have changed size
+        // in between, and the mapping is what `data()` will index.
+        let header =
+            parse_npy_header(&mmap, mmap.len() as u64).map_err(|source| SourceError::Npy {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(NpyFile {
+            mmap,
+            header,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The validated header.
+    pub fn header(&self) -> &NpyHeader {
+        &self.header
+    }
+
+    /// The path the file was opened with.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Exactly the array's bytes: `header().data_len` bytes from `header().data_offset`.
+    pub fn data(&self) -> &[u8] {
+        // `parse_npy_header` checked data_offset + data_len == mmap.len(), so `get`
+        // always succeeds; it is used so that no code path here can panic.
+        self.mmap.get(self.header.data_offset..).unwrap_or_default()
+    }
+
+    /// The address of the first data byte (`data().as_ptr()`). Never null; for an
+    /// empty array it points at the end of the mapping and must not be read.
+    pub fn data_ptr(&self) -> *const u8 {
+        self.data().as_ptr()
+    }
+
+    /// Tells the kernel that access will be random (`MADV_RANDOM`), which turns off
+    /// read-ahead: right for shuffled sampling, where read-ahead wastes I/O. A hint; a
+    /// no-op where `madvise` does not exist.
+    pub fn advise_random(&self) -> io::Result<()> {
+        #[cfg(unix)]
+        {
+            self.mmap.advise(memmap2::Advice::Random)
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(())
+        }
+    }
+
+    /// Asks the kernel to start reading `range` of [`NpyFile::data`] now
+    /// (`MADV_WILLNEED`), e.g. the next batch's samples. The range is clipped to the
+    /// data; an empty one does nothing. A hint; a no-op where `madvise` does not exist.
+    pub fn advise_willneed(&self, range: Range<usize>) -> io::Result<()> {
+        let len = self.header.data_len;
+        let start = range.start.min(len);
+        let end = range.end.clamp(start, len);
+        if start == end {
+            return Ok(());
+        }
+        #[cfg(unix)]
+        {
+            // memmap2 aligns the start down to a page boundary itself.
+            self.mmap.advise_range(
+                memmap2::Advice::WillNeed,
+                self.header.data_offset + start,
+                end - start,
+            )
+        }
+        #[cfg(not(unix))]
+        {
+            Ok(())
+        }
+    }
+}
