@@ -32,6 +32,7 @@ from .errors import (
 from .explain import Explanation, explain
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .memory import aligned, copy_stats, empty
+from .sources import open_npy
 from .views import View, view
 
 _zerofeed._register_errors(ALL_ERRORS)
@@ -59,6 +60,7 @@ __all__ = [
     "copy_stats",
     "empty",
     "explain",
+    "open_npy",
     "to_jax",
     "to_numpy",
     "to_tensorflow",

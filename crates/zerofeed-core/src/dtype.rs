@@ -144,7 +144,8 @@ impl DType {
         let size: usize = chars.as_str().parse().map_err(|_| unsupported())?;
         let native =
             order == '<' || order == '|' || (order == '=' && cfg!(target_endian = "little"));
-        if !native && !(size == 1 && order == '>') {
+        let single_byte_marked_big = size == 1 && order == '>';
+        if !native && !single_byte_marked_big {
             return Err(UnsupportedDType {
                 found: format!("{typestr} (big-endian data must be byte-swapped first)"),
             });

@@ -24,7 +24,11 @@ unsafe extern "C" fn destroy_versioned(capsule: *mut ffi::PyObject) {
     // destructors must not clobber it.
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, VERSIONED.as_ptr()) == 1 {
-            let (mut ty, mut value, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+            let (mut ty, mut value, mut tb) = (
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
             ffi::PyErr_Fetch(&mut ty, &mut value, &mut tb);
             let managed = ffi::PyCapsule_GetPointer(capsule, VERSIONED.as_ptr())
                 .cast::<DLManagedTensorVersioned>();
@@ -40,7 +44,11 @@ unsafe extern "C" fn destroy_legacy(capsule: *mut ffi::PyObject) {
     // SAFETY: as in `destroy_versioned`, for the legacy name and struct.
     unsafe {
         if ffi::PyCapsule_IsValid(capsule, LEGACY.as_ptr()) == 1 {
-            let (mut ty, mut value, mut tb) = (std::ptr::null_mut(), std::ptr::null_mut(), std::ptr::null_mut());
+            let (mut ty, mut value, mut tb) = (
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            );
             ffi::PyErr_Fetch(&mut ty, &mut value, &mut tb);
             let managed =
                 ffi::PyCapsule_GetPointer(capsule, LEGACY.as_ptr()).cast::<DLManagedTensor>();

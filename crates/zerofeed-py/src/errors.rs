@@ -36,6 +36,7 @@ pub enum Kind {
     Device,
     NpyFormat,
     Memory,
+    #[allow(dead_code)] // raised by the pipeline bindings
     Pipeline,
 }
 

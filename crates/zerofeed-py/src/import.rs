@@ -37,7 +37,11 @@ fn override_dtype(found: DType, dtype: Option<&str>) -> PyResult<DType> {
         return Err(raise(
             Kind::DType,
             "dtype",
-            format!("dtype={name} has {} bytes per item but the buffer holds {}-byte items", wanted.itemsize(), found.itemsize()),
+            format!(
+                "dtype={name} has {} bytes per item but the buffer holds {}-byte items",
+                wanted.itemsize(),
+                found.itemsize()
+            ),
         ));
     }
     Ok(wanted)
@@ -46,7 +50,11 @@ fn override_dtype(found: DType, dtype: Option<&str>) -> PyResult<DType> {
 /// A view of an object exporting the buffer protocol.
 #[pyfunction]
 #[pyo3(signature = (obj, *, readonly = None, dtype = None))]
-pub fn _view_from_buffer(obj: &Bound<'_, PyAny>, readonly: Option<bool>, dtype: Option<&str>) -> PyResult<PyView> {
+pub fn _view_from_buffer(
+    obj: &Bound<'_, PyAny>,
+    readonly: Option<bool>,
+    dtype: Option<&str>,
+) -> PyResult<PyView> {
     let py = obj.py();
     // SAFETY: `obj` is a live object; PyMemoryView_FromObject returns a new reference or NULL.
     let memoryview = unsafe { ffi::PyMemoryView_FromObject(obj.as_ptr()) };
@@ -55,7 +63,10 @@ pub fn _view_from_buffer(obj: &Bound<'_, PyAny>, readonly: Option<bool>, dtype: 
         return Err(raise(
             Kind::UnsupportedSource,
             "obj",
-            format!("{} does not export the buffer protocol ({cause})", obj.get_type().name()?),
+            format!(
+                "{} does not export the buffer protocol ({cause})",
+                obj.get_type().name()?
+            ),
         ));
     }
     // SAFETY: a new, owned reference.
@@ -64,7 +75,8 @@ pub fn _view_from_buffer(obj: &Bound<'_, PyAny>, readonly: Option<bool>, dtype: 
     let mut buffer: ffi::Py_buffer = unsafe { std::mem::zeroed() };
     // SAFETY: `memoryview` is live; on success we own one export, released right below. The
     // memoryview's own export (held by `PythonOwner`) keeps the pointers valid after that.
-    let rc = unsafe { ffi::PyObject_GetBuffer(memoryview.as_ptr(), &mut buffer, ffi::PyBUF_RECORDS_RO) };
+    let rc =
+        unsafe { ffi::PyObject_GetBuffer(memoryview.as_ptr(), &mut buffer, ffi::PyBUF_RECORDS_RO) };
     if rc != 0 {
         return Err(PyErr::fetch(py));
     }
@@ -89,17 +101,33 @@ fn describe_buffer(buffer: &ffi::Py_buffer) -> PyResult<(usize, DType, Layout, b
         let format = if buffer.format.is_null() {
             "B".to_owned()
         } else {
-            std::ffi::CStr::from_ptr(buffer.format).to_string_lossy().into_owned()
+            std::ffi::CStr::from_ptr(buffer.format)
+                .to_string_lossy()
+                .into_owned()
         };
         let dtype = DType::from_buffer_format(&format).map_err(|e| dtype_error("obj", e))?;
         if dtype.itemsize() as isize != buffer.itemsize {
-            return Err(raise(Kind::DType, "obj", format!("buffer format {format:?} disagrees with its itemsize {}", buffer.itemsize)));
+            return Err(raise(
+                Kind::DType,
+                "obj",
+                format!(
+                    "buffer format {format:?} disagrees with its itemsize {}",
+                    buffer.itemsize
+                ),
+            ));
         }
         if !buffer.suboffsets.is_null() {
             return Err(raise(Kind::UnsupportedSource, "obj", "buffers with suboffsets (PIL-style) are not supported; convert with np.asarray first"));
         }
         let ndim = buffer.ndim as usize;
-        let shape: Vec<usize> = if ndim == 0 { vec![] } else { std::slice::from_raw_parts(buffer.shape, ndim).iter().map(|&n| n as usize).collect() };
+        let shape: Vec<usize> = if ndim == 0 {
+            vec![]
+        } else {
+            std::slice::from_raw_parts(buffer.shape, ndim)
+                .iter()
+                .map(|&n| n as usize)
+                .collect()
+        };
         let layout = if buffer.strides.is_null() || ndim == 0 {
             Layout::c_contiguous(&shape, dtype.itemsize())
         } else {
@@ -120,7 +148,11 @@ struct DlpackOwner {
 /// A view of a DLPack capsule (consumed); `producer` is kept alive alongside.
 #[pyfunction]
 #[pyo3(signature = (capsule, producer = None, *, readonly = None))]
-pub fn _view_from_capsule(capsule: &Bound<'_, PyAny>, producer: Option<Py<PyAny>>, readonly: Option<bool>) -> PyResult<PyView> {
+pub fn _view_from_capsule(
+    capsule: &Bound<'_, PyAny>,
+    producer: Option<Py<PyAny>>,
+    readonly: Option<bool>,
+) -> PyResult<PyView> {
     let imported = import_capsule(capsule)?;
     let readonly = check_readonly(readonly, imported.readonly)?;
     Ok(PyView {
@@ -154,7 +186,11 @@ pub fn _view_from_address(
     }
     .map_err(|e| layout_error("obj", e))?;
     if address == 0 && layout.size() > 0 {
-        return Err(raise(Kind::UnsupportedSource, "obj", "the array interface reports a null data pointer"));
+        return Err(raise(
+            Kind::UnsupportedSource,
+            "obj",
+            "the array interface reports a null data pointer",
+        ));
     }
     Ok(PyView {
         keep: Arc::new(PythonOwner(owner)),
@@ -172,12 +208,26 @@ pub fn parse_alignment(align: &Bound<'_, PyAny>) -> PyResult<Alignment> {
         return match text.as_str() {
             "page" => Ok(Alignment::Page),
             "huge" => Ok(Alignment::Huge),
-            other => Err(raise(Kind::Layout, "align", format!("align={other:?} is not valid; use a power of two, \"page\" or \"huge\""))),
+            other => Err(raise(
+                Kind::Layout,
+                "align",
+                format!("align={other:?} is not valid; use a power of two, \"page\" or \"huge\""),
+            )),
         };
     }
-    let bytes: usize = align.extract().map_err(|_| raise(Kind::Layout, "align", "align must be an int power of two, \"page\" or \"huge\""))?;
+    let bytes: usize = align.extract().map_err(|_| {
+        raise(
+            Kind::Layout,
+            "align",
+            "align must be an int power of two, \"page\" or \"huge\"",
+        )
+    })?;
     if bytes == 0 || !bytes.is_power_of_two() {
-        return Err(raise(Kind::Layout, "align", format!("align={bytes} is not a power of two; use 64, 4096, \"page\" or \"huge\"")));
+        return Err(raise(
+            Kind::Layout,
+            "align",
+            format!("align={bytes} is not a power of two; use 64, 4096, \"page\" or \"huge\""),
+        ));
     }
     Ok(Alignment::Bytes(bytes))
 }
@@ -188,7 +238,8 @@ pub fn parse_alignment(align: &Bound<'_, PyAny>) -> PyResult<Alignment> {
 pub fn _empty(shape: Vec<usize>, dtype: &str, align: &Bound<'_, PyAny>) -> PyResult<PyView> {
     let dtype = parse_dtype("dtype", dtype)?;
     let alignment = parse_alignment(align)?;
-    let layout = Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;
+    let layout =
+        Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;
     let buffer = rust_buffer(layout.nbytes(), alignment)?;
     Ok(PyView {
         address: buffer.as_ptr() as usize,

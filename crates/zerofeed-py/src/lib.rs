@@ -1,13 +1,14 @@
 //! `zerofeed._zerofeed`: PyO3 bindings of zerofeed-core.
 //!
 //! Only argument parsing, error mapping and GIL release live here; every decision is made
-//! in the core. Modules mirror the core's: `view` (layout + exchange), `dlpack`, `import`.
+//! in the core. Modules mirror the core's: `view` (layout + exchange), `dlpack`, `import`, `source`.
 
 use pyo3::prelude::*;
 
 mod dlpack;
 mod errors;
 mod import;
+mod source;
 mod view;
 
 #[pymodule]
@@ -19,6 +20,7 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(import::_view_from_address, m)?)?;
     m.add_function(wrap_pyfunction!(import::_empty, m)?)?;
     m.add_function(wrap_pyfunction!(view::_copy_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(source::_open_npy, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

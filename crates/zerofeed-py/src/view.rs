@@ -17,7 +17,7 @@ use pyo3::types::{PyDict, PyEllipsis, PyList, PySlice, PyTuple};
 use zerofeed_core::dlpack::{self as core_dlpack, DLDevice, ExportSpec};
 use zerofeed_core::exchange::{self, ExportPlan, Route, Target, ViewFacts};
 use zerofeed_core::gather::gather;
-use zerofeed_core::host::{Alignment, AlignedBuffer};
+use zerofeed_core::host::{AlignedBuffer, Alignment};
 use zerofeed_core::layout::{alignment_of, IndexItem};
 use zerofeed_core::{DType, Layout};
 
@@ -58,7 +58,10 @@ static COPIED_BYTES: AtomicU64 = AtomicU64::new(0);
 /// `(copies, bytes)` made by `View.copy` and the conversions that needed one.
 #[pyfunction]
 pub fn _copy_stats() -> (u64, u64) {
-    (COPIES.load(Ordering::Relaxed), COPIED_BYTES.load(Ordering::Relaxed))
+    (
+        COPIES.load(Ordering::Relaxed),
+        COPIED_BYTES.load(Ordering::Relaxed),
+    )
 }
 
 /// Aligned Rust memory behind `zerofeed.empty` and every copy.
@@ -115,8 +118,8 @@ impl PyView {
     /// A packed, aligned copy owned by Rust (the GIL is released while bytes move).
     pub fn packed_copy(&self, py: Python<'_>, align: usize) -> PyResult<PyView> {
         self.require_host("copying")?;
-        let layout =
-            Layout::c_contiguous(self.layout.shape(), self.dtype.itemsize()).map_err(|e| layout_error("obj", e))?;
+        let layout = Layout::c_contiguous(self.layout.shape(), self.dtype.itemsize())
+            .map_err(|e| layout_error("obj", e))?;
         let mut buffer = rust_buffer(layout.nbytes(), Alignment::Bytes(align))?;
         let src = SendPtr(self.address as *const u8);
         let source_layout = &self.layout;
@@ -150,11 +153,12 @@ impl PyView {
         };
         let owner: Box<dyn Any + Send> = Box::new(self.keep.clone());
         if legacy {
-            let managed = core_dlpack::export_legacy(spec, owner).map_err(|e| crate::errors::dlpack_error("obj", e))?;
+            let managed = core_dlpack::export_legacy(spec, owner)
+                .map_err(|e| crate::errors::dlpack_error("obj", e))?;
             legacy_capsule(py, managed)
         } else {
-            let managed =
-                core_dlpack::export_versioned(spec, owner).map_err(|e| crate::errors::dlpack_error("obj", e))?;
+            let managed = core_dlpack::export_versioned(spec, owner)
+                .map_err(|e| crate::errors::dlpack_error("obj", e))?;
             if copied {
                 // SAFETY: freshly exported, not yet shared.
                 unsafe { (*managed.as_ptr()).flags |= core_dlpack::FLAG_IS_COPIED };
@@ -172,7 +176,9 @@ fn extract_i64_opt(value: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
     match value.extract::<i64>() {
         Ok(v) => Ok(Some(v)),
         Err(_) => {
-            let positive = value.gt(0).map_err(|_| PyTypeError::new_err("slice indices must be integers or None"))?;
+            let positive = value
+                .gt(0)
+                .map_err(|_| PyTypeError::new_err("slice indices must be integers or None"))?;
             Ok(Some(if positive { i64::MAX } else { i64::MIN }))
         }
     }
@@ -208,7 +214,10 @@ fn index_item(item: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
     }
 }
 
-fn shape_tuple<'py>(py: Python<'py>, values: impl IntoIterator<Item = i64>) -> PyResult<Bound<'py, PyTuple>> {
+fn shape_tuple<'py>(
+    py: Python<'py>,
+    values: impl IntoIterator<Item = i64>,
+) -> PyResult<Bound<'py, PyTuple>> {
     PyTuple::new(py, values.into_iter().collect::<Vec<_>>())
 }
 
@@ -288,7 +297,11 @@ impl PyView {
     /// The same view, read-only (`True`) or checked writable (`False`: fails on read-only data).
     fn _with_readonly(&self, readonly: bool) -> PyResult<PyView> {
         if !readonly && self.readonly {
-            return Err(raise(Kind::ReadOnly, "readonly", "readonly=False but the view is read-only"));
+            return Err(raise(
+                Kind::ReadOnly,
+                "readonly",
+                "readonly=False but the view is read-only",
+            ));
         }
         let mut view = self.with_layout(self.layout.clone(), 0);
         view.readonly = readonly;
@@ -311,21 +324,28 @@ impl PyView {
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<PyView> {
         let items: Vec<IndexItem> = match key.cast::<PyTuple>() {
-            Ok(tuple) => tuple.iter().map(|i| index_item(&i)).collect::<PyResult<_>>()?,
+            Ok(tuple) => tuple
+                .iter()
+                .map(|i| index_item(&i))
+                .collect::<PyResult<_>>()?,
             Err(_) => vec![index_item(key)?],
         };
-        let indexed = self.layout.index(&items).map_err(|e| layout_error("key", e))?;
+        let indexed = self
+            .layout
+            .index(&items)
+            .map_err(|e| layout_error("key", e))?;
         Ok(self.with_layout(indexed.layout, indexed.byte_offset))
     }
 
     /// Permutes the axes (no axes: reverse them). Always a view.
     #[pyo3(signature = (*axes))]
     fn transpose(&self, axes: &Bound<'_, PyTuple>) -> PyResult<PyView> {
-        let axes: Vec<usize> = if axes.len() == 1 && !axes.get_item(0)?.is_instance_of::<pyo3::types::PyInt>() {
-            axes.get_item(0)?.extract()?
-        } else {
-            axes.extract()?
-        };
+        let axes: Vec<usize> =
+            if axes.len() == 1 && !axes.get_item(0)?.is_instance_of::<pyo3::types::PyInt>() {
+                axes.get_item(0)?.extract()?
+            } else {
+                axes.extract()?
+            };
         self.permuted(&axes)
     }
 
@@ -337,12 +357,16 @@ impl PyView {
     /// A view with a new shape (one entry may be -1); ValueError when strides forbid it.
     #[pyo3(signature = (*shape))]
     fn reshape(&self, shape: &Bound<'_, PyTuple>) -> PyResult<PyView> {
-        let dims: Vec<i64> = if shape.len() == 1 && !shape.get_item(0)?.is_instance_of::<pyo3::types::PyInt>() {
-            shape.get_item(0)?.extract()?
-        } else {
-            shape.extract()?
-        };
-        let layout = self.layout.reshape(&dims).map_err(|e| layout_error("shape", e))?;
+        let dims: Vec<i64> =
+            if shape.len() == 1 && !shape.get_item(0)?.is_instance_of::<pyo3::types::PyInt>() {
+                shape.get_item(0)?.extract()?
+            } else {
+                shape.extract()?
+            };
+        let layout = self
+            .layout
+            .reshape(&dims)
+            .map_err(|e| layout_error("shape", e))?;
         Ok(self.with_layout(layout, 0))
     }
 
@@ -359,12 +383,21 @@ impl PyView {
         let _ = stream; // Host memory: no stream to order against.
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
         if let Some((device_type, device_id)) = dl_device {
-            let wanted = DLDevice { device_type, device_id };
-            if wanted != self.device && !(wanted.is_host_accessible() && self.device.is_host_accessible()) {
+            let wanted = DLDevice {
+                device_type,
+                device_id,
+            };
+            if wanted != self.device
+                && !(wanted.is_host_accessible() && self.device.is_host_accessible())
+            {
                 return Err(raise(
                     Kind::Export,
                     "dl_device",
-                    format!("the view is on {} and cannot be exported to {}", self.device.name(), wanted.name()),
+                    format!(
+                        "the view is on {} and cannot be exported to {}",
+                        self.device.name(),
+                        wanted.name()
+                    ),
                 ));
             }
         }
@@ -401,7 +434,12 @@ impl PyView {
 
     /// The export plan for `target` as a dict (used by `zerofeed.explain`).
     #[pyo3(signature = (target, *, jax_x64 = false))]
-    fn _plan<'py>(&self, py: Python<'py>, target: &str, jax_x64: bool) -> PyResult<Bound<'py, PyDict>> {
+    fn _plan<'py>(
+        &self,
+        py: Python<'py>,
+        target: &str,
+        jax_x64: bool,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let target: Target = match target.parse() {
             Ok(Target::Jax { .. }) => Target::Jax { x64: jax_x64 },
             Ok(t) => t,
@@ -410,12 +448,20 @@ impl PyView {
         plan_dict(py, &exchange::plan(&self.facts(), target))
     }
 
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
         let owner = slf.clone();
         let this = slf.get();
         this.require_host("the buffer protocol")?;
         if flags & ffi::PyBUF_WRITABLE != 0 && this.readonly {
-            return Err(raise(Kind::ReadOnly, "flags", "the view is read-only; request a read-only buffer (np.asarray works) or copy it"));
+            return Err(raise(
+                Kind::ReadOnly,
+                "flags",
+                "the view is read-only; request a read-only buffer (np.asarray works) or copy it",
+            ));
         }
         let layout = &this.layout;
         let wants = |bits: c_int| flags & bits == bits;
@@ -424,7 +470,8 @@ impl PyView {
         } else if wants(ffi::PyBUF_F_CONTIGUOUS) {
             layout.is_f_contiguous()
         } else if wants(ffi::PyBUF_ANY_CONTIGUOUS) || !wants(ffi::PyBUF_STRIDES) {
-            layout.is_c_contiguous() || (wants(ffi::PyBUF_ANY_CONTIGUOUS) && layout.is_f_contiguous())
+            layout.is_c_contiguous()
+                || (wants(ffi::PyBUF_ANY_CONTIGUOUS) && layout.is_f_contiguous())
         } else {
             true
         };
@@ -437,8 +484,16 @@ impl PyView {
         }
         let format = CString::new(this.dtype.buffer_format()).expect("formats have no NUL");
         let parts = Box::new(BufferParts {
-            shape: layout.shape().iter().map(|&n| n as ffi::Py_ssize_t).collect(),
-            strides: layout.strides().iter().map(|&s| s as ffi::Py_ssize_t).collect(),
+            shape: layout
+                .shape()
+                .iter()
+                .map(|&n| n as ffi::Py_ssize_t)
+                .collect(),
+            strides: layout
+                .strides()
+                .iter()
+                .map(|&s| s as ffi::Py_ssize_t)
+                .collect(),
             format,
         });
         let parts = Box::into_raw(parts);
@@ -457,8 +512,16 @@ impl PyView {
                 std::ptr::null_mut()
             };
             (*view).ndim = layout.ndim() as c_int;
-            (*view).shape = if wants(ffi::PyBUF_ND) { (*parts).shape.as_mut_ptr() } else { std::ptr::null_mut() };
-            (*view).strides = if wants(ffi::PyBUF_STRIDES) { (*parts).strides.as_mut_ptr() } else { std::ptr::null_mut() };
+            (*view).shape = if wants(ffi::PyBUF_ND) {
+                (*parts).shape.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            };
+            (*view).strides = if wants(ffi::PyBUF_STRIDES) {
+                (*parts).strides.as_mut_ptr()
+            } else {
+                std::ptr::null_mut()
+            };
             (*view).suboffsets = std::ptr::null_mut();
             (*view).internal = parts.cast();
         }

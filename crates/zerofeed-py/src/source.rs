@@ -1,0 +1,50 @@
+//! `zerofeed.open_npy`: memory-mapped, fully validated `.npy` files as read-only views.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+
+use zerofeed_core::dlpack::DLDevice;
+use zerofeed_core::source::{NpyFile, SourceError};
+use zerofeed_core::Layout;
+
+use crate::errors::{layout_error, raise, Kind};
+use crate::view::PyView;
+
+/// Maps a source error to the matching exception, naming the file.
+pub fn source_error(argument: &str, err: SourceError) -> PyErr {
+    match err {
+        SourceError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            pyo3::exceptions::PyFileNotFoundError::new_err(err.to_string())
+        }
+        SourceError::Io { .. } => pyo3::exceptions::PyOSError::new_err(err.to_string()),
+        other => raise(Kind::NpyFormat, argument, other.to_string()),
+    }
+}
+
+/// Opens `path` read-only, memory-mapped; no byte is read beyond the header.
+pub fn open(path: PathBuf) -> PyResult<NpyFile> {
+    NpyFile::open(&path).map_err(|e| source_error("path", e))
+}
+
+/// A read-only view of a `.npy` file's array, memory-mapped.
+#[pyfunction]
+pub fn _open_npy(py: Python<'_>, path: PathBuf) -> PyResult<PyView> {
+    let file = py.detach(|| open(path))?;
+    let header = file.header();
+    let layout = Layout::new(
+        header.shape.clone(),
+        header.byte_strides(),
+        header.dtype.itemsize(),
+    )
+    .map_err(|e| layout_error("path", e))?;
+    Ok(PyView {
+        address: file.data_ptr() as usize,
+        dtype: header.dtype,
+        layout,
+        device: DLDevice::CPU,
+        readonly: true,
+        keep: Arc::new(file),
+    })
+}
