@@ -59,7 +59,8 @@ def _prepared(obj: Any, target: str, copy: bool | None) -> tuple[View, Explanati
 
 class _ImmutableExport:
     """Hands a legacy capsule of a (possibly read-only) view to a consumer whose tensors
-    are immutable (TensorFlow, JAX), which is how they ask for it."""
+    are immutable (TensorFlow, JAX), which is how they ask for it.
+    """
 
     def __init__(self, v: View) -> None:
         self._view = v
