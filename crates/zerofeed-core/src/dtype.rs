@@ -142,7 +142,8 @@ impl DType {
         let order = chars.next().ok_or_else(unsupported)?;
         let kind = chars.next().ok_or_else(unsupported)?;
         let size: usize = chars.as_str().parse().map_err(|_| unsupported())?;
-        let native = order == '<' || order == '|' || (order == '=' && cfg!(target_endian = "little"));
+        let native =
+            order == '<' || order == '|' || (order == '=' && cfg!(target_endian = "little"));
         if !native && !(size == 1 && order == '>') {
             return Err(UnsupportedDType {
                 found: format!("{typestr} (big-endian data must be byte-swapped first)"),
@@ -278,7 +279,9 @@ impl FromStr for DType {
         if let Some(d) = alias {
             return Ok(d);
         }
-        DType::from_typestr(s).map_err(|_| UnsupportedDType { found: s.to_owned() })
+        DType::from_typestr(s).map_err(|_| UnsupportedDType {
+            found: s.to_owned(),
+        })
     }
 }
 
