@@ -275,14 +275,9 @@ fn run_stage(stage: &Stage, src: &[u8], dst: &mut [u8], n: usize, seg: Segment) 
     }
     match stage {
         Stage::Convert { f, .. } => f(src, dst),
-        Stage::Affine32 {
-            f, f_plane, coefs, ..
-        } => {
+        Stage::Affine32 { f, coefs, .. } => {
             let (a, b) = pick(coefs, seg, n);
-            match seg {
-                Segment::Hwc => f(src, dst, a, b),
-                Segment::Plane(_) => f_plane(src, dst, a, b),
-            }
+            f(src, dst, a, b)
         }
         Stage::Affine64 { f, coefs, .. } => {
             let (a, b) = pick(coefs, seg, n);
