@@ -1,1 +1,0 @@
-//! Fused per-sample kernels. (Being written.)

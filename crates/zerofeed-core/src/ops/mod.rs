@@ -1,0 +1,320 @@
+//! Fused per-sample kernels: crop, flip, normalize, cast and CHW layout in one pass.
+//!
+//! A chain of [`OpSpec`]s is compiled once into a [`Plan`] for a field's sample shape
+//! and dtype. The plan canonicalizes the chain into a fused form: a crop window and a
+//! flip flag (resolved per sample from a [`SampleKey`]), a short list of value stages
+//! (usually one: a conversion or a per-channel `x * a_c + b_c`), and the output layout.
+//! [`Plan::run`] then reads each source row once and writes the output straight into the
+//! caller's buffer (a batch slot), so the cost is one pass over memory.
+//!
+//! Conventions:
+//! - Samples are `(H, W, C)` or `(H, W)`; scalars and vectors (rank 0 and 1) accept value
+//!   ops only. Crops and flips act on H and W; `RandomFlip` is horizontal.
+//! - `CenterCrop` puts the window at `((H - h) // 2, (W - w) // 2)` (floor, as NumPy
+//!   code usually does; torchvision rounds half to even, one pixel off for odd margins).
+//! - `RandomCrop` offsets are uniform over every valid position, like torchvision.
+//! - `Normalize`: `out = (x * scale - mean[c]) / std[c]`, computed as `x * a_c + b_c` with
+//!   `a_c = scale / std_c`, `b_c = -mean_c / std_c` in float32 (float64 when the output is
+//!   float64), then rounded to the output dtype. Expect a few float32 ulps of difference
+//!   from NumPy's float64 formula.
+//! - `Cast` follows NumPy's `astype`: integer -> integer wraps, float -> integer truncates
+//!   toward zero (out-of-range values saturate and NaN becomes 0, where NumPy's result is
+//!   undefined), anything -> float rounds to nearest even.
+//! - Value ops run in the order given, each rounding as written; casts that cannot change
+//!   a value (`uint8 -> float32` before `Normalize`) are folded away.
+
+mod compile;
+mod elem;
+mod kernels;
+mod run;
+
+use std::fmt;
+
+use thiserror::Error;
+
+use crate::dtype::DType;
+use kernels::{Affine32Fn, Affine64Fn, ConvertFn};
+
+/// One operation of a per-sample chain, as users write it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum OpSpec {
+    /// A `height x width` window at a uniformly random position.
+    RandomCrop {
+        /// Window height in pixels (>= 1).
+        height: usize,
+        /// Window width in pixels (>= 1).
+        width: usize,
+    },
+    /// A `height x width` window in the middle of the sample.
+    CenterCrop {
+        /// Window height in pixels (>= 1).
+        height: usize,
+        /// Window width in pixels (>= 1).
+        width: usize,
+    },
+    /// Mirror left-right with probability `p`.
+    RandomFlip {
+        /// Probability in `[0, 1]`.
+        p: f64,
+    },
+    /// `(x * scale - mean[c]) / std[c]`, written as `dtype` (a float type).
+    Normalize {
+        /// Per-channel means (length = channels, or 1 for all channels).
+        mean: Vec<f64>,
+        /// Per-channel standard deviations, finite and non-zero.
+        std: Vec<f64>,
+        /// Applied to the raw value first, e.g. `1/255` for `uint8` pixels.
+        scale: f64,
+        /// float32, float16, bfloat16 or float64.
+        dtype: DType,
+    },
+    /// Value conversion like NumPy's `astype(dtype)`.
+    Cast {
+        /// The target dtype.
+        dtype: DType,
+    },
+    /// `(H, W, C) -> (C, H, W)`.
+    ToChw,
+}
+
+impl fmt::Display for OpSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpSpec::RandomCrop { height, width } => write!(f, "RandomCrop({height}, {width})"),
+            OpSpec::CenterCrop { height, width } => write!(f, "CenterCrop({height}, {width})"),
+            OpSpec::RandomFlip { p } => write!(f, "RandomFlip(p={p})"),
+            OpSpec::Normalize { dtype, .. } => write!(f, "Normalize(dtype={dtype})"),
+            OpSpec::Cast { dtype } => write!(f, "Cast({dtype})"),
+            OpSpec::ToChw => f.write_str("ToChw"),
+        }
+    }
+}
+
+/// Addresses the randomness of one sample: every random choice of op number `k` is drawn
+/// from the counter RNG on `(seed, [sampler::domain::OPS, epoch, index, k])`.
+///
+/// Use the sample's dataset index for `index`, so the same sample gets the same crop and
+/// flip in a given epoch whichever worker, rank or batch position processes it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SampleKey {
+    /// The loader's seed.
+    pub seed: u64,
+    /// The epoch number.
+    pub epoch: u64,
+    /// The sample's index in the dataset.
+    pub index: u64,
+}
+
+/// Where a plan reads one sample: the crop window in source pixels and the flip flag.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Window {
+    /// First source row.
+    pub top: usize,
+    /// First source column.
+    pub left: usize,
+    /// Rows read (the output height).
+    pub height: usize,
+    /// Columns read (the output width).
+    pub width: usize,
+    /// Output column `j` comes from source column `left + width - 1 - j`.
+    pub flipped: bool,
+}
+
+/// A chain that cannot run on the given sample, or a run call with wrong arguments.
+/// `op` reads like `ops[1] RandomCrop(300, 300)`.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum OpsError {
+    /// Samples must have rank 0 to 3.
+    #[error("ops work on samples of rank 0 to 3 (scalar, vector, (H, W) or (H, W, C)), got shape {shape:?}; reshape the field first")]
+    UnsupportedRank { shape: Vec<usize> },
+    /// bool and complex values cannot be converted or normalized.
+    #[error("{op}: cannot convert {dtype} values; value ops work on integer and float types")]
+    UnsupportedDType { op: String, dtype: DType },
+    /// Crops and flips need an image.
+    #[error("{op} needs an image sample (H, W) or (H, W, C), got shape {shape:?}")]
+    NotAnImage { op: String, shape: Vec<usize> },
+    /// `ToChw` needs a channel axis.
+    #[error("{op} needs a 3-D (H, W, C) sample, got shape {shape:?}; 2-D samples have no channel axis to move")]
+    LayoutNeeds3d { op: String, shape: Vec<usize> },
+    /// Crop sizes start at 1.
+    #[error("{op} has a zero size; crop height and width must be at least 1")]
+    ZeroCrop { op: String },
+    /// The crop does not fit in the (possibly already cropped) sample.
+    #[error("{op} needs a sample of at least {need_h}x{need_w}, got {got_h}x{got_w}; crop smaller or resize first")]
+    CropTooLarge {
+        op: String,
+        need_h: usize,
+        need_w: usize,
+        got_h: usize,
+        got_w: usize,
+    },
+    /// Flip probability outside `[0, 1]`.
+    #[error("{op}: p must be in [0, 1], got {p}")]
+    BadProbability { op: String, p: f64 },
+    /// `mean` or `std` with the wrong number of values.
+    #[error("{op}: {what} has {len} values but the sample has {channels} channel(s); pass {channels} values, or 1 to use for every channel")]
+    ChannelMismatch {
+        op: String,
+        what: &'static str,
+        len: usize,
+        channels: usize,
+    },
+    /// A zero, infinite or NaN standard deviation.
+    #[error("{op}: std[{index}] is {value}; every std must be finite and non-zero")]
+    BadStd {
+        op: String,
+        index: usize,
+        value: f64,
+    },
+    /// A NaN or infinite mean or scale (or a zero scale).
+    #[error("{op}: {what} must be finite (and scale non-zero), got {value}")]
+    NonFinite {
+        op: String,
+        what: String,
+        value: f64,
+    },
+    /// `Normalize` writes floats only.
+    #[error("{op}: Normalize writes float32, float16, bfloat16 or float64, not {dtype}; normalize to float32 and add Cast({dtype}) after it")]
+    NormalizeDType { op: String, dtype: DType },
+    /// `ToChw` twice.
+    #[error("{op}: the sample is already CHW; use ToChw once")]
+    DuplicateToChw { op: String },
+    /// A crop or flip after `ToChw`.
+    #[error(
+        "{op} comes after ToChw; crops and flips act on HWC samples, so move ToChw to the end"
+    )]
+    SpatialAfterLayout { op: String },
+    /// `run` got a stride list of the wrong length.
+    #[error(
+        "run: got {got} strides for a rank-{rank} sample; pass one byte stride per input dimension"
+    )]
+    StrideCount { got: usize, rank: usize },
+    /// `run` got an output buffer of the wrong size.
+    #[error("run: dst has {got} bytes but the plan writes {expected}; size it with Plan::output_nbytes()")]
+    DstSize { got: usize, expected: usize },
+    /// The sample described by offset, strides and shape leaves the source buffer.
+    #[error("run: the sample spans bytes {lo}..{hi} of a {len}-byte source; check offset, strides and shape")]
+    OutOfBounds { lo: i128, hi: i128, len: usize },
+}
+
+/// Where the crop window comes from, in chain order.
+#[derive(Clone, Debug)]
+enum Spatial {
+    Crop {
+        random: bool,
+        height: usize,
+        width: usize,
+        op_index: u64,
+    },
+    Flip {
+        p: f64,
+        op_index: u64,
+    },
+}
+
+/// Per-channel coefficients laid out for the row loops: `hwc` repeats `(a_0..a_{C-1})`
+/// over a whole chunk so the inner loop is `src[i] * a[i] + b[i]` with no modulo;
+/// `planar` holds `C` runs of `out_w` copies of `a_c` for the CHW planes.
+#[derive(Clone, Debug)]
+struct Coefs<T> {
+    a_hwc: Vec<T>,
+    b_hwc: Vec<T>,
+    a_planar: Vec<T>,
+    b_planar: Vec<T>,
+}
+
+/// One value pass over a row, reading the previous stage's dtype.
+#[derive(Clone, Debug)]
+enum Stage {
+    Convert {
+        f: ConvertFn,
+        out: DType,
+    },
+    Affine32 {
+        f: Affine32Fn,
+        coefs: Coefs<f32>,
+        out: DType,
+    },
+    Affine64 {
+        f: Affine64Fn,
+        coefs: Coefs<f64>,
+        out: DType,
+    },
+}
+
+impl Stage {
+    fn out(&self) -> DType {
+        match self {
+            Stage::Convert { out, .. }
+            | Stage::Affine32 { out, .. }
+            | Stage::Affine64 { out, .. } => *out,
+        }
+    }
+}
+
+/// A compiled op chain for one input shape and dtype: immutable, `Send + Sync`; share
+/// one (e.g. in an `Arc`) between all worker threads.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    in_shape: Vec<usize>,
+    in_dtype: DType,
+    /// The input as (H, W, C): rank 0 is (1, 1, 1), rank 1 (1, n, 1), rank 2 (H, W, 1).
+    h: usize,
+    w: usize,
+    c: usize,
+    spatial: Vec<Spatial>,
+    /// CHW output with more than one channel (with one channel CHW and HWC coincide).
+    planar: bool,
+    out_shape: Vec<usize>,
+    out_dtype: DType,
+    stages: Vec<Stage>,
+    /// Elements per HWC chunk: a multiple of C, at least one output row, the length of
+    /// the `hwc` coefficient rows.
+    chunk: usize,
+}
+
+impl Plan {
+    /// The sample shape the plan was compiled for.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.in_shape
+    }
+
+    /// The sample dtype the plan was compiled for.
+    pub fn input_dtype(&self) -> DType {
+        self.in_dtype
+    }
+
+    /// Shape of one output sample (C-contiguous).
+    pub fn output_shape(&self) -> &[usize] {
+        &self.out_shape
+    }
+
+    /// Dtype of the output.
+    pub fn output_dtype(&self) -> DType {
+        self.out_dtype
+    }
+
+    /// Bytes of one output sample: the `dst` length [`Plan::run`] expects.
+    pub fn output_nbytes(&self) -> usize {
+        self.out_shape.iter().product::<usize>() * self.out_dtype.itemsize()
+    }
+
+    /// Byte strides of a C-contiguous input sample.
+    pub fn input_c_strides(&self) -> Vec<isize> {
+        let mut strides = vec![0isize; self.in_shape.len()];
+        let mut step = self.in_dtype.itemsize() as isize;
+        for (s, &n) in strides.iter_mut().zip(&self.in_shape).rev() {
+            *s = step;
+            step *= n as isize;
+        }
+        strides
+    }
+
+    /// True when the chain has random ops (the output depends on the [`SampleKey`]).
+    pub fn is_random(&self) -> bool {
+        self.spatial.iter().any(|s| match s {
+            Spatial::Crop { random, .. } => *random,
+            Spatial::Flip { p, .. } => *p > 0.0 && *p < 1.0,
+        })
+    }
+}

@@ -1,1 +1,0 @@
-//! Sample order, shards and counter-based randomness. (Being written.)
