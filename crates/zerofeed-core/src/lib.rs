@@ -12,6 +12,8 @@
 //! - [`source`]: memory-mapped `.npy` files with fully validated headers
 //! - [`ops`]: fused per-sample kernels (crop, flip, normalize, cast, layout change)
 //! - [`sampler`]: order, shuffling, shards and counter-based randomness
+//! - [`pool`]: recycled, budgeted, optionally page-locked batch buffers
+//! - [`pipeline`]: worker threads assembling batches in order into pooled buffers
 
 pub mod dlpack;
 pub mod dtype;
@@ -20,6 +22,8 @@ pub mod gather;
 pub mod host;
 pub mod layout;
 pub mod ops;
+pub mod pipeline;
+pub mod pool;
 pub mod sampler;
 pub mod source;
 
