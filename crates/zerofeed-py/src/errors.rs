@@ -36,7 +36,6 @@ pub enum Kind {
     Device,
     NpyFormat,
     Memory,
-    #[allow(dead_code)] // raised by the pipeline bindings
     Pipeline,
 }
 

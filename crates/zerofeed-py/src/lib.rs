@@ -1,19 +1,22 @@
 //! `zerofeed._zerofeed`: PyO3 bindings of zerofeed-core.
 //!
 //! Only argument parsing, error mapping and GIL release live here; every decision is made
-//! in the core. Modules mirror the core's: `view` (layout + exchange), `dlpack`, `import`, `source`.
+//! in the core. Modules mirror the core's: `view` (layout + exchange), `dlpack`, `import`, `source`, `pipeline`.
 
 use pyo3::prelude::*;
 
 mod dlpack;
 mod errors;
 mod import;
+mod pipeline;
 mod source;
 mod view;
 
 #[pymodule]
 fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<view::PyView>()?;
+    m.add_class::<pipeline::PyPipeline>()?;
+    m.add_class::<pipeline::PyEpoch>()?;
     m.add_function(wrap_pyfunction!(errors::_register_errors, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_capsule, m)?)?;
