@@ -267,7 +267,7 @@ impl Plan {
 }
 
 fn run_stage(stage: &Stage, src: &[u8], dst: &mut [u8], n: usize, seg: Segment) {
-    fn pick<'a, T>(c: &'a super::Coefs<T>, seg: Segment, n: usize) -> (&'a [T], &'a [T]) {
+    fn pick<T>(c: &super::Coefs<T>, seg: Segment, n: usize) -> (&[T], &[T]) {
         match seg {
             Segment::Hwc => (&c.a_hwc[..n], &c.b_hwc[..n]),
             Segment::Plane(k) => (&c.a_planar[k * n..][..n], &c.b_planar[k * n..][..n]),
