@@ -31,7 +31,9 @@ from .errors import (
 )
 from .explain import Explanation, explain
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .loader import Loader, Shard
 from .memory import aligned, copy_stats, empty
+from .ops import Cast, CenterCrop, Normalize, RandomCrop, RandomFlip, ToCHW
 from .sources import open_npy
 from .views import View, view
 
@@ -40,16 +42,24 @@ _zerofeed._register_errors(ALL_ERRORS)
 __version__: str = _zerofeed.__version__
 
 __all__ = [
+    "Cast",
+    "CenterCrop",
     "DTypeError",
     "DeviceError",
     "ExportError",
     "Explanation",
     "FrameworkMissingError",
     "LayoutError",
+    "Loader",
     "MemoryBudgetError",
+    "Normalize",
     "NpyFormatError",
     "PipelineError",
+    "RandomCrop",
+    "RandomFlip",
     "ReadOnlyError",
+    "Shard",
+    "ToCHW",
     "UnsupportedSourceError",
     "View",
     "ViewIndexError",

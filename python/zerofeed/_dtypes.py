@@ -20,9 +20,7 @@ def bfloat16() -> np.dtype[Any]:
     try:
         import ml_dtypes
     except ImportError as err:  # pragma: no cover - ml_dtypes is a dependency
-        raise DTypeError(
-            "bfloat16 needs the ml_dtypes package: pip install ml_dtypes", "dtype"
-        ) from err
+        raise DTypeError("bfloat16 needs the ml_dtypes package: pip install ml_dtypes", "dtype") from err
     return np.dtype(ml_dtypes.bfloat16)
 
 
@@ -42,8 +40,7 @@ def dtype_name(dtype: Any) -> str:
         raise DTypeError(f"dtype={dtype!r} is not a dtype: use e.g. 'float32'", "dtype") from err
     if resolved.byteorder == ">":
         raise DTypeError(
-            f"dtype {resolved} is big-endian; byte-swap first with "
-            "arr.astype(arr.dtype.newbyteorder('<'))",
+            f"dtype {resolved} is big-endian; byte-swap first with arr.astype(arr.dtype.newbyteorder('<'))",
             "dtype",
         )
     return resolved.name

@@ -11,9 +11,7 @@ from . import _zerofeed
 from ._dtypes import bfloat16, dtype_name
 
 
-def empty(
-    shape: int | Sequence[int], dtype: Any = "float32", *, align: int | str = 64
-) -> np.ndarray:
+def empty(shape: int | Sequence[int], dtype: Any = "float32", *, align: int | str = 64) -> np.ndarray:
     """A writable, C-contiguous NumPy array of uninitialised, aligned memory.
 
     ``align`` is a power of two, ``"page"`` or ``"huge"`` (2 MiB, backed by transparent huge
@@ -44,14 +42,8 @@ def aligned(array: Any, *, align: int | str = 64) -> np.ndarray:
 
     """
     source = np.asarray(array)
-    boundary = (
-        {"page": 4096, "huge": 2 << 20}.get(align, align) if isinstance(align, str) else align
-    )
-    if (
-        source.flags.c_contiguous
-        and isinstance(boundary, int)
-        and source.ctypes.data % boundary == 0
-    ):
+    boundary = {"page": 4096, "huge": 2 << 20}.get(align, align) if isinstance(align, str) else align
+    if source.flags.c_contiguous and isinstance(boundary, int) and source.ctypes.data % boundary == 0:
         return source
     out = empty(source.shape, source.dtype, align=align)
     np.copyto(out, source)

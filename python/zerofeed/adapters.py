@@ -1,0 +1,86 @@
+"""Framework-level adapters of a :class:`zerofeed.Loader`: ``tf.data`` and Keras 3."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._dtypes import numpy_dtype
+from .errors import PipelineError
+from .frameworks import require, to_jax, to_numpy, to_tensorflow, to_torch
+
+if TYPE_CHECKING:
+    from .loader import Loader
+
+
+def tf_dataset(loader: Loader) -> Any:
+    """A ``tf.data.Dataset`` yielding the loader's batches (see :meth:`Loader.tf_dataset`).
+
+    Example:
+        >>> import numpy as np, zerofeed as zf
+        >>> ds = zf.Loader(np.zeros((4, 3), np.float32), batch_size=2).tf_dataset()  # doctest: +SKIP
+        >>> ds.element_spec  # doctest: +SKIP
+        TensorSpec(shape=(None, 3), dtype=tf.float32, name=None)
+
+    """
+    tf = require("tensorflow")
+    leading = loader.batch_size if loader.drop_last else None
+
+    def spec(shape: tuple[int, ...], dtype: str) -> Any:
+        return tf.TensorSpec(shape=(leading, *shape), dtype=tf.as_dtype(numpy_dtype(dtype)))
+
+    specs = {name: spec(shape, dtype) for name, (shape, dtype) in loader.element_spec().items()}
+    signature = specs[""] if loader._single else specs
+    return tf.data.Dataset.from_generator(loader.tensorflow, output_signature=signature)
+
+
+_CONVERTERS = {"tensorflow": to_tensorflow, "jax": to_jax, "torch": to_torch, "numpy": to_numpy}
+
+
+def keras_dataset(loader: Loader, x: str | None, y: str | None) -> Any:
+    """A Keras 3 ``PyDataset`` over the loader (see :meth:`Loader.keras`).
+
+    Keras asks for batches by index; consecutive indices continue the running epoch, any
+    other index restarts the epoch there (the loader is resumable, so this is exact).
+    """
+    keras = require("keras")
+    if loader._single:
+        if x is not None or y is not None:
+            raise PipelineError("x/y name fields of a dict source; this source is single", "x")
+    else:
+        names = list(loader.element_spec())
+        for argument, name in (("x", x), ("y", y)):
+            if name is not None and name not in names:
+                raise PipelineError(f"{argument}={name!r} is not a field; fields: {names}", argument)
+        if x is None:
+            raise PipelineError(f"name the input field with x=...; fields: {names}", "x")
+    convert = _CONVERTERS.get(keras.backend.backend(), to_numpy)
+
+    class ZerofeedPyDataset(keras.utils.PyDataset):  # type: ignore[misc,name-defined]
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self._iterator: Any = None
+            self._next_index = -1
+
+        def __len__(self) -> int:
+            return len(loader)
+
+        def __getitem__(self, index: int) -> Any:
+            if index != self._next_index or self._iterator is None:
+                state = loader.state_dict()
+                state["batch"] = index
+                loader.load_state_dict(state)
+                self._iterator = loader._iterate(convert)
+            self._next_index = index + 1
+            batch = next(self._iterator)
+            if loader._single:
+                return batch
+            return (batch[x], batch[y]) if y is not None else batch[x]
+
+        def on_epoch_end(self) -> None:
+            if self._iterator is not None:
+                self._iterator.close()
+            self._iterator = None
+            self._next_index = -1
+            loader.set_epoch(loader.epoch + 1)
+
+    return ZerofeedPyDataset()

@@ -1,0 +1,447 @@
+"""``zerofeed.Loader``: a fused, multi-threaded, deterministic and resumable input pipeline.
+
+Rust worker threads gather samples (crop, flip, normalize, cast, layout change in one pass)
+straight into recycled, aligned, optionally page-locked batch buffers; Python receives
+finished batches. A batch buffer returns to the pool only when nothing references it (the
+NumPy array, a framework tensor, a DLPack capsule), so a batch you keep never changes.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from . import _zerofeed
+from .errors import DeviceError, PipelineError
+from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .ops import Op
+from .sources import open_npy
+from .views import View, view
+
+Batch = Any  # an array/tensor, or a dict of them for dict sources
+_SINGLE = ""  # the field name of a single (non-dict) source
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of the data: ``rank`` of ``world_size`` (DistributedSampler rules).
+
+    Example:
+        >>> Shard(1, 4)
+        Shard(rank=1, world_size=4)
+
+    """
+
+    rank: int
+    world_size: int
+
+    def __post_init__(self) -> None:
+        if self.world_size < 1:
+            raise PipelineError(f"world_size={self.world_size} must be at least 1", "shard")
+        if not 0 <= self.rank < self.world_size:
+            raise PipelineError(
+                f"rank={self.rank} must be in [0, {self.world_size}) for world_size={self.world_size}",
+                "shard",
+            )
+
+    @classmethod
+    def from_env(cls) -> Shard:
+        """The shard that ``torchrun`` and similar launchers describe in RANK / WORLD_SIZE.
+
+        Without those variables: a single process (rank 0 of 1).
+
+        Example:
+            >>> import os
+            >>> os.environ.pop("RANK", None) and None
+            >>> Shard.from_env()
+            Shard(rank=0, world_size=1)
+
+        """
+        try:
+            rank = int(os.environ.get("RANK", "0"))
+            world = int(os.environ.get("WORLD_SIZE", "1"))
+        except ValueError as err:
+            raise PipelineError(f"RANK/WORLD_SIZE must be integers: {err}", "shard") from err
+        return cls(rank, world)
+
+
+def _source_view(name: str, source: Any) -> View:
+    if isinstance(source, (str, os.PathLike)):
+        return open_npy(source)
+    try:
+        return view(source)
+    except TypeError as err:
+        label = f"source[{name!r}]" if name else "source"
+        raise PipelineError(
+            f"{label}: {err}; pass a NumPy array, a zerofeed.View or a .npy path", "source"
+        ) from err
+
+
+def _default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _resolve_ops(
+    names: Sequence[str], ops: Sequence[Op] | Mapping[str, Sequence[Op]] | None
+) -> dict[str, list[Op]]:
+    if ops is None:
+        return {name: [] for name in names}
+    if isinstance(ops, Mapping):
+        unknown = sorted(set(ops) - set(names))
+        if unknown:
+            raise PipelineError(
+                f"ops names fields {unknown} that the source does not have; fields: {list(names)}",
+                "ops",
+            )
+        chosen = {name: list(ops.get(name, [])) for name in names}
+    elif names == [_SINGLE]:
+        chosen = {_SINGLE: list(ops)}
+    else:
+        raise PipelineError(
+            "the source is a dict: pass ops as a dict of lists, e.g. ops={'image': [...]}", "ops"
+        )
+    for name, chain in chosen.items():
+        for op in chain:
+            if not isinstance(op, Op):
+                raise PipelineError(
+                    f"ops for {name or 'the source'!r} contains {op!r}; use zerofeed ops "
+                    "(RandomCrop, CenterCrop, RandomFlip, Normalize, Cast, ToCHW)",
+                    "ops",
+                )
+    return chosen
+
+
+class Loader:
+    """Batches of samples from arrays or ``.npy`` files, prepared by Rust threads.
+
+    ``source`` is a NumPy array (axis 0 indexes samples), a :class:`zerofeed.View`, a path
+    to a ``.npy`` file (memory-mapped, so files larger than RAM work), or a dict of names
+    to those (same length; batches are then dicts). ``ops`` is a list (single source) or a
+    dict of lists per field; fields without ops are gathered as they are (labels).
+
+    Iterating yields NumPy arrays; :meth:`torch`, :meth:`tensorflow`, :meth:`jax` yield
+    framework tensors over the same memory (no copy). See the README for every option.
+
+    Example:
+        >>> import numpy as np, zerofeed as zf
+        >>> images = np.zeros((10, 32, 32, 3), np.uint8)
+        >>> labels = np.arange(10)
+        >>> loader = zf.Loader({"image": images, "label": labels}, batch_size=4,
+        ...                    ops={"image": [zf.RandomCrop(16, 16), zf.ToCHW()]})
+        >>> [b["image"].shape for b in loader]
+        [(4, 3, 16, 16), (4, 3, 16, 16), (2, 3, 16, 16)]
+
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        *,
+        batch_size: int,
+        ops: Sequence[Op] | Mapping[str, Sequence[Op]] | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        drop_last: bool = False,
+        workers: int | None = None,
+        prefetch: int = 2,
+        pin: bool = True,
+        device: str = "cpu",
+        shard: Shard | tuple[int, int] | None = None,
+        memory_budget: int | None = None,
+    ) -> None:
+        if device != "cpu":
+            raise DeviceError(
+                f"device={device!r}: this build feeds host memory only; use device='cpu' and "
+                "move batches with your framework (the CUDA path is zerofeed.cuda)",
+                "device",
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise PipelineError(f"batch_size={batch_size!r} must be a positive integer", "batch_size")
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise PipelineError(f"workers={workers!r} must be a positive integer or None", "workers")
+        if not isinstance(prefetch, int) or prefetch < 0:
+            raise PipelineError(f"prefetch={prefetch!r} must be a non-negative integer", "prefetch")
+        if not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise PipelineError(f"seed={seed!r} must be an integer in [0, 2**64)", "seed")
+        self._single = not isinstance(source, Mapping)
+        sources = {_SINGLE: source} if self._single else dict(source)
+        if not sources:
+            raise PipelineError("source is an empty dict; give at least one field", "source")
+        views = {name: _source_view(name, value) for name, value in sources.items()}
+        chains = _resolve_ops(list(views), ops)
+        if shard is None:
+            shard = Shard(0, 1)
+        elif not isinstance(shard, Shard):
+            shard = Shard(*shard)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.seed = seed
+        self.drop_last = drop_last
+        self.workers = workers or _default_workers()
+        self.prefetch = prefetch
+        self.pin = pin
+        self.shard = shard
+        self._pipeline = _zerofeed._Pipeline(
+            [(name, v, [op.spec() for op in chains[name]]) for name, v in views.items()],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            workers=self.workers,
+            prefetch=prefetch,
+            pin=pin,
+            rank=shard.rank,
+            world_size=shard.world_size,
+            memory_budget=memory_budget,
+        )
+        self._length = views[next(iter(views))].shape[0]
+        self._epoch = 0
+        self._resume_batch = 0
+        self._active: _BatchIterator | None = None
+        self._warned_pin = False
+        self._extra_copies = 0
+
+    # -- size and order -------------------------------------------------------------
+    def __len__(self) -> int:
+        """Batches per epoch for this rank."""
+        return len(self._pipeline)
+
+    @property
+    def epoch(self) -> int:
+        """The epoch the next iteration runs (advances after each complete epoch)."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch of the next iteration (its shuffle and random ops).
+
+        Epochs also advance by themselves after each complete pass, so calling this is only
+        needed to mirror ``DistributedSampler.set_epoch`` or to replay an epoch.
+
+        Example:
+            >>> import numpy as np, zerofeed as zf
+            >>> loader = zf.Loader(np.arange(8), batch_size=4, shuffle=True)
+            >>> loader.set_epoch(3); loader.epoch
+            3
+
+        """
+        if not isinstance(epoch, int) or epoch < 0:
+            raise PipelineError(f"epoch={epoch!r} must be a non-negative integer", "epoch")
+        self._close_active()
+        self._epoch = epoch
+        self._resume_batch = 0
+
+    def element_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Per field: the shape of one output sample and its dtype.
+
+        Example:
+            >>> import numpy as np, zerofeed as zf
+            >>> zf.Loader(np.zeros((4, 8, 8, 3), np.uint8), batch_size=2,
+            ...           ops=[zf.ToCHW()]).element_spec()
+            {'': ((3, 8, 8), 'uint8')}
+
+        """
+        return {name: (tuple(shape), dtype) for name, shape, dtype in self._pipeline.field_specs()}
+
+    # -- resumption ------------------------------------------------------------------
+    def _fingerprint(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "batch_size": self.batch_size,
+            "drop_last": self.drop_last,
+            "length": self._length,
+            "rank": self.shard.rank,
+            "world_size": self.shard.world_size,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the loader is: restore it with :meth:`load_state_dict` to get exactly the
+        remaining batches of the epoch, bit-identical.
+
+        Example:
+            >>> import numpy as np, zerofeed as zf
+            >>> loader = zf.Loader(np.arange(10), batch_size=2, shuffle=True, seed=1)
+            >>> it = iter(loader); first = next(it)
+            >>> state = loader.state_dict(); state["epoch"], state["batch"]
+            (0, 1)
+
+        """
+        batch = self._active.position if self._active is not None else self._resume_batch
+        return {"epoch": self._epoch, "batch": batch, **self._fingerprint()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration starts at its batch.
+
+        The loader must be configured like the one that saved the state (same seed,
+        shuffle, batch size, data length and shard); otherwise PipelineError names the field.
+
+        Example:
+            >>> import numpy as np, zerofeed as zf
+            >>> a = zf.Loader(np.arange(10), batch_size=2, shuffle=True, seed=1)
+            >>> it = iter(a); _ = next(it); state = a.state_dict()
+            >>> b = zf.Loader(np.arange(10), batch_size=2, shuffle=True, seed=1)
+            >>> b.load_state_dict(state)
+            >>> [x.tolist() for x in b] == [x.tolist() for x in it]
+            True
+
+        """
+        for key, value in self._fingerprint().items():
+            if state.get(key) != value:
+                raise PipelineError(
+                    f"state_dict was saved with {key}={state.get(key)!r} but this loader has "
+                    f"{key}={value!r}; configure the loader as the saved one was",
+                    "state",
+                )
+        self._close_active()
+        self._epoch = int(state["epoch"])
+        self._resume_batch = int(state["batch"])
+
+    # -- iteration -------------------------------------------------------------------
+    def _close_active(self) -> None:
+        if self._active is not None:
+            self._active.close()
+            self._active = None
+
+    def _iterate(self, convert: Callable[[View], Any]) -> _BatchIterator:
+        self._close_active()
+        iterator = _BatchIterator(self, convert, self._epoch, self._resume_batch)
+        self._resume_batch = 0
+        self._active = iterator
+        return iterator
+
+    def __iter__(self) -> Iterator[Batch]:
+        """Yield NumPy batches (arrays, or dicts of arrays for dict sources)."""
+        return self._iterate(to_numpy)
+
+    def numpy(self) -> Iterator[Batch]:
+        """Yield NumPy batches; the same as iterating the loader."""
+        return self._iterate(to_numpy)
+
+    def torch(self) -> Iterator[Batch]:
+        """Yield ``torch.Tensor`` batches over the batch buffers (no copy)."""
+        return self._iterate(to_torch)
+
+    def tensorflow(self) -> Iterator[Batch]:
+        """Yield ``tf.Tensor`` batches over the batch buffers (aligned, so no copy)."""
+        return self._iterate(to_tensorflow)
+
+    def jax(self) -> Iterator[Batch]:
+        """Yield ``jax.Array`` batches over the batch buffers (aligned, so no copy)."""
+        return self._iterate(to_jax)
+
+    def tf_dataset(self) -> Any:
+        """A ``tf.data.Dataset`` of this loader's batches with a correct ``element_spec``.
+
+        Each pass over the dataset is one epoch. tf.data's Python-generator boundary
+        copies each batch once into a tensor it owns (measured: see README); use
+        :meth:`tensorflow` in a custom loop to avoid that copy.
+        """
+        from .adapters import tf_dataset
+
+        return tf_dataset(self)
+
+    def keras(self, x: str | None = None, y: str | None = None) -> Any:
+        """A Keras 3 ``PyDataset`` for ``model.fit``: batches ``(batch[x], batch[y])``.
+
+        With a single source, batches are inputs only. Tensors are made for the active Keras
+        backend without a copy.
+        """
+        from .adapters import keras_dataset
+
+        return keras_dataset(self, x, y)
+
+    def _views_to_batch(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
+        names = [name for name, _, _ in self._pipeline.field_specs()]
+        if self._single:
+            return convert(views[0])
+        return {name: convert(v) for name, v in zip(names, views, strict=True)}
+
+    def _epoch_finished(self) -> None:
+        self._epoch += 1
+        self._resume_batch = 0
+
+    def _check_pinning(self) -> None:
+        if self._warned_pin or not self.pin:
+            return
+        error = self._pipeline.stats()["pin_error"]
+        if error:
+            self._warned_pin = True
+            warnings.warn(
+                f"zerofeed: pin=True but batch buffers could not be page-locked ({error}); "
+                "using unlocked memory (see loader.stats['pin_failures'])",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters: batches, samples, bytes produced, copies, pinned bytes, pool buffers,
+        fresh allocations, and the time workers and consumer waited for each other.
+
+        Example:
+            >>> import numpy as np, zerofeed as zf
+            >>> loader = zf.Loader(np.zeros((4, 2), np.float32), batch_size=2)
+            >>> _ = list(loader); loader.stats["batches"], loader.stats["copies"]
+            (2, 0)
+
+        """
+        stats = dict(self._pipeline.stats())
+        stats["copies"] = self._extra_copies
+        return stats
+
+    def close(self) -> None:
+        """Stop the workers of the current iteration (also done by ``with`` and GC)."""
+        self._close_active()
+
+    def __enter__(self) -> Loader:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"Loader(batches={len(self)}, batch_size={self.batch_size}, shuffle={self.shuffle}, "
+            f"workers={self.workers}, prefetch={self.prefetch}, epoch={self._epoch}, "
+            f"fields={self.element_spec()})"
+        )
+
+
+class _BatchIterator:
+    """One pass over an epoch (or its remainder); closing it stops the workers."""
+
+    def __init__(self, loader: Loader, convert: Callable[[View], Any], epoch: int, first_batch: int) -> None:
+        self._loader = loader
+        self._convert = convert
+        self._run = loader._pipeline.start(epoch, first_batch)
+        self._done = False
+
+    @property
+    def position(self) -> int:
+        return self._run.position()
+
+    def __iter__(self) -> _BatchIterator:
+        return self
+
+    def __next__(self) -> Batch:
+        if self._done:
+            raise StopIteration
+        try:
+            views = next(self._run)
+        except StopIteration:
+            self._done = True
+            self._loader._epoch_finished()
+            self._loader._active = None
+            raise
+        self._loader._check_pinning()
+        return self._loader._views_to_batch(views, self._convert)
+
+    def close(self) -> None:
+        self._done = True
+        self._run.close()
