@@ -60,6 +60,7 @@ def keras_dataset(loader: Loader, x: str | None, y: str | None) -> Any:
             super().__init__(workers=1, use_multiprocessing=False)
             self._iterator: Any = None
             self._next_index = -1
+            self._served = False
 
         def __len__(self) -> int:
             return len(loader)
@@ -71,16 +72,21 @@ def keras_dataset(loader: Loader, x: str | None, y: str | None) -> Any:
                 loader.load_state_dict(state)
                 self._iterator = loader._iterate(convert)
             self._next_index = index + 1
+            self._served = True
             batch = next(self._iterator)
             if loader._single:
                 return batch
             return (batch[x], batch[y]) if y is not None else batch[x]
 
         def on_epoch_end(self) -> None:
+            # Keras may call this more than once per epoch: advance only after serving.
+            if not self._served:
+                return
             if self._iterator is not None:
                 self._iterator.close()
             self._iterator = None
             self._next_index = -1
+            self._served = False
             loader.set_epoch(loader.epoch + 1)
 
     return ZerofeedPyDataset()

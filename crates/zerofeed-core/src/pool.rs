@@ -10,7 +10,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::host::{AlignedBuffer, Alignment, HostError};
+use crate::host::{memlock_limit, AlignedBuffer, Alignment, HostError};
 
 /// Buffers at least this large are page-aligned (and locked page by page).
 const PAGE_ALIGN_FROM: usize = 64 << 10;
@@ -117,7 +117,20 @@ impl BufferPool {
         };
         let mut buffer = AlignedBuffer::new(len, align)?;
         if self.config.pin {
-            match buffer.lock() {
+            // Honour the soft memlock limit even where the process could exceed it (root has
+            // CAP_IPC_LOCK): the limit is how administrators budget page-locked memory.
+            let pinned = self.stats.pinned_bytes.load(Ordering::Relaxed);
+            let within_limit = memlock_limit().is_none_or(|limit| pinned + len as u64 <= limit);
+            let locked = if within_limit {
+                buffer.lock()
+            } else {
+                Err(HostError::Lock {
+                    bytes: len,
+                    limit: memlock_limit().map_or("unlimited".to_owned(), |l| format!("{l} bytes")),
+                    reason: format!("{pinned} bytes are already locked by this pool"),
+                })
+            };
+            match locked {
                 Ok(()) => {
                     self.stats
                         .pinned_bytes

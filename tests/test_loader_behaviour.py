@@ -1,0 +1,313 @@
+"""Loader behaviour: determinism, resumption, shards, kept batches, .npy sources, shutdown."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+
+import zerofeed as zf
+
+OPS = [zf.RandomCrop(6, 6), zf.RandomFlip(), zf.Normalize([120.0], [60.0], scale=1.0)]
+
+
+def dataset(n: int = 50, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 12, 10, 3), dtype=np.uint8)
+
+
+def run(loader: zf.Loader) -> list[np.ndarray]:
+    return [np.array(b, copy=True) for b in loader]
+
+
+def threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def test_len_and_drop_last():
+    data = dataset(50)
+    assert len(zf.Loader(data, batch_size=8)) == 7
+    assert len(zf.Loader(data, batch_size=8, drop_last=True)) == 6
+    assert [len(b) for b in zf.Loader(data, batch_size=8)][-1] == 2
+
+
+def test_same_batches_for_any_worker_count():
+    data = dataset()
+    reference = run(zf.Loader(data, batch_size=7, ops=OPS, shuffle=True, seed=3, workers=1))
+    for workers in (2, 4):
+        other = run(zf.Loader(data, batch_size=7, ops=OPS, shuffle=True, seed=3, workers=workers, prefetch=1))
+        assert all(np.array_equal(a, b) for a, b in zip(reference, other, strict=True))
+
+
+def test_seeds_and_epochs_differ():
+    data = dataset()
+    a = run(zf.Loader(data, batch_size=50, ops=OPS, shuffle=True, seed=1))[0]
+    b = run(zf.Loader(data, batch_size=50, ops=OPS, shuffle=True, seed=2))[0]
+    assert not np.array_equal(a, b)
+    loader = zf.Loader(data, batch_size=50, ops=OPS, shuffle=True, seed=1)
+    first, second = run(loader)[0], run(loader)[0]
+    assert loader.epoch == 2
+    assert not np.array_equal(first, second)
+    loader.set_epoch(0)
+    assert np.array_equal(run(loader)[0], first)
+
+
+def test_shuffle_is_a_permutation_per_epoch():
+    labels = np.arange(103)
+    loader = zf.Loader(labels, batch_size=10, shuffle=True, seed=5)
+    for _ in range(3):
+        seen = np.concatenate(list(loader))
+        assert sorted(seen.tolist()) == labels.tolist()
+        assert seen.tolist() != labels.tolist()
+
+
+@pytest.mark.parametrize("stop_after", [0, 1, 3, 6])
+def test_resume_from_state_dict_is_bit_identical(stop_after):
+    data = dataset()
+    make = lambda: zf.Loader(data, batch_size=7, ops=OPS, shuffle=True, seed=9, workers=2)  # noqa: E731
+    full = run(make())
+    interrupted = make()
+    iterator = iter(interrupted)
+    for _ in range(stop_after):
+        next(iterator)
+    state = interrupted.state_dict()
+    interrupted.close()
+    resumed = make()
+    resumed.load_state_dict(state)
+    rest = run(resumed)
+    assert len(rest) == len(full) - stop_after
+    assert all(np.array_equal(a, b) for a, b in zip(full[stop_after:], rest, strict=True))
+
+
+def test_state_dict_after_a_full_epoch_points_at_the_next_one():
+    loader = zf.Loader(np.arange(10), batch_size=4, shuffle=True)
+    list(loader)
+    assert (loader.state_dict()["epoch"], loader.state_dict()["batch"]) == (1, 0)
+
+
+def test_state_from_another_configuration_is_refused():
+    state = zf.Loader(np.arange(10), batch_size=4, seed=1).state_dict()
+    with pytest.raises(zf.PipelineError, match="seed"):
+        zf.Loader(np.arange(10), batch_size=4, seed=2).load_state_dict(state)
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize("n", [10, 11, 13])
+def test_shards_cover_the_data_like_distributed_sampler(n, drop_last):
+    torch = pytest.importorskip("torch", reason="torch is needed for DistributedSampler's reference")
+    from torch.utils.data import DistributedSampler
+
+    world = 3
+    labels = np.arange(n)
+    per_rank = []
+    for rank in range(world):
+        loader = zf.Loader(labels, batch_size=2, shard=(rank, world), drop_last=drop_last)
+        per_rank.append(np.concatenate(list(loader)) if len(loader) else np.array([], int))
+        reference = DistributedSampler(
+            torch.utils.data.TensorDataset(torch.arange(n)),
+            num_replicas=world,
+            rank=rank,
+            shuffle=False,
+            drop_last=drop_last,
+        )
+        expected = list(reference)
+        usable = len(expected) // 2 * 2 if drop_last else len(expected)
+        assert per_rank[-1].tolist() == expected[:usable]
+    if drop_last:
+        everything = np.concatenate(per_rank)
+        assert len(set(everything.tolist())) == len(everything)
+
+
+def test_shuffled_shards_are_disjoint_and_complete():
+    labels = np.arange(40)
+    seen = [
+        np.concatenate(list(zf.Loader(labels, batch_size=5, shuffle=True, shard=(r, 4)))) for r in range(4)
+    ]
+    assert sorted(np.concatenate(seen).tolist()) == labels.tolist()
+
+
+def test_shard_from_env(monkeypatch):
+    monkeypatch.setenv("RANK", "2")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    assert zf.Shard.from_env() == zf.Shard(2, 4)
+
+
+def converters():
+    yield "numpy", lambda loader: loader.numpy(), np.asarray
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    yield "torch", lambda loader: loader.torch(), lambda t: t.numpy()
+    pytest.importorskip("tensorflow", reason="tensorflow not installed")
+    yield "tensorflow", lambda loader: loader.tensorflow(), lambda t: t.numpy()
+    pytest.importorskip("jax", reason="jax not installed")
+    yield "jax", lambda loader: loader.jax(), np.asarray
+    del torch
+
+
+@pytest.mark.parametrize("framework", ["numpy", "torch", "tensorflow", "jax"])
+def test_kept_batches_never_change(framework):
+    if framework != "numpy":
+        pytest.importorskip(framework, reason=f"{framework} not installed")
+    data = dataset(64)
+    loader = zf.Loader(data, batch_size=4, ops=OPS, shuffle=True, workers=2, prefetch=2)
+    iterate = {
+        "numpy": loader.numpy,
+        "torch": loader.torch,
+        "tensorflow": loader.tensorflow,
+        "jax": loader.jax,
+    }
+    as_numpy = {
+        "numpy": np.asarray,
+        "torch": lambda t: t.numpy(),
+        "tensorflow": lambda t: t.numpy(),
+        "jax": np.asarray,
+    }[framework]
+    kept, snapshots = [], []
+    produced = 0
+    while produced < 550:
+        for batch in iterate[framework]():
+            if len(kept) < 50:
+                kept.append(batch)
+                snapshots.append(np.array(as_numpy(batch), copy=True))
+            produced += 1
+            if produced >= 550:
+                break
+    assert all(np.array_equal(as_numpy(k), s) for k, s in zip(kept, snapshots, strict=True))
+    stats = loader.stats
+    assert stats["pool_allocations"] >= 50  # kept batches forced fresh buffers
+    assert stats["pool_reuses"] > 0
+
+
+def test_batches_released_by_the_user_are_recycled():
+    loader = zf.Loader(dataset(64), batch_size=4, ops=OPS, workers=2, prefetch=2)
+    for _ in range(3):
+        for _batch in loader:
+            pass
+    stats = loader.stats
+    assert stats["pool_allocations"] <= loader.prefetch + loader.workers + 3
+    assert stats["pool_reuses"] >= 48 - stats["pool_allocations"]
+
+
+def test_npy_path_source_matches_array(tmp_path):
+    data = dataset(30)
+    path = tmp_path / "images.npy"
+    np.save(path, data)
+    from_file = run(zf.Loader(str(path), batch_size=8, ops=OPS, shuffle=True, seed=4))
+    from_array = run(zf.Loader(data, batch_size=8, ops=OPS, shuffle=True, seed=4))
+    assert all(np.array_equal(a, b) for a, b in zip(from_file, from_array, strict=True))
+
+
+def test_npy_larger_than_what_is_read_touches_only_the_batches(tmp_path):
+    """A 6 GiB sparse .npy: one batch of 4 samples costs about 4 samples of memory."""
+    path = tmp_path / "huge.npy"
+    shape = (2048, 1024, 1024, 3)  # 6 GiB of uint8, never written
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((0, 1), np.uint8))
+    header["shape"] = shape
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        offset = f.tell()
+    os.truncate(path, offset + int(np.prod(shape)))
+    loader = zf.Loader(str(path), batch_size=4, ops=[zf.CenterCrop(64, 64)], shuffle=True)
+    with open("/proc/self/status") as status:
+        before = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+    batch = next(iter(loader))
+    with open("/proc/self/status") as status:
+        after = next(int(line.split()[1]) for line in status if line.startswith("VmRSS"))
+    assert batch.shape == (4, 64, 64, 3) and not batch.any()
+    assert (after - before) * 1024 < 64 << 20
+    loader.close()
+
+
+def test_abandoned_loaders_leave_no_threads():
+    data = dataset(64)
+    gc.collect()
+    before = threads()
+    for i in range(200):
+        loader = zf.Loader(data, batch_size=4, ops=OPS, workers=2, shuffle=True, seed=i)
+        iterator = iter(loader)
+        next(iterator)
+        del loader, iterator
+    gc.collect()
+    assert threads() == before
+
+
+def test_close_and_context_manager_stop_workers():
+    data = dataset(64)
+    before = threads()
+    with zf.Loader(data, batch_size=4, workers=3) as loader:
+        next(iter(loader))
+        assert threads() == before + 3
+    assert threads() == before
+
+
+def test_stats_count_the_work():
+    loader = zf.Loader(dataset(20), batch_size=8, ops=OPS)
+    list(loader)
+    stats = loader.stats
+    assert stats["batches"] == 3 and stats["samples"] == 20
+    assert stats["bytes_produced"] == 20 * 6 * 6 * 3 * 4
+    assert stats["copies"] == 0
+    assert {"worker_wait_s", "consumer_wait_s", "pinned_bytes", "pool_buffers"} <= set(stats)
+
+
+def test_pin_falls_back_with_one_warning_when_memlock_forbids():
+    code = textwrap.dedent(
+        """
+        import resource, warnings, numpy as np, zerofeed as zf
+        resource.setrlimit(resource.RLIMIT_MEMLOCK, (0, 0))
+        loader = zf.Loader(np.zeros((16, 64, 64, 3), np.uint8), batch_size=4, pin=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            list(loader); list(loader)
+        messages = [str(w.message) for w in caught if "page-locked" in str(w.message)]
+        stats = loader.stats
+        assert len(messages) == 1, messages
+        assert stats["pin_failures"] >= 1 and stats["pinned_bytes"] == 0, stats
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_pinned_bytes_are_reported_when_locking_works():
+    loader = zf.Loader(dataset(16), batch_size=4, pin=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        list(loader)
+    stats = loader.stats
+    assert stats["pinned_bytes"] + stats["pin_failures"] > 0
+
+
+def test_tf_dataset_has_a_correct_element_spec():
+    tf = pytest.importorskip("tensorflow", reason="tensorflow not installed")
+    labels = np.arange(10, dtype=np.int32)
+    loader = zf.Loader(
+        {"image": dataset(10), "label": labels}, batch_size=4, ops={"image": OPS}, drop_last=True
+    )
+    ds = loader.tf_dataset()
+    assert ds.element_spec["image"] == tf.TensorSpec((4, 6, 6, 3), tf.float32)
+    assert ds.element_spec["label"] == tf.TensorSpec((4,), tf.int32)
+    got = [b["label"].numpy().tolist() for b in ds]
+    assert got == [[0, 1, 2, 3], [4, 5, 6, 7]]
+
+
+def test_keras_fit_runs_on_the_loader():
+    keras = pytest.importorskip("keras", reason="keras not installed")
+    pytest.importorskip("tensorflow", reason="the keras test uses the TensorFlow backend")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("keras backend is not tensorflow")
+    x = np.random.default_rng(0).random((32, 4)).astype(np.float32)
+    y = (x.sum(axis=1) > 2).astype(np.float32)
+    loader = zf.Loader({"x": x, "y": y}, batch_size=8, shuffle=True)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(loss="mse", optimizer="sgd")
+    history = model.fit(loader.keras(x="x", y="y"), epochs=2, verbose=0)
+    assert len(history.history["loss"]) == 2
+    assert all(np.isfinite(history.history["loss"]))
+    # Keras peeks at batches before training and calls on_epoch_end then too.
+    assert loader.epoch >= 2
