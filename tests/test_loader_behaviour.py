@@ -137,17 +137,6 @@ def test_shard_from_env(monkeypatch):
     assert zf.Shard.from_env() == zf.Shard(2, 4)
 
 
-def converters():
-    yield "numpy", lambda loader: loader.numpy(), np.asarray
-    torch = pytest.importorskip("torch", reason="torch not installed")
-    yield "torch", lambda loader: loader.torch(), lambda t: t.numpy()
-    pytest.importorskip("tensorflow", reason="tensorflow not installed")
-    yield "tensorflow", lambda loader: loader.tensorflow(), lambda t: t.numpy()
-    pytest.importorskip("jax", reason="jax not installed")
-    yield "jax", lambda loader: loader.jax(), np.asarray
-    del torch
-
-
 @pytest.mark.parametrize("framework", ["numpy", "torch", "tensorflow", "jax"])
 def test_kept_batches_never_change(framework):
     if framework != "numpy":
