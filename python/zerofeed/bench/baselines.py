@@ -197,7 +197,8 @@ def build_zerofeed(images: np.ndarray, w: Workload, threads: int) -> Impl:
         ops.append(zf.RandomCrop(w.crop_h, w.crop_w))
     if "flip" in w.ops:
         ops.append(zf.RandomFlip())
-    ops.append(zf.Normalize(list(w.mean), list(w.std), dtype="float32"))
+    # mean/std are in pixel units: scale=1.0 (zf.Normalize's default 1/255 expects [0, 1])
+    ops.append(zf.Normalize(list(w.mean), list(w.std), scale=1.0, dtype="float32"))
     loader = zf.Loader(
         images,
         batch_size=w.batch,

@@ -23,6 +23,8 @@ Example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import os
 import site
@@ -54,11 +56,23 @@ SCHEMA = "zerofeed-bench/1"
 # ----------------------------------------------------------------------------- child side
 
 
-def _spec(name: str, w: Workload) -> Spec:
-    for s in specs(w):
-        if s.name == name:
-            return s
-    raise SystemExit(f"unknown implementation {name!r}")
+def spec_to_json(spec: Spec) -> str:
+    """Serialize ``spec`` for the child; its builder travels as ``module:qualname``."""
+    d = dataclasses.asdict(spec)
+    d["build"] = f"{spec.build.__module__}:{spec.build.__qualname__}"
+    return json.dumps(d)
+
+
+def spec_from_json(text: str) -> Spec:
+    """Inverse of :func:`spec_to_json` (imports the builder's module)."""
+    d = json.loads(text)
+    module, _, qualname = d["build"].partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    d["build"] = obj
+    d["modules"] = tuple(d["modules"])
+    return Spec(**d)
 
 
 def run_check(spec: Spec, w: Workload) -> dict[str, Any]:
@@ -122,16 +136,16 @@ def run_timed(spec: Spec, w: Workload, dataset: Path, marker: Path | None = None
 def child_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of one child process; writes its result JSON to ``--out``."""
     p = argparse.ArgumentParser(prog="python -m zerofeed.bench.runner")
-    p.add_argument("--impl", required=True)
+    p.add_argument("--spec", required=True, help="implementation spec as JSON")
     p.add_argument("--workload", required=True, help="workload as JSON")
     p.add_argument("--dataset", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--check", action="store_true")
     a = p.parse_args(argv)
     w = Workload.from_dict(json.loads(a.workload))
-    spec = _spec(a.impl, w)
-    res: dict[str, Any] = {"name": spec.name, "status": "ok"}
+    res: dict[str, Any] = {"name": json.loads(a.spec).get("name"), "status": "ok"}
     try:
+        spec = spec_from_json(a.spec)
         if a.check and spec.timed_check:
             t0 = time.perf_counter()
             res["check"] = run_check(spec, w)
@@ -208,8 +222,8 @@ def run_child(
             sys.executable,
             "-m",
             "zerofeed.bench.runner",
-            "--impl",
-            spec.name,
+            "--spec",
+            spec_to_json(spec),
             "--workload",
             json.dumps(w.to_dict()),
             "--dataset",
