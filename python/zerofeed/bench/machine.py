@@ -1,0 +1,152 @@
+"""What this machine is: CPU, memory, versions, and process memory read from ``/proc``.
+
+Everything here reads files directly (no psutil) and returns ``None`` for what it cannot
+read, so it works in containers and on non-Linux systems with less detail.
+
+Example:
+    >>> info = machine_info()
+    >>> sorted(info)[:3]
+    ['available_ram_bytes', 'cores', 'cpu_model']
+
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+#: Distribution names of the frameworks the bench and doctor know, by display name.
+FRAMEWORKS: dict[str, tuple[str, ...]] = {
+    "numpy": ("numpy",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly"),
+    "torch": ("torch",),
+    "jax": ("jax",),
+    "jaxlib": ("jaxlib",),
+    "cupy": ("cupy", "cupy-cuda12x", "cupy-cuda11x"),
+    "dali": ("nvidia-dali-cuda120", "nvidia-dali-cuda110", "nvidia-dali-cuda130"),
+    "grain": ("grain", "grain-nightly"),
+    "zerofeed": ("zerofeed",),
+}
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    """Return the CPU model name from ``/proc/cpuinfo`` (or :func:`platform.processor`)."""
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.startswith(("model name", "Model", "cpu model")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def meminfo() -> dict[str, int]:
+    """``/proc/meminfo`` in bytes, e.g. ``{"MemTotal": ..., "MemAvailable": ...}``."""
+    out: dict[str, int] = {}
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            mult = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
+            out[key] = int(parts[0]) * mult
+    return out
+
+
+def version_of(name: str) -> str | None:
+    """Installed version of a framework by display name (see :data:`FRAMEWORKS`), or None.
+
+    Example:
+        >>> version_of("numpy") is not None
+        True
+
+    """
+    for dist in FRAMEWORKS.get(name, (name,)):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU model, cores, RAM and versions of Python, NumPy and each framework."""
+    mem = meminfo()
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - non-Linux
+        usable = os.cpu_count() or 1
+    return {
+        "cpu_model": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable,
+        "ram_bytes": mem.get("MemTotal"),
+        "available_ram_bytes": mem.get("MemAvailable"),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "versions": {k: version_of(k) for k in FRAMEWORKS},
+    }
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (scanning ``/proc/*/stat``)."""
+    out = []
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        stat = _read(f"/proc/{entry.name}/stat")
+        if not stat:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.append(int(entry.name))
+    return out
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants."""
+    todo, seen = [pid], []
+    while todo:
+        p = todo.pop()
+        seen.append(p)
+        todo.extend(children(p))
+    return seen
+
+
+def memory_of(pid: int) -> tuple[int, int]:
+    """``(rss, pss)`` of one process in bytes (0, 0 when it is gone).
+
+    PSS (proportional set size) counts a page shared by k processes as 1/k in each, so
+    dataset pages shared by DataLoader workers are not counted once per worker.
+    """
+    rss = pss = 0
+    text = _read(f"/proc/{pid}/smaps_rollup")
+    if text:
+        for line in text.splitlines():
+            if line.startswith("Rss:"):
+                rss = int(line.split()[1]) * 1024
+            elif line.startswith("Pss:"):
+                pss = int(line.split()[1]) * 1024
+        return rss, pss
+    for line in (_read(f"/proc/{pid}/status") or "").splitlines():
+        if line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    return rss, rss
+
+
+def tree_memory(pid: int) -> tuple[int, int]:
+    """``(rss, pss)`` summed over ``pid`` and its descendants."""
+    rss = pss = 0
+    for p in tree(pid):
+        r, s = memory_of(p)
+        rss += r
+        pss += s
+    return rss, pss

@@ -1,0 +1,167 @@
+"""Report a benchmark result: a table, a JSON file and an optional bar chart.
+
+The result is the dict :func:`zerofeed.bench.runner.run_bench` returns.
+
+Example:
+    >>> print(format_bytes(3 * 2**20))
+    3.0 MiB
+
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def format_bytes(n: float | None) -> str:
+    """Human-readable bytes (binary units).
+
+    Example:
+        >>> format_bytes(512), format_bytes(None)
+        ('512 B', '-')
+
+    """
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"  # pragma: no cover
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _check(row: dict[str, Any]) -> str:
+    c = row.get("check")
+    if row.get("group") == "floor":
+        return "n/a"
+    if not c:
+        return "-"
+    return "pass" if c.get("passed") else "FAIL"
+
+
+HEADER = (
+    "implementation",
+    "img/s",
+    "min-max",
+    "out GB/s",
+    "vs zerofeed",
+    "vs floor",
+    "mem above data",
+    "copies",
+    "check",
+)
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """One tuple of cells per implementation, in :data:`HEADER` order."""
+    rows: list[tuple[str, ...]] = []
+    for r in result["results"]:
+        if r["status"] != "ok":
+            why = r.get("error") or r.get("reason") or ""
+            why = why.splitlines()[0] if why else ""
+            label = "FAILED" if r["status"] == "failed" else "skipped"
+            rows.append((r["name"], f"{label}: {why[:90]}", "", "", "", "", "", "", _check(r)))
+            continue
+        ips = r["images_per_s"]
+        rows.append(
+            (
+                r["name"],
+                f"{ips['median']:,.0f}",
+                f"{ips['min']:,.0f}-{ips['max']:,.0f}",
+                f"{r['output_gb_per_s']:.2f}",
+                _ratio(r.get("ratio_to_zerofeed")),
+                _ratio(r.get("ratio_to_floor")),
+                format_bytes(r["memory"]["above_dataset_bytes"]),
+                (r.get("copies") or "-").split(" (")[0],
+                _check(r),
+            )
+        )
+    return rows
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Format the readable report: workload line, machine line, table, and how to read it."""
+    w = result["workload"]
+    m = result["machine"]
+    lines = [
+        f"workload: {w['images']} images {w['height']}x{w['width']}x3 uint8 ({w['source']}), "
+        f"ops {'+'.join(w['ops'])} -> float32 {w['batch']}x"
+        f"{w['crop_h'] if 'crop' in w['ops'] else w['height']}x"
+        f"{w['crop_w'] if 'crop' in w['ops'] else w['width']}x3, "
+        f"{w['epochs']} timed epochs x {result['repeats']} rounds, {w['threads']} threads",
+        f"machine: {m['cpu_model']}, {m['usable_cores']} cores, "
+        f"{format_bytes(m['ram_bytes'])} RAM, Python {m['python']}",
+        "",
+    ]
+    rows = [HEADER, *table_rows(result)]
+    ok_rows = [r for r in rows if not r[1].startswith(("FAILED", "skipped"))]
+    widths = [max(len(r[i]) for r in ok_rows) for i in range(len(HEADER))]
+    for i, r in enumerate(rows):
+        if r[1].startswith(("FAILED", "skipped")):
+            lines.append(f"{r[0]:<{widths[0]}}  {r[1]}")
+            continue
+        cells = [r[0].ljust(widths[0])] + [c.rjust(widths[j + 1]) for j, c in enumerate(r[1:])]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * x for x in widths))
+    lines += [
+        "",
+        "img/s: median over every timed epoch of every round (min-max beside it). "
+        "vs zerofeed / vs floor:",
+        "throughput ratios (floor = a plain u8->f32 copy of the same output bytes, the "
+        "memory-bandwidth bound).",
+        "mem above data: peak PSS of the process and its workers minus its PSS with the "
+        "dataset loaded.",
+        "check: each output was matched against the float64 reference before timing.",
+    ]
+    return "\n".join(lines)
+
+
+def write_json(result: dict[str, Any], path: Path) -> None:
+    """Write the full result (every raw number) as indented JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+
+
+def plot(result: dict[str, Any], path: Path) -> str | None:
+    """Write a horizontal bar chart of images/s to ``path``.
+
+    Returns ``None`` on success or a message saying why no chart was written (matplotlib
+    missing), so the caller can print it.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return (
+            f"--plot {path}: matplotlib is not installed; `pip install matplotlib` and run "
+            "again (the table and --json have the same numbers)"
+        )
+    ok = [r for r in result["results"] if r["status"] == "ok"]
+    names = [r["name"] for r in ok]
+    med = [r["images_per_s"]["median"] for r in ok]
+    lo = [m - r["images_per_s"]["min"] for m, r in zip(med, ok, strict=True)]
+    hi = [r["images_per_s"]["max"] - m for m, r in zip(med, ok, strict=True)]
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(ok) + 1.5))
+    colors = [
+        "tab:orange" if n == "zerofeed" else "tab:gray" if n.startswith("floor") else "tab:blue"
+        for n in names
+    ]
+    ax.barh(names, med, xerr=[lo, hi], color=colors)
+    ax.invert_yaxis()
+    ax.set_xlabel("images / s (median, min-max)")
+    w = result["workload"]
+    ax.set_title(f"zerofeed bench: {w['images']} x {w['height']}x{w['width']}, batch {w['batch']}")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None

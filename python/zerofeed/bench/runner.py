@@ -1,0 +1,421 @@
+"""Run the benchmark: each implementation in its own process, interleaved and repeated.
+
+The parent (:func:`run_bench`) generates the dataset once into the cache, then for each
+round starts one child per implementation (``python -m zerofeed.bench.runner``), in an
+order rotated every round, and samples the memory of the child's process tree (workers
+included) every 50 ms while it runs. The child (:func:`child_main`):
+
+1. checks the implementation on the tiny check workload against the reference (first
+   round only; an implementation that fails is not timed),
+2. loads the dataset (into RAM, or memory-mapped with ``--source npy``) and records its
+   memory as the baseline,
+3. builds the implementation, runs one warm-up epoch (checking the batch shape) and the
+   timed epochs, and writes its numbers as JSON.
+
+Example:
+    >>> from zerofeed.bench.data import Workload
+    >>> res = run_bench(Workload(images=8, height=24, width=24, crop_h=16, crop_w=16,
+    ...                          batch=4, epochs=1), against=["numpy"], repeats=1,
+    ...                 progress=False)  # doctest: +SKIP
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import json
+import os
+import site
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from zerofeed.bench.baselines import GROUPS, Spec, specs
+from zerofeed.bench.data import (
+    Workload,
+    check_outputs,
+    ensure_dataset,
+    load_dataset,
+    make_images,
+)
+from zerofeed.bench.machine import machine_info, memory_of, tree_memory
+
+SCHEMA = "zerofeed-bench/1"
+
+
+# ----------------------------------------------------------------------------- child side
+
+
+def spec_to_json(spec: Spec) -> str:
+    """Serialize ``spec`` for the child; its builder travels as ``module:qualname``."""
+    d = dataclasses.asdict(spec)
+    d["build"] = f"{spec.build.__module__}:{spec.build.__qualname__}"
+    return json.dumps(d)
+
+
+def spec_from_json(text: str) -> Spec:
+    """Inverse of :func:`spec_to_json` (imports the builder's module)."""
+    d = json.loads(text)
+    module, _, qualname = d["build"].partition(":")
+    obj: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    d["build"] = obj
+    d["modules"] = tuple(d["modules"])
+    return Spec(**d)
+
+
+def run_check(spec: Spec, w: Workload) -> dict[str, Any]:
+    """Run ``spec`` for one epoch of the check workload and compare with the reference."""
+    cw = w.check_variant()
+    imgs = make_images(cw.images, cw.height, cw.width, cw.seed)
+    impl = spec.build(imgs, cw, spec.threads)
+    try:
+        outs = [np.array(impl.to_numpy(b), copy=True) for b in impl.epoch(0)]
+    finally:
+        impl.close()
+    return check_outputs(imgs, outs, cw)
+
+
+def run_timed(spec: Spec, w: Workload, dataset: Path, marker: Path | None = None) -> dict[str, Any]:
+    """Load the data, build, warm up and time ``w.epochs`` epochs of ``spec``.
+
+    ``marker`` is created once the dataset is loaded and the memory baseline taken: the
+    parent's memory sampler starts counting the peak from there.
+    """
+    images = load_dataset(dataset, w.source)
+    base_rss, base_pss = memory_of(os.getpid())
+    if marker is not None:
+        marker.touch()
+    t0 = time.perf_counter()
+    impl = spec.build(images, w, spec.threads)
+    build_s = time.perf_counter() - t0
+    expected = (w.batch, w.out_h, w.out_w, 3)
+    try:
+        t0 = time.perf_counter()
+        n = 0
+        for b in impl.epoch(0):
+            if n == 0 and spec.timed_check:
+                arr = impl.to_numpy(b)
+                if tuple(arr.shape) != expected or arr.dtype != np.float32:
+                    raise RuntimeError(
+                        f"first batch is {arr.dtype}{tuple(arr.shape)}, expected float32{expected}"
+                    )
+            n += 1
+        warmup_s = time.perf_counter() - t0
+        epochs_s: list[float] = []
+        for e in range(1, w.epochs + 1):
+            t0 = time.perf_counter()
+            n = sum(1 for _ in impl.epoch(e))
+            epochs_s.append(time.perf_counter() - t0)
+            if n != w.batches_per_epoch:
+                raise RuntimeError(f"epoch {e} gave {n} batches, expected {w.batches_per_epoch}")
+        stats = impl.stats()
+    finally:
+        impl.close()
+    return {
+        "baseline_rss_bytes": base_rss,
+        "baseline_pss_bytes": base_pss,
+        "build_s": build_s,
+        "warmup_s": warmup_s,
+        "epochs_s": epochs_s,
+        "stats": stats,
+    }
+
+
+def child_main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of one child process; writes its result JSON to ``--out``."""
+    p = argparse.ArgumentParser(prog="python -m zerofeed.bench.runner")
+    p.add_argument("--spec", required=True, help="implementation spec as JSON")
+    p.add_argument("--workload", required=True, help="workload as JSON")
+    p.add_argument("--dataset", required=True, type=Path)
+    p.add_argument("--out", required=True, type=Path)
+    p.add_argument("--check", action="store_true")
+    a = p.parse_args(argv)
+    w = Workload.from_dict(json.loads(a.workload))
+    res: dict[str, Any] = {"name": json.loads(a.spec).get("name"), "status": "ok"}
+    try:
+        spec = spec_from_json(a.spec)
+        if a.check and spec.timed_check:
+            t0 = time.perf_counter()
+            res["check"] = run_check(spec, w)
+            res["check"]["seconds"] = time.perf_counter() - t0
+            if not res["check"]["passed"]:
+                res["status"] = "failed"
+                res["error"] = "correctness check failed: " + "; ".join(res["check"]["problems"])
+        if res["status"] == "ok":
+            res.update(run_timed(spec, w, a.dataset, a.out.with_suffix(".timed")))
+    except BaseException as e:  # noqa: BLE001 - report any failure, including SystemExit
+        res["status"] = "failed"
+        res["error"] = f"{type(e).__name__}: {e}"
+        res["traceback"] = traceback.format_exc(limit=8)
+    a.out.write_text(json.dumps(res, default=str))
+    return 0
+
+
+# ---------------------------------------------------------------------------- parent side
+
+
+class _Sampler(threading.Thread):
+    """Samples the summed RSS and PSS of a process tree every ``interval`` seconds."""
+
+    def __init__(self, pid: int, marker: Path, interval: float = 0.05) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.marker, self.interval = pid, marker, interval
+        self.peak_rss = self.peak_pss = 0
+        self.samples = 0
+        self.timed = False
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            if not self.timed:
+                if not self.marker.exists():
+                    self._stop_event.wait(self.interval)
+                    continue
+                self.timed = True
+            try:
+                rss, pss = tree_memory(self.pid)
+            except OSError:
+                rss = pss = 0
+            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+            self.samples += 1
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def _child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    env.setdefault("GRPC_VERBOSITY", "ERROR")
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    # The children must import this very zerofeed: add its root to PYTHONPATH unless it is
+    # an install location (putting site-packages ahead of the stdlib could shadow modules).
+    root = str(Path(__file__).absolute().parents[2])
+    installed = {*site.getsitepackages(), site.getusersitepackages()}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def run_child(
+    spec: Spec, w: Workload, dataset: Path, check: bool, timeout: float
+) -> dict[str, Any]:
+    """Run one child process for ``spec`` and return its result plus sampled memory."""
+    with tempfile.TemporaryDirectory(prefix="zf-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        errf = Path(tmp) / "stderr.txt"
+        cmd = [
+            sys.executable,
+            "-m",
+            "zerofeed.bench.runner",
+            "--spec",
+            spec_to_json(spec),
+            "--workload",
+            json.dumps(w.to_dict()),
+            "--dataset",
+            str(dataset),
+            "--out",
+            str(out),
+        ] + (["--check"] if check else [])
+        t0 = time.perf_counter()
+        with open(errf, "wb") as err:
+            proc = subprocess.Popen(cmd, stdout=err, stderr=subprocess.STDOUT, env=_child_env())
+            sampler = _Sampler(proc.pid, out.with_suffix(".timed"))
+            sampler.start()
+            try:
+                rc = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+                rc = -9999
+            finally:
+                sampler.stop()
+        wall = time.perf_counter() - t0
+        tail = errf.read_text(errors="replace")[-2000:]
+        if out.exists():
+            res = json.loads(out.read_text())
+        elif rc == -9999:
+            res = {"name": spec.name, "status": "failed", "error": f"timed out after {timeout}s"}
+        else:
+            res = {
+                "name": spec.name,
+                "status": "failed",
+                "error": f"process exited with code {rc} without a result: {tail[-500:]}",
+            }
+        if res.get("status") == "failed" and tail:
+            res["stderr_tail"] = tail
+        res["peak_rss_bytes"] = sampler.peak_rss
+        res["peak_pss_bytes"] = sampler.peak_pss
+        res["memory_samples"] = sampler.samples
+        res["process_s"] = wall
+        return res
+
+
+def select(w: Workload, against: Sequence[str] | None) -> list[Spec]:
+    """Return the specs to run: zerofeed, the floors, and the ``against`` groups (all if None)."""
+    groups = set(GROUPS if against is None else against)
+    return [s for s in specs(w) if s.group in ("zerofeed", "floor") or s.group in groups]
+
+
+def _median_row(spec: Spec, w: Workload, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "name": spec.name,
+        "group": spec.group,
+        "threads": spec.threads,
+        "description": spec.description,
+        "copies": spec.copies,
+        "runs": runs,
+    }
+    first = runs[0] if runs else {}
+    row["check"] = first.get("check")
+    failed = [r for r in runs if r.get("status") != "ok"]
+    if failed:
+        row["status"] = "failed"
+        row["error"] = failed[0].get("error", "unknown error")
+        return row
+    row["status"] = "ok"
+    epochs = [t for r in runs for t in r["epochs_s"]]
+    ips = sorted(w.images_per_epoch / t for t in epochs if t > 0)
+    med = statistics.median(ips)
+    row["images_per_s"] = {"median": med, "min": ips[0], "max": ips[-1], "all": ips}
+    row["output_gb_per_s"] = med * w.out_bytes_per_image / 1e9
+    above = [max(0, r["peak_pss_bytes"] - r["baseline_pss_bytes"]) for r in runs]
+    row["memory"] = {
+        "above_dataset_bytes": max(above),
+        "peak_pss_bytes": max(r["peak_pss_bytes"] for r in runs),
+        "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
+        "baseline_pss_bytes": min(r["baseline_pss_bytes"] for r in runs),
+    }
+    stats = runs[-1].get("stats") or {}
+    if "copies" in stats:
+        row["copies"] = f"{stats['copies']} (measured, {stats.get('bytes_copied', '?')} bytes)"
+    row["stats"] = stats
+    return row
+
+
+def run_bench(
+    w: Workload,
+    against: Sequence[str] | None = None,
+    repeats: int = 3,
+    timeout: float = 900.0,
+    progress: bool = True,
+    cache: Path | None = None,
+    on_event: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Run the whole benchmark and return the JSON-ready report (see :data:`SCHEMA`)."""
+    t_start = time.time()
+    dataset = ensure_dataset(w, cache)
+    chosen = select(w, against)
+    skipped, runnable = [], []
+    for s in chosen:
+        why = s.missing()
+        if why is None and s.group == "zerofeed":
+            why = _zerofeed_missing()
+        (skipped if why else runnable).append((s, why))
+    results: dict[str, list[dict[str, Any]]] = {s.name: [] for s, _ in runnable}
+    failed: set[str] = set()
+    bar = _progress(repeats * len(runnable), progress)
+    for r in range(repeats):
+        k = r % max(1, len(runnable))
+        order = runnable[k:] + runnable[:k]
+        for s, _ in order:
+            if s.name in failed:
+                bar.update(1)
+                continue
+            bar.set_postfix_str(f"round {r + 1}/{repeats}: {s.name}")
+            res = run_child(s, w, dataset, check=not results[s.name], timeout=timeout)
+            results[s.name].append(res)
+            if res.get("status") != "ok":
+                failed.add(s.name)
+                if on_event:
+                    on_event(f"{s.name} failed: {res.get('error')}")
+            bar.update(1)
+    bar.close()
+    rows = [_median_row(s, w, results[s.name]) for s, _ in runnable]
+    rows += [
+        {
+            "name": s.name,
+            "group": s.group,
+            "status": "skipped",
+            "reason": why,
+            "description": s.description,
+        }
+        for s, why in skipped
+    ]
+    _ratios(rows)
+    return {
+        "schema": SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "duration_s": time.time() - t_start,
+        "machine": machine_info(),
+        "workload": {
+            **w.to_dict(),
+            "threads": w.threads(),
+            "dataset": str(dataset),
+            "images_per_epoch": w.images_per_epoch,
+            "output_bytes_per_image": w.out_bytes_per_image,
+        },
+        "repeats": repeats,
+        "results": rows,
+    }
+
+
+def _ratios(rows: list[dict[str, Any]]) -> None:
+    ok = {r["name"]: r for r in rows if r.get("status") == "ok"}
+    zf = ok.get("zerofeed")
+    floors = [r for r in ok.values() if r["group"] == "floor"]
+    floor = max((r["images_per_s"]["median"] for r in floors), default=None)
+    for r in ok.values():
+        med = r["images_per_s"]["median"]
+        r["ratio_to_zerofeed"] = med / zf["images_per_s"]["median"] if zf else None
+        r["ratio_to_floor"] = med / floor if floor else None
+
+
+def _zerofeed_missing() -> str | None:
+    try:
+        import zerofeed
+
+        if not hasattr(zerofeed, "Loader"):
+            return "zerofeed.Loader is not available in this build"
+    except ImportError as e:
+        return f"zerofeed extension cannot be imported: {e}"
+    return None
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix_str(self, s: str) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoBar()
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    return tqdm(total=total, desc="zerofeed bench", unit="run", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(child_main())
