@@ -1,7 +1,7 @@
 //! Running a plan on one sample: resolve the window, then one pass over the rows.
 
 use super::kernels::{gather_row, RowGeometry};
-use super::simd::{store_fence, FastAffine};
+use super::simd::{prefetch, store_fence, FastAffine, PREFETCH_ROWS};
 use super::{OpsError, Plan, SampleKey, Spatial, Stage, Window};
 use crate::sampler::{domain, CounterRng};
 
@@ -269,7 +269,24 @@ impl Plan {
         // Forward rows that follow each other in memory are one long row.
         let merged = !backwards && (h == 1 || sh == (w * c) as isize);
         let (rows, px) = if merged { (1, h * w) } else { (h, w) };
+        // Merged rows are one long stream the hardware prefetcher follows by itself.
+        let ahead = if merged { 0 } else { PREFETCH_ROWS };
+        // wrapping_* because prefetch addresses are only hints (never dereferenced).
+        let row_lo = |y: usize| {
+            let row = origin.wrapping_offset(y as isize * sh);
+            if backwards {
+                row.wrapping_sub((w - 1) * c)
+            } else {
+                row
+            }
+        };
+        for y in 0..ahead.min(rows) {
+            prefetch(row_lo(y), w * c);
+        }
         for y in 0..rows {
+            if y + ahead < rows {
+                prefetch(row_lo(y + ahead), w * c);
+            }
             // SAFETY: y < h: row y of the window; backwards, its lowest byte is pixel
             // w - 1 (the window lies inside the input, caller contract).
             let lo = unsafe {

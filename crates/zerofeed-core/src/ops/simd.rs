@@ -217,6 +217,25 @@ pub(crate) fn store_fence() {
     };
 }
 
+/// Asks for the `len` bytes at `p` to be brought into L1 ahead of use: strided crop rows
+/// are short (768 bytes of every 1536 for a 256 crop of 512) and hardware prefetchers
+/// neither learn such short streams in time nor stop at their end.
+#[inline]
+pub(crate) fn prefetch(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..len + 63).step_by(64) {
+        // SAFETY: a prefetch is a hint that never faults, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(off.min(len.saturating_sub(1))).cast())
+        };
+    }
+}
+
+/// How many rows ahead of the one being converted [`prefetch`] asks for: about 3 KB in
+/// flight for a 256-pixel RGB crop, enough to cover memory latency at the kernel's speed;
+/// measured on the Loader workload: 0.95-1.03x the copyto floor without, 1.08-1.23x with.
+pub(crate) const PREFETCH_ROWS: usize = 4;
+
 /// One row as the block loops see it.
 #[derive(Clone, Copy)]
 struct Geometry {
