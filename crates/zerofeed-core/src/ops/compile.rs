@@ -2,7 +2,8 @@
 
 use super::elem::lossless;
 use super::kernels::{affine32_fn, affine64_fn, convert_fn};
-use super::{Coefs, OpSpec, OpsError, Plan, Spatial, Stage};
+use super::simd::{FastAffine, STREAM_MIN_BYTES};
+use super::{Coefs, OpSpec, OpsError, Plan, SimdLevel, Spatial, Stage};
 use crate::dtype::DType;
 
 /// Below this many output pixels per row, chunks span several rows (when they are
@@ -157,10 +158,12 @@ impl Plan {
             _ => vec![cur_h, cur_w, c],
         };
         let chunk = c.max(1) * cur_w.max(MIN_CHUNK_PIXELS);
-        let stages = fold(pending)
+        let stages: Vec<Stage> = fold(pending)
             .into_iter()
             .map(|p| p.build(c, cur_w, chunk))
             .collect();
+        let fast = fast_kernel(input_dtype, &stages, c);
+        let out_bytes = out_shape.iter().product::<usize>() * cur.itemsize();
         Ok(Plan {
             in_shape: input_shape.to_vec(),
             in_dtype: input_dtype,
@@ -173,7 +176,31 @@ impl Plan {
             out_dtype: cur,
             stages,
             chunk,
+            fast,
+            stream: out_bytes >= STREAM_MIN_BYTES,
         })
+    }
+}
+
+/// The explicit-SIMD kernel for a chain that is one `u8 -> f32` value stage: `Normalize`
+/// (its f32 coefficients) or `Cast(float32)` (`x * 1 + 0`, exact for every `u8`).
+fn fast_kernel(input: DType, stages: &[Stage], c: usize) -> Option<FastAffine> {
+    if input != DType::U8 {
+        return None;
+    }
+    let level = SimdLevel::detect();
+    match stages {
+        [Stage::Affine32 {
+            coefs,
+            out: DType::F32,
+            ..
+        }] if coefs.a_hwc.len() >= c => {
+            FastAffine::new(level, c, &coefs.a_hwc[..c], &coefs.b_hwc[..c])
+        }
+        [Stage::Convert {
+            out: DType::F32, ..
+        }] => FastAffine::new(level, c, &vec![1.0; c], &vec![0.0; c]),
+        _ => None,
     }
 }
 

@@ -27,6 +27,7 @@ mod compile;
 mod elem;
 mod kernels;
 mod run;
+mod simd;
 
 use std::fmt;
 
@@ -34,6 +35,8 @@ use thiserror::Error;
 
 use crate::dtype::DType;
 use kernels::{Affine32Fn, Affine64Fn, ConvertFn};
+use simd::FastAffine;
+pub use simd::SimdLevel;
 
 /// One operation of a per-sample chain, as users write it.
 #[derive(Clone, Debug, PartialEq)]
@@ -271,6 +274,11 @@ pub struct Plan {
     /// Elements per HWC chunk: a multiple of C, at least one output row, the length of
     /// the `hwc` coefficient rows.
     chunk: usize,
+    /// The explicit-SIMD kernel for `u8 -> f32` affine chains (one stage), used when the
+    /// sample's pixels are contiguous; `stages` stays the general fallback.
+    fast: Option<FastAffine>,
+    /// Write the output with non-temporal stores (large outputs only, see `simd`).
+    stream: bool,
 }
 
 impl Plan {
@@ -308,6 +316,29 @@ impl Plan {
             step *= n as isize;
         }
         strides
+    }
+
+    /// The instruction set of the plan's fast row kernel, detected at compile time;
+    /// [`SimdLevel::Scalar`] when the chain has none (not `u8 -> float32`, or no SIMD).
+    pub fn simd_level(&self) -> SimdLevel {
+        self.fast
+            .as_ref()
+            .map_or(SimdLevel::Scalar, FastAffine::level)
+    }
+
+    /// The same plan with its fast kernel capped at `level` (`Scalar` turns it off) and,
+    /// when `stream` is given, non-temporal stores forced on or off. For tests and
+    /// benchmarks comparing paths: every level writes bit-identical output.
+    #[doc(hidden)]
+    pub fn with_simd(mut self, level: SimdLevel, stream: Option<bool>) -> Plan {
+        self.fast = self.fast.and_then(|f| {
+            let (a, b) = f.coefs();
+            FastAffine::new(level.min(f.level()), f.channels(), a, b)
+        });
+        if let Some(s) = stream {
+            self.stream = s;
+        }
+        self
     }
 
     /// True when the chain has random ops (the output depends on the [`SampleKey`]).

@@ -1,6 +1,7 @@
 //! Running a plan on one sample: resolve the window, then one pass over the rows.
 
 use super::kernels::{gather_row, RowGeometry};
+use super::simd::{prefetch, store_fence, FastAffine, PREFETCH_ROWS};
 use super::{OpsError, Plan, SampleKey, Spatial, Stage, Window};
 use crate::sampler::{domain, CounterRng};
 
@@ -191,6 +192,16 @@ impl Plan {
         // SAFETY: (top, x0, 0) is an element of the input (the window is inside it).
         let origin = unsafe { src.offset(win.top as isize * sh + x0 as isize * sw) };
         let sw = if win.flipped { -sw } else { sw };
+        if let Some(fast) = &self.fast {
+            // Contiguous u8 pixels, read forwards or (with pshufb) backwards.
+            let px = c as isize;
+            if sc == 1 && !self.planar && (sw == px || (sw == -px && fast.can_flip())) {
+                // SAFETY: forwarded contract; `origin` is pixel 0 of the window's first
+                // row and the strides were just checked to be contiguous pixels.
+                unsafe { self.execute_fast(fast, origin, sh, sw < 0, win, dst) };
+                return;
+            }
+        }
         let row_contig = sc == isz as isize && sw == (c * isz) as isize;
         // Rows that follow each other in memory are one long row: fewer, longer loops.
         let merged = row_contig && !self.planar && (h == 1 || sh == (w * c * isz) as isize);
@@ -237,6 +248,63 @@ impl Plan {
                     self.apply(s, d, Segment::Hwc, &mut scratch);
                 }
             }
+        }
+    }
+
+    /// The explicit-SIMD path: each row's `w * c` bytes are contiguous, starting at
+    /// `origin + y * sh` and going up in memory, or down when `backwards`.
+    ///
+    /// # Safety
+    /// As [`Plan::execute`], with `sc == 1`, `|sw| == c` and `self.fast` in use.
+    unsafe fn execute_fast(
+        &self,
+        fast: &FastAffine,
+        origin: *const u8,
+        sh: isize,
+        backwards: bool,
+        win: Window,
+        dst: &mut [u8],
+    ) {
+        let (h, w, c) = (win.height, win.width, self.c);
+        // Forward rows that follow each other in memory are one long row.
+        let merged = !backwards && (h == 1 || sh == (w * c) as isize);
+        let (rows, px) = if merged { (1, h * w) } else { (h, w) };
+        // Merged rows are one long stream the hardware prefetcher follows by itself.
+        let ahead = if merged { 0 } else { PREFETCH_ROWS };
+        // wrapping_* because prefetch addresses are only hints (never dereferenced).
+        let row_lo = |y: usize| {
+            let row = origin.wrapping_offset(y as isize * sh);
+            if backwards {
+                row.wrapping_sub((w - 1) * c)
+            } else {
+                row
+            }
+        };
+        for y in 0..ahead.min(rows) {
+            prefetch(row_lo(y), w * c);
+        }
+        for y in 0..rows {
+            if y + ahead < rows {
+                prefetch(row_lo(y + ahead), w * c);
+            }
+            // SAFETY: y < h: row y of the window; backwards, its lowest byte is pixel
+            // w - 1 (the window lies inside the input, caller contract).
+            let lo = unsafe {
+                let row = origin.offset(y as isize * sh);
+                if backwards {
+                    row.sub((w - 1) * c)
+                } else {
+                    row
+                }
+            };
+            let d = &mut dst[y * px * c * 4..][..px * c * 4];
+            // SAFETY: the row's px * c bytes from `lo` are readable (caller contract) and
+            // disjoint from `dst`; `d` holds px * c floats; flip only if `can_flip`.
+            unsafe { fast.row(lo, d.as_mut_ptr(), px, backwards, self.stream) };
+        }
+        if self.stream {
+            // Non-temporal stores are weakly ordered: fence before the batch is handed on.
+            store_fence();
         }
     }
 
