@@ -20,9 +20,8 @@ import mmap
 
 import numpy as np
 import pytest
-from conftest import DTYPES, addr, capsule_is_valid, capsule_name, filled
-
 import zerofeed as zf
+from conftest import DTYPES, addr, capsule_is_valid, capsule_name, filled
 
 # ---------------------------------------------------------------------------------------
 # PyObject_GetBuffer through ctypes, to send exact request flags.
