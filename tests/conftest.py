@@ -105,9 +105,7 @@ def capsule_is_valid(capsule: object, name: str) -> bool:
 def subprocess_env() -> dict[str, str]:
     """The environment for a child Python that imports this zerofeed."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (ZF_PATH, env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ZF_PATH, env.get("PYTHONPATH", "")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("JAX_PLATFORMS", "cpu")
     env.setdefault("CUDA_VISIBLE_DEVICES", "")

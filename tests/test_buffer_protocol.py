@@ -180,8 +180,16 @@ def test_mmap_sources(tmp_path: object) -> None:
 
 @pytest.mark.parametrize(
     ("code", "dtype"),
-    [("b", "int8"), ("B", "uint8"), ("h", "int16"), ("i", "int32"), ("q", "int64"),
-     ("Q", "uint64"), ("f", "float32"), ("d", "float64")],
+    [
+        ("b", "int8"),
+        ("B", "uint8"),
+        ("h", "int16"),
+        ("i", "int32"),
+        ("q", "int64"),
+        ("Q", "uint64"),
+        ("f", "float32"),
+        ("d", "float64"),
+    ],
 )
 def test_array_array(code: str, dtype: str) -> None:
     arr = array.array(code, range(10))

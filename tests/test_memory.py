@@ -51,7 +51,8 @@ def step(name, make, ptr_of=None, expected_ptr=None):
     return out
 
 v = step("view", lambda: zf.view(a), lambda o: o.ptr, a.ctypes.data)
-crop = step("crop", lambda: v[:, 100:900, 100:900], lambda o: o.ptr, a.ctypes.data + 100 * 1024 + 100)
+corner = a.ctypes.data + 100 * 1024 + 100
+crop = step("crop", lambda: v[:, 100:900, 100:900], lambda o: o.ptr, corner)
 keep = [v, crop]
 n = step("numpy(crop)", lambda: zf.to_numpy(crop), lambda o: o.ctypes.data, crop.ptr)
 if n[1, 2, 3] != 3 or n[0, 0, 0] != 3:
@@ -84,7 +85,8 @@ for name in ("t", "y", "x"):
 gc.collect()
 report["freed"] = resident - rss()
 if report["freed"] < (3 << 30) // 2:
-    report["failures"].append(f"only {report['freed'] / 2**20:.0f} MiB freed after the last export died")
+    freed = report["freed"] / 2**20
+    report["failures"].append(f"only {freed:.0f} MiB freed after the last export died")
 print("REPORT " + json.dumps(report), flush=True)
 sys.exit(1 if report["failures"] else 0)
 """

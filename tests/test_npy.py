@@ -187,8 +187,12 @@ def test_overflowing_shape(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("descr", "word"),
-    [("'>f4'", "big-endian"), ("'|O'", "object"), ("[('a', '<i4')]", "structured"),
-     ("'<U3'", "descr")],
+    [
+        ("'>f4'", "big-endian"),
+        ("'|O'", "object"),
+        ("[('a', '<i4')]", "structured"),
+        ("'<U3'", "descr"),
+    ],
 )
 def test_unsupported_descr(tmp_path: Path, descr: str, word: str) -> None:
     header = header_bytes(f"{{'descr': {descr}, 'fortran_order': False, 'shape': (2,), }}")

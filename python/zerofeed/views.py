@@ -86,7 +86,7 @@ def view(obj: Any, *, readonly: bool | None = None) -> View:
 
 
 def _from_array_interface(obj: Any, interface: dict[str, Any], readonly: bool | None) -> View:
-    """A view of raw memory that ``obj`` describes (and keeps alive) by ``__array_interface__``."""
+    """Return a view of the memory that ``obj`` describes by ``__array_interface__``."""
     address, source_readonly = interface["data"]
     strides = interface.get("strides")
     result = _zerofeed._view_from_address(
