@@ -10,7 +10,7 @@ from .errors import DTypeError
 
 
 def bfloat16() -> np.dtype[Any]:
-    """The NumPy dtype for bfloat16 (from ml_dtypes, which NumPy needs for it).
+    """Return the NumPy dtype for bfloat16 (from ml_dtypes, which NumPy needs for it).
 
     Example:
         >>> bfloat16().itemsize
@@ -25,7 +25,7 @@ def bfloat16() -> np.dtype[Any]:
 
 
 def dtype_name(dtype: Any) -> str:
-    """The zerofeed name of ``dtype`` (anything ``np.dtype`` takes, or ``"bfloat16"``).
+    """Return the zerofeed name of ``dtype`` (anything ``np.dtype`` takes, or ``"bfloat16"``).
 
     Example:
         >>> dtype_name(np.float32), dtype_name("u1"), dtype_name("bfloat16")
@@ -40,14 +40,15 @@ def dtype_name(dtype: Any) -> str:
         raise DTypeError(f"dtype={dtype!r} is not a dtype: use e.g. 'float32'", "dtype") from err
     if resolved.byteorder == ">":
         raise DTypeError(
-            f"dtype {resolved} is big-endian; byte-swap first with arr.astype(arr.dtype.newbyteorder('<'))",
+            f"dtype {resolved} is big-endian; byte-swap first with "
+            "arr.astype(arr.dtype.newbyteorder('<'))",
             "dtype",
         )
     return resolved.name
 
 
 def numpy_dtype(name: str) -> np.dtype[Any]:
-    """The NumPy dtype for a zerofeed dtype name.
+    """Return the NumPy dtype for a zerofeed dtype name.
 
     Example:
         >>> numpy_dtype("float16")

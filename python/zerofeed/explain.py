@@ -62,7 +62,7 @@ class Explanation:
 
 
 def plan_for(v: View, target: str) -> Explanation:
-    """The :class:`Explanation` for an existing view (no new view is made).
+    """Return the :class:`Explanation` for an existing view (no new view is made).
 
     Example:
         >>> import numpy as np, zerofeed as zf
@@ -71,7 +71,9 @@ def plan_for(v: View, target: str) -> Explanation:
 
     """
     if target not in TARGETS:
-        raise LayoutError(f"target={target!r} is unknown: use one of {', '.join(TARGETS)}", "target")
+        raise LayoutError(
+            f"target={target!r} is unknown: use one of {', '.join(TARGETS)}", "target"
+        )
     raw: dict[str, Any] = v._plan(target, jax_x64=jax_x64_enabled())
     return Explanation(
         target=target,
@@ -99,7 +101,7 @@ def explain(obj: Any, target: str) -> Explanation:
         >>> e.zero_copy, e.copy_bytes
         (False, 96)
         >>> print(e.reasons[0].split(",")[0])
-        the view is not C-contiguous (strides (192
+        the view is not C-contiguous (strides [192
 
     """
     return plan_for(view(obj), target)

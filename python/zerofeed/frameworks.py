@@ -1,5 +1,7 @@
-"""Handing views to NumPy, PyTorch, TensorFlow and JAX: zero-copy where the target can
-take the layout, otherwise exactly one copy into fresh 64-byte-aligned memory.
+"""Handing views to NumPy, PyTorch, TensorFlow and JAX.
+
+Zero-copy where the target can take the layout, otherwise exactly one copy into fresh
+64-byte-aligned memory.
 
 TensorFlow imports DLPack buffers without checking their alignment and aborts the process
 at the first op if they are not 64-byte aligned; JAX silently copies them. zerofeed checks
@@ -44,7 +46,7 @@ def require(module: str) -> ModuleType:
 
 
 def _prepared(obj: Any, target: str, copy: bool | None) -> tuple[View, Explanation]:
-    """The view to export to ``target``: the input itself, or its one aligned copy."""
+    """Return the view to export to ``target``: the input itself, or its one aligned copy."""
     v = view(obj)
     plan = plan_for(v, target)
     if copy is False and not plan.zero_copy:
@@ -58,8 +60,9 @@ def _prepared(obj: Any, target: str, copy: bool | None) -> tuple[View, Explanati
 
 
 class _ImmutableExport:
-    """Hands a legacy capsule of a (possibly read-only) view to a consumer whose tensors
-    are immutable (TensorFlow, JAX), which is how they ask for it.
+    """Hands a legacy capsule of a (possibly read-only) view to an immutable consumer.
+
+    Consumers whose tensors are immutable (TensorFlow, JAX) ask for legacy capsules.
     """
 
     def __init__(self, v: View) -> None:
@@ -111,8 +114,9 @@ def to_torch(obj: Any, *, copy: bool | None = None) -> Any:
 
 
 def to_tensorflow(obj: Any, *, copy: bool | None = None) -> Any:
-    """Return a ``tf.Tensor`` over ``obj``'s memory, copying once only when TensorFlow
-    needs it (a non-contiguous view, or data not aligned to 64 bytes).
+    """Return a ``tf.Tensor`` over ``obj``'s memory, copying once only when TensorFlow needs it.
+
+    TensorFlow needs a copy for a non-contiguous view, or data not aligned to 64 bytes.
 
     Example:
         >>> import zerofeed as zf
@@ -128,8 +132,10 @@ def to_tensorflow(obj: Any, *, copy: bool | None = None) -> Any:
 
 
 def to_jax(obj: Any, *, copy: bool | None = None) -> Any:
-    """Return a ``jax.Array`` over ``obj``'s memory, copying once only when JAX would
-    otherwise copy by itself (non-contiguous, misaligned, or 64-bit types without x64).
+    """Return a ``jax.Array`` over ``obj``'s memory, copying once only where JAX would.
+
+    JAX would otherwise copy by itself: non-contiguous, misaligned, or 64-bit types
+    without x64.
 
     Example:
         >>> import zerofeed as zf

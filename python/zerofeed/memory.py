@@ -11,8 +11,10 @@ from . import _zerofeed
 from ._dtypes import bfloat16, dtype_name
 
 
-def empty(shape: int | Sequence[int], dtype: Any = "float32", *, align: int | str = 64) -> np.ndarray:
-    """A writable, C-contiguous NumPy array of uninitialised, aligned memory.
+def empty(
+    shape: int | Sequence[int], dtype: Any = "float32", *, align: int | str = 64
+) -> np.ndarray:
+    """Return a writable, C-contiguous NumPy array of uninitialised, aligned memory.
 
     ``align`` is a power of two, ``"page"`` or ``"huge"`` (2 MiB, backed by transparent huge
     pages where the kernel allows). The memory is owned by Rust and freed when the last
@@ -42,8 +44,10 @@ def aligned(array: Any, *, align: int | str = 64) -> np.ndarray:
 
     """
     source = np.asarray(array)
-    boundary = {"page": 4096, "huge": 2 << 20}.get(align, align) if isinstance(align, str) else align
-    if source.flags.c_contiguous and isinstance(boundary, int) and source.ctypes.data % boundary == 0:
+    named = {"page": 4096, "huge": 2 << 20}
+    boundary = named.get(align, align) if isinstance(align, str) else align
+    aligned_now = isinstance(boundary, int) and source.ctypes.data % boundary == 0
+    if source.flags.c_contiguous and aligned_now:
         return source
     out = empty(source.shape, source.dtype, align=align)
     np.copyto(out, source)
@@ -51,7 +55,7 @@ def aligned(array: Any, *, align: int | str = 64) -> np.ndarray:
 
 
 def copy_stats() -> dict[str, int]:
-    """Copies zerofeed made in this process (for conversions that needed one) and their bytes.
+    """Count the copies zerofeed made in this process (for conversions that needed one).
 
     Example:
         >>> import zerofeed as zf

@@ -18,11 +18,22 @@ _HOST_DEVICES = {1, 3, 11}
 
 
 def _dlpack_capsule(obj: Any) -> Any:
-    """Ask a producer for a capsule, versioned first (DLPack 1.x), legacy if it is older."""
+    """Ask a producer for a capsule, versioned first (DLPack 1.x), legacy if it is older.
+
+    A producer that refuses (e.g. NumPy for datetime64, which it exports by neither the
+    buffer protocol nor DLPack) is an unsupported source, named as such.
+    """
     try:
-        return obj.__dlpack__(max_version=(1, 1))
-    except TypeError:
-        return obj.__dlpack__()
+        try:
+            return obj.__dlpack__(max_version=(1, 1))
+        except TypeError:
+            return obj.__dlpack__()
+    except (BufferError, TypeError, ValueError, RuntimeError) as err:
+        raise UnsupportedSourceError(
+            f"cannot view {type(obj).__name__}: its __dlpack__() refused to export ({err}) "
+            "and it exposes no usable buffer; convert it to a supported dtype first",
+            "obj",
+        ) from err
 
 
 def view(obj: Any, *, readonly: bool | None = None) -> View:
@@ -75,7 +86,7 @@ def view(obj: Any, *, readonly: bool | None = None) -> View:
 
 
 def _from_array_interface(obj: Any, interface: dict[str, Any], readonly: bool | None) -> View:
-    """A view of raw memory that ``obj`` describes (and keeps alive) by ``__array_interface__``."""
+    """Return a view of the memory that ``obj`` describes by ``__array_interface__``."""
     address, source_readonly = interface["data"]
     strides = interface.get("strides")
     result = _zerofeed._view_from_address(

@@ -14,9 +14,31 @@ use crate::dlpack::import_capsule;
 use crate::errors::{dtype_error, layout_error, raise, Kind};
 use crate::view::{parse_dtype, rust_buffer, PyView};
 
-/// Holds a Python object (here: a memoryview pinning a buffer export) for as long as a
-/// view, or any export of it, lives. Dropping it off the GIL defers the decref to PyO3.
-struct PythonOwner(#[allow(dead_code)] Py<PyAny>);
+/// Holds a Python object (a memoryview pinning a buffer export, or a DLPack producer) for
+/// as long as a view, or any export of it, lives.
+///
+/// The last owner is often dropped by C code that PyO3 does not see: a capsule destructor,
+/// or a consumer's DLPack deleter (PyTorch, TensorFlow, JAX), maybe on another thread. A
+/// plain `Py` drop there only queues the decref until the next call into zerofeed, keeping
+/// the producer and its memory alive until then; so the drop attaches to the interpreter
+/// (taking the GIL if needed, as NumPy's own DLPack deleter does) and releases it at once.
+struct PythonOwner(Option<Py<PyAny>>);
+
+impl PythonOwner {
+    fn new(object: Py<PyAny>) -> PythonOwner {
+        PythonOwner(Some(object))
+    }
+}
+
+impl Drop for PythonOwner {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            // When the interpreter cannot be attached to (finalizing), the closure and the
+            // object in it are dropped unrun, which queues the decref as before.
+            let _ = Python::try_attach(move |_py| drop(object));
+        }
+    }
+}
 
 fn check_readonly(requested: Option<bool>, source_readonly: bool) -> PyResult<bool> {
     match requested {
@@ -85,7 +107,7 @@ pub fn _view_from_buffer(
     unsafe { ffi::PyBuffer_Release(&mut buffer) };
     let (address, found_dtype, layout, source_readonly) = described?;
     Ok(PyView {
-        keep: Arc::new(PythonOwner(memoryview)),
+        keep: Arc::new(PythonOwner::new(memoryview)),
         address,
         layout,
         dtype: override_dtype(found_dtype, dtype)?,
@@ -142,7 +164,7 @@ fn describe_buffer(buffer: &ffi::Py_buffer) -> PyResult<(usize, DType, Layout, b
 /// Keeps an imported DLPack tensor and (optionally) its producer alive.
 struct DlpackOwner {
     _tensor: zerofeed_core::dlpack::ManagedTensor,
-    _producer: Option<Py<PyAny>>,
+    _producer: Option<PythonOwner>,
 }
 
 /// A view of a DLPack capsule (consumed); `producer` is kept alive alongside.
@@ -163,7 +185,7 @@ pub fn _view_from_capsule(
         readonly,
         keep: Arc::new(DlpackOwner {
             _tensor: imported.handle,
-            _producer: producer,
+            _producer: producer.map(PythonOwner::new),
         }),
     })
 }
@@ -193,7 +215,7 @@ pub fn _view_from_address(
         ));
     }
     Ok(PyView {
-        keep: Arc::new(PythonOwner(owner)),
+        keep: Arc::new(PythonOwner::new(owner)),
         address,
         layout,
         dtype,

@@ -168,19 +168,38 @@ impl PyView {
     }
 }
 
+/// The value of an integer-like object (`int`, NumPy integers: anything with `__index__`,
+/// as NumPy and Python accept), saturated to the i64 range, which behaves like +-infinity
+/// for slicing and is out of range as an index. `None` for anything else (floats, strings).
+fn as_index(value: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
+    // SAFETY: `value` is a live object; PyNumber_Index returns a new reference or NULL.
+    let index = unsafe { ffi::PyNumber_Index(value.as_ptr()) };
+    if index.is_null() {
+        let _ = PyErr::take(value.py());
+        return Ok(None);
+    }
+    // SAFETY: a new, owned reference to an int.
+    let index = unsafe { Bound::from_owned_ptr(value.py(), index) };
+    match index.extract::<i64>() {
+        Ok(v) => Ok(Some(v)),
+        Err(_) => Ok(Some(if index.gt(0)? { i64::MAX } else { i64::MIN })),
+    }
+}
+
 fn extract_i64_opt(value: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
     if value.is_none() {
         return Ok(None);
     }
-    // Python ints beyond i64 behave like +-infinity for slicing.
-    match value.extract::<i64>() {
-        Ok(v) => Ok(Some(v)),
-        Err(_) => {
-            let positive = value
-                .gt(0)
-                .map_err(|_| PyTypeError::new_err("slice indices must be integers or None"))?;
-            Ok(Some(if positive { i64::MAX } else { i64::MIN }))
-        }
+    match as_index(value)? {
+        Some(v) => Ok(Some(v)),
+        None => Err(raise(
+            Kind::Layout,
+            "key",
+            format!(
+                "slice indices must be integers or None, got {}",
+                value.get_type().name()?
+            ),
+        )),
     }
 }
 
@@ -201,9 +220,9 @@ fn index_item(item: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
     if item.is_instance_of::<pyo3::types::PyBool>() {
         return Err(raise(Kind::Layout, "key", "boolean indices select elements and would copy; a View only takes integers, slices, ... and None"));
     }
-    match item.extract::<i64>() {
-        Ok(i) => Ok(IndexItem::Int(i)),
-        Err(_) => Err(raise(
+    match as_index(item)? {
+        Some(i) => Ok(IndexItem::Int(i)),
+        None => Err(raise(
             Kind::Layout,
             "key",
             format!(

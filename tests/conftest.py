@@ -1,0 +1,135 @@
+"""Shared helpers for the zerofeed test suite.
+
+The suite tests the package next to it: when the extension was built in place
+(``python/zerofeed/_zerofeed*.so``), ``python/`` goes first on ``sys.path`` so that an
+installed zerofeed (e.g. a ``maturin develop`` of another checkout) cannot shadow it.
+Subprocesses get the same path through ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import glob
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON_DIR = ROOT / "python"
+if glob.glob(str(PYTHON_DIR / "zerofeed" / "_zerofeed*.so")):
+    sys.path.insert(0, str(PYTHON_DIR))
+
+import zerofeed as zf  # noqa: E402
+
+ZF_PATH = str(Path(zf.__file__).resolve().parent.parent)
+
+# Every dtype zerofeed handles natively through NumPy (bfloat16 is tested separately).
+DTYPES = [
+    "bool",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "uint16",
+    "uint32",
+    "uint64",
+    "float16",
+    "float32",
+    "float64",
+    "complex64",
+    "complex128",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "slow: large-memory or many-subprocess tests (run by default)"
+    )
+
+
+def addr(a: np.ndarray) -> int:
+    """The data address NumPy reports for ``a``."""
+    return a.__array_interface__["data"][0]
+
+
+def filled(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
+    """A C-contiguous array of ``shape`` with distinct, dtype-appropriate values."""
+    rng = np.random.default_rng(seed)
+    size = int(np.prod(shape, dtype=np.int64))
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        flat = rng.integers(0, 2, size).astype(bool)
+    elif dt.kind in "iu":
+        info = np.iinfo(dt)
+        flat = rng.integers(max(info.min, -(2**62)), min(info.max, 2**62), size, endpoint=True)
+        flat = flat.astype(dt)
+    elif dt.kind == "f":
+        flat = (rng.standard_normal(size) * 100).astype(dt)
+    else:
+        flat = (rng.standard_normal(size) + 1j * rng.standard_normal(size)).astype(dt)
+    return flat.reshape(shape)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (VmRSS)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def capsule_name(capsule: object) -> str | None:
+    """The name of a PyCapsule (``dltensor``, ``dltensor_versioned``, ``used_...``)."""
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype = ctypes.c_char_p
+    get_name.argtypes = [ctypes.py_object]
+    name = get_name(capsule)
+    return None if name is None else name.decode()
+
+
+def capsule_is_valid(capsule: object, name: str) -> bool:
+    """``PyCapsule_IsValid(capsule, name)``."""
+    is_valid = ctypes.pythonapi.PyCapsule_IsValid
+    is_valid.restype = ctypes.c_int
+    is_valid.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    return bool(is_valid(capsule, name.encode()))
+
+
+def subprocess_env() -> dict[str, str]:
+    """The environment for a child Python that imports this zerofeed."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (ZF_PATH, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("JAX_PLATFORMS", "cpu")
+    env.setdefault("CUDA_VISIBLE_DEVICES", "")
+    return env
+
+
+def run_python(code: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a fresh interpreter with this zerofeed importable."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def describe_exit(proc: subprocess.CompletedProcess[str]) -> str:
+    """Exit status and the tail of the output, for assertion messages."""
+    status = (
+        f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"rc={proc.returncode}"
+    )
+    return f"{status}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"zerofeed from {zf.__file__}"
