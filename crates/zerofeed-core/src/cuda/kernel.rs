@@ -148,7 +148,7 @@ mod tests {
         assert!(NORMALIZE_PTX.contains(".version 7.0"));
         assert!(NORMALIZE_PTX.contains(".target sm_52"));
         assert!(NORMALIZE_PTX.contains(".visible .entry zf_normalize("));
-        assert_eq!(NORMALIZE_PTX.matches(".param").count(), 8);
+        assert_eq!(NORMALIZE_PTX.matches("\t.param ").count(), 8);
         assert!(NORMALIZE_CU.contains("zf_normalize"));
     }
 
