@@ -214,8 +214,17 @@ fn device_buffers_are_pooled_and_fenced_before_reuse() {
     assert_eq!(device.idle(), (1, 512));
     let b = device.take(512).unwrap();
     assert_eq!(b.ptr(), address, "recycled");
-    assert!(fake.log().contains(&Op::StreamWait(41)), "the copy stream waits on the fence");
-    assert_eq!(device.stats().fences_waited.load(std::sync::atomic::Ordering::Relaxed), 1);
+    assert!(
+        fake.log().contains(&Op::StreamWait(41)),
+        "the copy stream waits on the fence"
+    );
+    assert_eq!(
+        device
+            .stats()
+            .fences_waited
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
     // Over budget: freed, not kept.
     let c = device.take(800).unwrap();
     let c_ptr = c.ptr();
@@ -237,7 +246,12 @@ fn chunk_plans_cover_everything_once() {
     assert!(chunks.windows(2).all(|w| w[0].end == w[1].start));
 }
 
-fn staged(total: usize, chunk: usize, slots: usize, threads: usize) -> (Arc<Fake>, Vec<u8>, Vec<u8>) {
+fn staged(
+    total: usize,
+    chunk: usize,
+    slots: usize,
+    threads: usize,
+) -> (Arc<Fake>, Vec<u8>, Vec<u8>) {
     let fake = Arc::new(Fake::default());
     let staging = host_pool();
     let buffers = (0..slots).map(|_| staging.take(chunk).unwrap()).collect();

@@ -9,7 +9,7 @@ use std::ffi::c_void;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::ffi::{CUdeviceptr, CUstream};
+use super::ffi::CUdeviceptr;
 use super::kernel::{output_kind, NormalizeKernel, NormalizeLaunch};
 use super::memory::{check_pinned_budget, CudaPinner};
 use super::{consumer_stream, Context, CudaError, Event, Stream};
@@ -74,7 +74,7 @@ impl Engine for CudaEngine {
 
     fn record(&self) -> Result<Event, CudaError> {
         let event = Event::new(self.context(), false)?;
-        event.record_raw(self.stream.raw())?;
+        event.record_raw(self.stream.raw() as usize)?;
         Ok(event)
     }
 
@@ -87,7 +87,7 @@ impl Engine for CudaEngine {
     }
 
     fn stream_wait(&self, event: &Event) -> Result<(), CudaError> {
-        event.make_wait(self.stream.raw())
+        event.make_wait(self.stream.raw() as usize)
     }
 }
 
@@ -131,8 +131,8 @@ impl DeviceKeep {
         };
         self.event.make_wait(handle)?;
         let mut consumers = self.consumers.lock().unwrap_or_else(|e| e.into_inner());
-        if !consumers.contains(&(handle as usize)) {
-            consumers.push(handle as usize);
+        if !consumers.contains(&handle) {
+            consumers.push(handle);
         }
         Ok(())
     }
@@ -150,13 +150,18 @@ impl DeviceKeep {
 
 impl Drop for DeviceKeep {
     fn drop(&mut self) {
-        let buffer = self.buffer.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        let buffer = self
+            .buffer
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
         if let Some(mut buffer) = buffer {
             // Work a consumer queued on its stream may still read the buffer: fence it.
-            let consumers = std::mem::take(self.consumers.get_mut().unwrap_or_else(|e| e.into_inner()));
+            let consumers =
+                std::mem::take(self.consumers.get_mut().unwrap_or_else(|e| e.into_inner()));
             for stream in consumers {
                 if let Ok(fence) = Event::new(self.event_context(), false) {
-                    if fence.record_raw(stream as CUstream).is_ok() {
+                    if fence.record_raw(stream).is_ok() {
                         buffer.add_fence(fence);
                     }
                 }
@@ -233,8 +238,12 @@ impl DeviceStage {
         let context = Context::primary(device)?;
         let engine = CudaEngine::new(&context)?;
         let pool = DevicePool::new(engine.clone(), device_budget);
-        let needs_kernel = plans.iter().any(|p| matches!(p, FieldPlan::Normalize { .. }));
-        let kernel = needs_kernel.then(|| NormalizeKernel::load(&context)).transpose()?;
+        let needs_kernel = plans
+            .iter()
+            .any(|p| matches!(p, FieldPlan::Normalize { .. }));
+        let kernel = needs_kernel
+            .then(|| NormalizeKernel::load(&context))
+            .transpose()?;
         let mut coefs = Vec::with_capacity(plans.len());
         for plan in &plans {
             let FieldPlan::Normalize { a, b, dtype, .. } = plan else {
@@ -356,7 +365,10 @@ impl DeviceStage {
 
     /// Waits for every queued copy and releases every held host buffer.
     pub fn drain(&self) -> Result<(), CudaError> {
-        self.transfers.lock().unwrap_or_else(|e| e.into_inner()).drain()
+        self.transfers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
     }
 }
 
@@ -397,7 +409,9 @@ impl Uploader {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| CudaError::Unsupported(format!("staging buffers: {e}")))?;
         if let Some(err) = staging_pool.pin_error() {
-            return Err(CudaError::Unsupported(format!("staging buffers could not be pinned: {err}")));
+            return Err(CudaError::Unsupported(format!(
+                "staging buffers could not be pinned: {err}"
+            )));
         }
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let uploader = Arc::new(Mutex::new(Uploader {
@@ -438,7 +452,10 @@ impl Uploader {
         let buffer = self.pool.take(len)?;
         // SAFETY: the caller's contract; `source` is kept by the returned keep until the
         // copy's event has completed.
-        unsafe { self.engine.copy_h2d(buffer.ptr(), address as *const u8, len)? };
+        unsafe {
+            self.engine
+                .copy_h2d(buffer.ptr(), address as *const u8, len)?
+        };
         let event = Arc::new(self.engine.record()?);
         Ok(DeviceKeep::new(buffer, event, Some(source)))
     }

@@ -4,7 +4,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use super::{CudaError, Context};
+use super::{Context, CudaError};
 use crate::host::{available_memory, AlignedBuffer};
 use crate::pool::Pinner;
 

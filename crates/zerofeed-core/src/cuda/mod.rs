@@ -340,12 +340,12 @@ impl Event {
         self.raw
     }
 
-    /// Records the event on `stream` (a raw handle: ours, or a consumer's).
-    pub fn record_raw(&self, stream: CUstream) -> Result<(), CudaError> {
+    /// Records the event on `stream` (a `CUstream` as an integer: ours, or a consumer's).
+    pub fn record_raw(&self, stream: usize) -> Result<(), CudaError> {
         let _guard = self.context.enter()?;
         // SAFETY: a live event; `stream` is a stream handle of this context or a special one.
         self.context.check("cuEventRecord", unsafe {
-            (self.context.driver.event_record)(self.raw, stream)
+            (self.context.driver.event_record)(self.raw, stream as CUstream)
         })
     }
 
@@ -370,11 +370,11 @@ impl Event {
     }
 
     /// Makes `stream` (any handle, e.g. a consumer's) wait for this event on the device.
-    pub fn make_wait(&self, stream: CUstream) -> Result<(), CudaError> {
+    pub fn make_wait(&self, stream: usize) -> Result<(), CudaError> {
         let _guard = self.context.enter()?;
         // SAFETY: a live event and a stream handle the caller vouches for.
         self.context.check("cuStreamWaitEvent", unsafe {
-            (self.context.driver.stream_wait_event)(stream, self.raw, 0)
+            (self.context.driver.stream_wait_event)(stream as CUstream, self.raw, 0)
         })
     }
 
@@ -404,12 +404,12 @@ impl Drop for Event {
 /// `None` means the legacy default stream (1), `-1` means "do not synchronize", 2 is the
 /// per-thread default stream, anything else is a `cudaStream_t` as an integer. 0 is
 /// ambiguous in the spec; it is taken as the legacy default stream, as CuPy does.
-pub fn consumer_stream(stream: Option<i64>) -> Option<CUstream> {
+pub fn consumer_stream(stream: Option<i64>) -> Option<usize> {
     match stream {
-        None | Some(0) | Some(1) => Some(ffi::CU_STREAM_LEGACY as CUstream),
+        None | Some(0) | Some(1) => Some(ffi::CU_STREAM_LEGACY),
         Some(-1) => None,
-        Some(2) => Some(ffi::CU_STREAM_PER_THREAD as CUstream),
-        Some(handle) => Some(handle as usize as CUstream),
+        Some(2) => Some(ffi::CU_STREAM_PER_THREAD),
+        Some(handle) => Some(handle as usize),
     }
 }
 
@@ -440,10 +440,10 @@ mod tests {
 
     #[test]
     fn dlpack_stream_values() {
-        assert_eq!(consumer_stream(None), Some(1 as CUstream));
+        assert_eq!(consumer_stream(None), Some(1));
         assert_eq!(consumer_stream(Some(-1)), None);
-        assert_eq!(consumer_stream(Some(2)), Some(2 as CUstream));
-        assert_eq!(consumer_stream(Some(0x7f00)), Some(0x7f00 as CUstream));
+        assert_eq!(consumer_stream(Some(2)), Some(2));
+        assert_eq!(consumer_stream(Some(0x7f00)), Some(0x7f00));
     }
 
     #[test]
