@@ -375,6 +375,9 @@ impl DeviceStage {
 /// Staging chunk size and count for pageable `to_device` sources.
 pub const STAGING_CHUNK: usize = 8 << 20;
 pub const STAGING_SLOTS: usize = 3;
+/// Idle device bytes `to_device` keeps for reuse (repeated same-size uploads skip
+/// `cuMemAlloc`/`cuMemFree`, and `cuMemFree` may synchronize).
+pub const UPLOAD_POOL_BUDGET: usize = 1 << 30;
 
 /// One device's one-off upload machinery: copy stream, staging ring, device pool.
 pub struct Uploader {
@@ -416,7 +419,7 @@ impl Uploader {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
         let uploader = Arc::new(Mutex::new(Uploader {
             stager: Stager::new(engine.clone(), slots, threads),
-            pool: DevicePool::new(engine.clone(), 0),
+            pool: DevicePool::new(engine.clone(), UPLOAD_POOL_BUDGET),
             engine,
             _staging_pool: staging_pool,
         }));
