@@ -146,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import zerofeed.cuda
 
     if not zerofeed.cuda.available():
-        print(f"no CUDA driver found: {zerofeed.cuda.unavailable_reason()}; nothing to measure")
+        print(f"{zerofeed.cuda.unavailable_reason()}; nothing to measure")
         return 0
     print(f"device: {zerofeed.cuda.device_name(0)}")
     report: dict[str, Any] = {"device": zerofeed.cuda.device_name(0), "copies": {}, "loader": {}}
