@@ -154,13 +154,16 @@ class Loader:
         device: str = "cpu",
         shard: Shard | tuple[int, int] | None = None,
         memory_budget: int | None = None,
+        normalize_on_device: bool = False,
     ) -> None:
-        if device != "cpu":
-            raise DeviceError(
-                f"device={device!r}: this build feeds host memory only; use device='cpu' and "
-                "move batches with your framework (the CUDA path is zerofeed.cuda)",
-                "device",
-            )
+        # --- device (zerofeed.cuda): parse first, so a bad device fails before any work ---
+        from . import cuda as _cuda
+
+        self.device = device
+        self._device_index = _cuda.parse_device(device)
+        if normalize_on_device and self._device_index is None:
+            raise PipelineError("normalize_on_device=True needs device='cuda[:N]'", "normalize_on_device")
+        # --- end device ---
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size={batch_size!r} must be a positive integer", "batch_size")
         if workers is not None and (not isinstance(workers, int) or workers < 1):
@@ -175,6 +178,9 @@ class Loader:
             raise PipelineError("source is an empty dict; give at least one field", "source")
         views = {name: _source_view(name, value) for name, value in sources.items()}
         chains = _resolve_ops(list(views), ops)
+        device_ops: dict[str, list[Op]] = {}
+        if normalize_on_device:  # device: crop/flip stay here, Normalize/ToCHW go to the GPU
+            chains, device_ops = _cuda.split_device_ops(chains)
         if shard is None:
             shard = Shard(0, 1)
         elif not isinstance(shard, Shard):
@@ -199,7 +205,14 @@ class Loader:
             rank=shard.rank,
             world_size=shard.world_size,
             memory_budget=memory_budget,
+            **({} if self._device_index is None else {"pin_device": self._device_index}),
         )
+        # device: a copy stream, a device pool and (maybe) the normalize kernel
+        self._device: _cuda.DeviceFeed | None = None
+        if self._device_index is not None:
+            self._device = _cuda.DeviceFeed(
+                self._device_index, list(self._pipeline.field_specs()), device_ops, prefetch, batch_size
+            )
         self._length = views[next(iter(views))].shape[0]
         self._epoch = 0
         self._resume_batch = 0
@@ -246,7 +259,10 @@ class Loader:
             {'': ((3, 8, 8), 'uint8')}
 
         """
-        return {name: (tuple(shape), dtype) for name, shape, dtype in self._pipeline.field_specs()}
+        specs = list(self._pipeline.field_specs())
+        if self._device is not None:  # device: what arrives on the GPU
+            return self._device.output_spec(specs)
+        return {name: (tuple(shape), dtype) for name, shape, dtype in specs}
 
     # -- resumption ------------------------------------------------------------------
     def _fingerprint(self) -> dict[str, Any]:
@@ -308,32 +324,49 @@ class Loader:
             self._active.close()
             self._active = None
 
-    def _iterate(self, convert: Callable[[View], Any]) -> _BatchIterator:
+    def _iterate(self, convert: Callable[[View], Any], target: str = "view") -> _BatchIterator:
         self._close_active()
+        if self._device is not None:  # device: batches are device views -> framework tensors
+            from functools import partial
+
+            from .cuda import to_framework
+
+            convert = partial(to_framework, target=target)
+
         iterator = _BatchIterator(self, convert, self._epoch, self._resume_batch)
         self._resume_batch = 0
         self._active = iterator
         return iterator
 
     def __iter__(self) -> Iterator[Batch]:
-        """Yield NumPy batches (arrays, or dicts of arrays for dict sources)."""
+        """Yield NumPy batches (arrays, or dicts of arrays for dict sources); on a CUDA
+        loader, device :class:`View` batches (DLPack-ready).
+        """
         return self._iterate(to_numpy)
 
     def numpy(self) -> Iterator[Batch]:
-        """Yield NumPy batches; the same as iterating the loader."""
+        """Yield NumPy batches; the same as iterating the loader (host loaders only)."""
+        if self._device is not None:
+            raise DeviceError(f"numpy() on a {self.device} loader: use torch(), cupy() or jax()", "device")
         return self._iterate(to_numpy)
 
     def torch(self) -> Iterator[Batch]:
-        """Yield ``torch.Tensor`` batches over the batch buffers (no copy)."""
-        return self._iterate(to_torch)
+        """Yield ``torch.Tensor`` batches over the batch buffers (no copy; on the GPU for CUDA loaders)."""
+        return self._iterate(to_torch, "torch")
 
     def tensorflow(self) -> Iterator[Batch]:
         """Yield ``tf.Tensor`` batches over the batch buffers (aligned, so no copy)."""
-        return self._iterate(to_tensorflow)
+        return self._iterate(to_tensorflow, "tensorflow")
 
     def jax(self) -> Iterator[Batch]:
         """Yield ``jax.Array`` batches over the batch buffers (aligned, so no copy)."""
-        return self._iterate(to_jax)
+        return self._iterate(to_jax, "jax")
+
+    def cupy(self) -> Iterator[Batch]:
+        """Yield ``cupy.ndarray`` batches on the GPU (CUDA loaders only; no device copy)."""
+        if self._device is None:
+            raise DeviceError("cupy() needs a CUDA loader: pass device='cuda:0'", "device")
+        return self._iterate(to_numpy, "cupy")
 
     def tf_dataset(self) -> Any:
         """A ``tf.data.Dataset`` of this loader's batches with a correct ``element_spec``.
@@ -392,6 +425,8 @@ class Loader:
 
         """
         stats = dict(self._pipeline.stats())
+        if self._device is not None:
+            stats.update(self._device.stage.stats())
         stats["copies"] = self._extra_copies
         return stats
 
@@ -420,6 +455,8 @@ class _BatchIterator:
         self._loader = loader
         self._convert = convert
         self._run = loader._pipeline.start(epoch, first_batch)
+        if loader._device is not None:  # device: host batches -> device batches, in flight
+            self._run = loader._device.wrap(self._run)
         self._done = False
 
     @property

@@ -14,7 +14,10 @@
 //! - [`sampler`]: order, shuffling, shards and counter-based randomness
 //! - [`pool`]: recycled, budgeted, optionally page-locked batch buffers
 //! - [`pipeline`]: worker threads assembling batches in order into pooled buffers
+//! - [`cuda`]: the CUDA driver, loaded at run time: contexts, streams, events, pinned memory
+//! - [`transfer`]: host -> device state machines (event-gated reuse, staging), GPU-free testable
 
+pub mod cuda;
 pub mod dlpack;
 pub mod dtype;
 pub mod exchange;
@@ -26,6 +29,7 @@ pub mod pipeline;
 pub mod pool;
 pub mod sampler;
 pub mod source;
+pub mod transfer;
 
 pub use dtype::DType;
 pub use layout::Layout;

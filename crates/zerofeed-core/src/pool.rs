@@ -7,6 +7,7 @@
 //! keep more batches than that, fresh buffers are allocated and counted, never a live one
 //! reused.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -22,6 +23,18 @@ pub struct PoolConfig {
     pub budget: usize,
     /// Page-lock buffers with `mlock` (falls back to unlocked memory, once reported).
     pub pin: bool,
+}
+
+/// Pins pool buffers some other way than `mlock` (e.g. CUDA host registration).
+///
+/// The pool calls `pin` once per buffer, right after allocating it at its exact size, and
+/// `unpin` once, right before freeing it: never per use. A failed `pin` leaves the buffer
+/// unpinned, counted in `pin_failures` and reported once, as a failed `mlock` is.
+pub trait Pinner: Send + Sync {
+    /// Pins the buffer, or says why not.
+    fn pin(&self, buffer: &AlignedBuffer) -> Result<(), String>;
+    /// Unpins a buffer that `pin` succeeded on.
+    fn unpin(&self, buffer: &AlignedBuffer);
 }
 
 /// Counters, readable while the pool works.
@@ -66,10 +79,23 @@ pub struct BufferPool {
     stats: PoolStats,
     /// The first lock failure's message, for the one warning the bindings print.
     pin_error: Mutex<Option<String>>,
+    /// Pins instead of `mlock` when set (with `config.pin`).
+    pinner: Option<Arc<dyn Pinner>>,
+    /// Addresses of live buffers that `pinner` pinned.
+    pinned: Mutex<HashSet<usize>>,
 }
 
 impl BufferPool {
     pub fn new(config: PoolConfig) -> Arc<BufferPool> {
+        Self::build(config, None)
+    }
+
+    /// A pool whose buffers `pinner` pins (when `config.pin`) instead of `mlock`.
+    pub fn with_pinner(config: PoolConfig, pinner: Arc<dyn Pinner>) -> Arc<BufferPool> {
+        Self::build(config, Some(pinner))
+    }
+
+    fn build(config: PoolConfig, pinner: Option<Arc<dyn Pinner>>) -> Arc<BufferPool> {
         Arc::new(BufferPool {
             config,
             idle: Mutex::new(Idle {
@@ -78,7 +104,18 @@ impl BufferPool {
             }),
             stats: PoolStats::default(),
             pin_error: Mutex::new(None),
+            pinner,
+            pinned: Mutex::new(HashSet::new()),
         })
+    }
+
+    fn pinned_by(&self, buffer: &AlignedBuffer) -> Option<Arc<dyn Pinner>> {
+        let pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if pinned.contains(&(buffer.as_ptr() as usize)) {
+            self.pinner.clone()
+        } else {
+            None
+        }
     }
 
     pub fn config(&self) -> &PoolConfig {
@@ -104,6 +141,7 @@ impl BufferPool {
             None => self.allocate(len)?,
         };
         Ok(PooledBuffer {
+            pinned_by: self.pinned_by(&buffer),
             buffer: Some(buffer),
             pool: Arc::downgrade(self),
         })
@@ -116,7 +154,24 @@ impl BufferPool {
             Alignment::Bytes(crate::host::FRAMEWORK_ALIGNMENT)
         };
         let mut buffer = AlignedBuffer::new(len, align)?;
-        if self.config.pin {
+        if let (true, Some(pinner)) = (self.config.pin, &self.pinner) {
+            match pinner.pin(&buffer) {
+                Ok(()) => {
+                    self.pinned
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(buffer.as_ptr() as usize);
+                    self.stats
+                        .pinned_bytes
+                        .fetch_add(len as u64, Ordering::Relaxed);
+                }
+                Err(reason) => {
+                    self.stats.pin_failures.fetch_add(1, Ordering::Relaxed);
+                    let mut first = self.pin_error.lock().unwrap_or_else(|e| e.into_inner());
+                    first.get_or_insert(reason);
+                }
+            }
+        } else if self.config.pin {
             // Honour the soft memlock limit even where the process could exceed it (root has
             // CAP_IPC_LOCK): the limit is how administrators budget page-locked memory.
             let pinned = self.stats.pinned_bytes.load(Ordering::Relaxed);
@@ -161,6 +216,18 @@ impl BufferPool {
     }
 
     fn release(&self, buffer: AlignedBuffer) {
+        let address = buffer.as_ptr() as usize;
+        let by_pinner = self
+            .pinned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&address);
+        if let (true, Some(pinner)) = (by_pinner, &self.pinner) {
+            pinner.unpin(&buffer);
+            self.stats
+                .pinned_bytes
+                .fetch_sub(buffer.len() as u64, Ordering::Relaxed);
+        }
         if buffer.is_locked() {
             self.stats
                 .pinned_bytes
@@ -213,6 +280,8 @@ impl Drop for BufferPool {
 pub struct PooledBuffer {
     buffer: Option<AlignedBuffer>,
     pool: Weak<BufferPool>,
+    /// Set when the pool's pinner pinned this buffer: unpinned here if the pool is gone.
+    pinned_by: Option<Arc<dyn Pinner>>,
 }
 
 impl PooledBuffer {
@@ -255,8 +324,14 @@ impl Drop for PooledBuffer {
         };
         match self.pool.upgrade() {
             Some(pool) => pool.give_back(buffer),
-            // The pool (and its loader) is gone: the buffer simply dies with its last user.
-            None => drop(buffer),
+            // The pool (and its loader) is gone: the buffer dies with its last user,
+            // unpinned first if the pool's pinner pinned it.
+            None => {
+                if let Some(pinner) = self.pinned_by.take() {
+                    pinner.unpin(&buffer);
+                }
+                drop(buffer)
+            }
         }
     }
 }
@@ -319,6 +394,81 @@ mod tests {
         drop(p);
         b.as_mut_slice()[0] = 1;
         assert_eq!(b.as_slice()[0], 1);
+    }
+
+    #[derive(Default)]
+    struct CountingPinner {
+        pins: Mutex<Vec<(usize, usize)>>,
+        unpins: Mutex<Vec<usize>>,
+        refuse_over: usize,
+    }
+
+    impl Pinner for CountingPinner {
+        fn pin(&self, buffer: &AlignedBuffer) -> Result<(), String> {
+            if buffer.len() > self.refuse_over {
+                return Err(format!("refused {} bytes", buffer.len()));
+            }
+            self.pins
+                .lock()
+                .unwrap()
+                .push((buffer.as_ptr() as usize, buffer.len()));
+            Ok(())
+        }
+        fn unpin(&self, buffer: &AlignedBuffer) {
+            self.unpins.lock().unwrap().push(buffer.as_ptr() as usize);
+        }
+    }
+
+    #[test]
+    fn a_pinner_pins_once_at_exact_size_and_unpins_on_free() {
+        let pinner = Arc::new(CountingPinner {
+            refuse_over: 1 << 20,
+            ..Default::default()
+        });
+        let p = BufferPool::with_pinner(
+            PoolConfig {
+                budget: 3000,
+                pin: true,
+            },
+            pinner.clone(),
+        );
+        for _ in 0..5 {
+            drop(p.take(1000).unwrap()); // reused: pinned once, not per use
+        }
+        assert_eq!(pinner.pins.lock().unwrap().len(), 1);
+        assert_eq!(pinner.pins.lock().unwrap()[0].1, 1000);
+        assert_eq!(p.snapshot().pinned_bytes, 1000);
+        let held: Vec<_> = (0..4).map(|_| p.take(1000).unwrap()).collect();
+        assert!(held.iter().all(|b| !b.is_locked()), "no mlock on top");
+        assert_eq!(p.snapshot().pinned_bytes, 4000);
+        drop(held); // budget 3000: one is freed, and unpinned before that
+        assert_eq!(pinner.unpins.lock().unwrap().len(), 1);
+        assert_eq!(p.snapshot().pinned_bytes, 3000);
+        let orphan = p.take(1000).unwrap();
+        drop(p); // the three idle ones
+        assert_eq!(pinner.unpins.lock().unwrap().len(), 3);
+        drop(orphan); // outlived its pool: still unpinned
+        assert_eq!(pinner.unpins.lock().unwrap().len(), 4);
+        let pins = pinner.pins.lock().unwrap();
+        assert_eq!(pins.len(), 4);
+    }
+
+    #[test]
+    fn a_refused_pin_is_counted_and_reported() {
+        let pinner = Arc::new(CountingPinner::default());
+        let p = BufferPool::with_pinner(
+            PoolConfig {
+                budget: 1 << 20,
+                pin: true,
+            },
+            pinner.clone(),
+        );
+        drop(p.take(64).unwrap());
+        let s = p.snapshot();
+        assert_eq!((s.pin_failures, s.pinned_bytes), (1, 0));
+        assert!(p.pin_error().unwrap().contains("refused 64 bytes"));
+        drop(p);
+        assert!(pinner.unpins.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 use pyo3::prelude::*;
 
+mod cuda;
 mod dlpack;
 mod errors;
 mod import;
@@ -24,6 +25,21 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(import::_empty, m)?)?;
     m.add_function(wrap_pyfunction!(view::_copy_stats, m)?)?;
     m.add_function(wrap_pyfunction!(source::_open_npy, m)?)?;
+    m.add_class::<cuda::PyDeviceStage>()?;
+    for f in [
+        wrap_pyfunction!(cuda::_cuda_available, m)?,
+        wrap_pyfunction!(cuda::_cuda_unavailable_reason, m)?,
+        wrap_pyfunction!(cuda::_cuda_device_count, m)?,
+        wrap_pyfunction!(cuda::_cuda_device_name, m)?,
+        wrap_pyfunction!(cuda::_cuda_driver_version, m)?,
+        wrap_pyfunction!(cuda::_cuda_check_device, m)?,
+        wrap_pyfunction!(cuda::_cuda_wait, m)?,
+        wrap_pyfunction!(cuda::_pinned_empty, m)?,
+        wrap_pyfunction!(cuda::_to_device, m)?,
+        wrap_pyfunction!(cuda::_bench_h2d, m)?,
+    ] {
+        m.add_function(f)?;
+    }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

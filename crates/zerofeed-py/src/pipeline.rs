@@ -72,7 +72,7 @@ pub struct PyPipeline {
 impl PyPipeline {
     /// `fields`: a list of `(name, View, [op tuples])`.
     #[new]
-    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget))]
+    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         fields: Vec<(String, PyRef<'_, PyView>, Vec<Bound<'_, PyTuple>>)>,
@@ -86,6 +86,7 @@ impl PyPipeline {
         rank: usize,
         world_size: usize,
         memory_budget: Option<usize>,
+        pin_device: Option<i64>,
     ) -> PyResult<PyPipeline> {
         if batch_size == 0 {
             return Err(raise(
@@ -145,7 +146,12 @@ impl PyPipeline {
                 ));
             }
         }
-        let pool = BufferPool::new(PoolConfig { budget, pin });
+        let config = PoolConfig { budget, pin };
+        let pool = match (pin, pin_device) {
+            // CUDA loaders: buffers registered with the driver once (see zerofeed.cuda).
+            (true, Some(device)) => crate::cuda::pinned_pool(config, device, in_flight)?,
+            _ => BufferPool::new(config),
+        };
         let config = PipelineConfig {
             batch_size,
             drop_last,

@@ -399,7 +399,8 @@ impl PyView {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        let _ = stream; // Host memory: no stream to order against.
+        // Device views: the consumer's stream waits on the copy's event (host: a no-op).
+        crate::cuda::before_export(self, stream)?;
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
         if let Some((device_type, device_id)) = dl_device {
             let wanted = DLDevice {

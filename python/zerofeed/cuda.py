@@ -1,0 +1,341 @@
+"""``zerofeed.cuda``: the GPU path, with CUDA found at run time (``libcuda.so.1``).
+
+Nothing here needs a CUDA toolkit, and importing it never fails: without a driver,
+:func:`available` is False and asking for a CUDA device raises :class:`DeviceError`
+(a ``ValueError``) that says why.
+
+- :func:`available`, :func:`device_count`, :func:`device_name`: what this machine has.
+- :func:`pinned_empty`: a NumPy array in pinned (page-locked, not write-combined) memory.
+- :func:`to_device`: a one-off host-to-device copy; pageable sources go through a ring
+  of pinned staging chunks (chunk k+1 is filled while chunk k is on the bus).
+- ``Loader(..., device="cuda:0")``: batches are copied on a dedicated stream from
+  CUDA-registered pool buffers and arrive as device tensors through DLPack; with
+  ``normalize_on_device=True`` the uint8 crop crosses the bus and one kernel normalizes,
+  casts and transposes it on the GPU.
+
+Example:
+    >>> import zerofeed.cuda as zc
+    >>> isinstance(zc.available(), bool)
+    True
+    >>> zc.parse_device("cpu") is None
+    True
+
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _zerofeed
+from ._dtypes import bfloat16
+from .errors import DeviceError, PipelineError
+from .frameworks import require
+from .ops import Normalize, Op, ToCHW
+from .views import View, view
+
+
+def available() -> bool:
+    """True when a CUDA driver loads and initialises.
+
+    Example:
+        >>> import zerofeed.cuda as zc
+        >>> zc.available() in (True, False)
+        True
+
+    """
+    return bool(_zerofeed._cuda_available())
+
+
+def unavailable_reason() -> str | None:
+    """Why CUDA is unavailable (``None`` when it is available).
+
+    Example:
+        >>> import zerofeed.cuda as zc
+        >>> zc.unavailable_reason() is None or zc.unavailable_reason().startswith("no CUDA")
+        True
+
+    """
+    return _zerofeed._cuda_unavailable_reason()
+
+
+def device_count() -> int:
+    """The number of visible CUDA devices; 0 where there is no driver.
+
+    Example:
+        >>> import zerofeed.cuda as zc
+        >>> zc.device_count() >= 0
+        True
+
+    """
+    if not available():
+        return 0
+    return int(_zerofeed._cuda_device_count())
+
+
+def device_name(index: int = 0) -> str:
+    """The name of CUDA device ``index``; DeviceError without a driver or for a bad index.
+
+    Example:
+        >>> import zerofeed.cuda as zc
+        >>> zc.device_name(0) if zc.available() else "no GPU"  # doctest: +SKIP
+        'NVIDIA H100 80GB HBM3'
+
+    """
+    return str(_zerofeed._cuda_device_name(int(index)))
+
+
+def parse_device(device: str) -> int | None:
+    """``"cpu"`` -> None; ``"cuda"`` / ``"cuda:N"`` -> N after checking the device exists.
+
+    Raises DeviceError (``argument == "device"``) for anything else, without a CUDA driver,
+    or for an index this machine does not have.
+
+    Example:
+        >>> import zerofeed as zf, zerofeed.cuda as zc
+        >>> zc.parse_device("cpu") is None
+        True
+        >>> try:
+        ...     zc.parse_device("tpu")
+        ... except zf.DeviceError as err:
+        ...     print(err.argument)
+        device
+
+    """
+    if not isinstance(device, str):
+        raise DeviceError(f"device={device!r} must be a string like 'cpu' or 'cuda:0'", "device")
+    if device == "cpu":
+        return None
+    name, _, index = device.partition(":")
+    if name != "cuda" or (index and not index.isdigit()):
+        raise DeviceError(f"device={device!r} is not understood; use 'cpu', 'cuda' or 'cuda:N'", "device")
+    number = int(index) if index else 0
+    if not available():
+        raise DeviceError(f"device={device!r}: {unavailable_reason()}", "device")
+    _zerofeed._cuda_check_device(number)
+    return number
+
+
+def _cuda_index(device: str) -> int:
+    number = parse_device(device)
+    if number is None:
+        raise DeviceError(f"device={device!r}: this needs a CUDA device such as 'cuda:0'", "device")
+    return number
+
+
+def pinned_empty(shape: int | Sequence[int], dtype: Any = "float32", device: str = "cuda:0") -> np.ndarray:
+    """A NumPy array over pinned (page-locked, portable, not write-combined) host memory.
+
+    Copies from it to the GPU are asynchronous and run at full bus speed. The memory is
+    checked against the available RAM first and freed with the array.
+
+    Example:
+        >>> import zerofeed as zf
+        >>> a = zf.cuda.pinned_empty((1024, 3), "uint8")  # doctest: +SKIP
+        >>> a.shape, a.dtype  # doctest: +SKIP
+        ((1024, 3), dtype('uint8'))
+
+    """
+    dims = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
+    name = "bfloat16" if str(dtype) == "bfloat16" else np.dtype(dtype).name
+    v = _zerofeed._pinned_empty(dims, name, _cuda_index(device))
+    array = np.asarray(v)
+    return array.view(bfloat16()) if name == "bfloat16" else array
+
+
+def to_device(obj: Any, device: str = "cuda:0") -> View:
+    """Copy a host array (NumPy, View, anything zerofeed can view) to a CUDA device.
+
+    Pinned sources (:func:`pinned_empty`) are copied directly; pageable ones go through
+    pinned staging chunks in a pipeline; strided views are gathered row by row into the
+    chunks (no extra full copy). Returns a device :class:`View` that ``torch.from_dlpack``,
+    ``cupy.from_dlpack`` and ``jax.dlpack.from_dlpack`` take without a copy; it orders
+    their stream after the copy (DLPack stream rules), nobody synchronizes the device.
+
+    Example:
+        >>> import numpy as np, zerofeed as zf
+        >>> d = zf.cuda.to_device(np.arange(6.0), "cuda:0")  # doctest: +SKIP
+        >>> d.device, d.shape  # doctest: +SKIP
+        ('cuda:0', (6,))
+
+    """
+    return _zerofeed._to_device(view(obj), _cuda_index(device))
+
+
+# -- the Loader's device stage -------------------------------------------------------------
+
+
+def split_device_ops(chains: Mapping[str, list[Op]]) -> tuple[dict[str, list[Op]], dict[str, list[Op]]]:
+    """Split each field's ops for ``normalize_on_device``: the trailing Normalize (and ToCHW)
+    go to the GPU kernel, everything before them (crop, flip) stays on the host.
+
+    Example:
+        >>> import zerofeed as zf
+        >>> host, dev = split_device_ops({"x": [zf.RandomFlip(), zf.Normalize(0.5, 0.2), zf.ToCHW()]})
+        >>> [type(o).__name__ for o in host["x"]], [type(o).__name__ for o in dev["x"]]
+        (['RandomFlip'], ['Normalize', 'ToCHW'])
+
+    """
+    host: dict[str, list[Op]] = {}
+    device: dict[str, list[Op]] = {}
+    for name, chain in chains.items():
+        tail = 0
+        while tail < len(chain) and isinstance(chain[len(chain) - 1 - tail], (Normalize, ToCHW)):
+            tail += 1
+        moved = chain[len(chain) - tail :]
+        normalizes = [op for op in moved if isinstance(op, Normalize)]
+        if len(normalizes) != 1 or sum(isinstance(op, ToCHW) for op in moved) > 1:
+            if any(isinstance(op, Normalize) for op in chain):
+                raise PipelineError(
+                    f"normalize_on_device=True: the ops of {name or 'the source'!r} must end with "
+                    "Normalize (optionally with one ToCHW); nothing may follow them",
+                    "normalize_on_device",
+                )
+            host[name], device[name] = list(chain), []
+            continue
+        host[name], device[name] = list(chain[: len(chain) - tail]), list(moved)
+    return host, device
+
+
+def _plan(name: str, ops: list[Op], shape: tuple[int, ...], dtype: str) -> Any:
+    if not ops:
+        return None
+    if dtype != "uint8" or len(shape) != 3:
+        raise PipelineError(
+            f"normalize_on_device=True needs uint8 (H, W, C) samples before Normalize, but "
+            f"{name or 'the source'!r} gives {dtype} {shape}; drop Cast or normalize on the host",
+            "normalize_on_device",
+        )
+    height, width, channels = shape
+    norm = next(op for op in ops if isinstance(op, Normalize))
+    mean = [float(m) for m in norm.mean] * (channels if len(norm.mean) == 1 else 1)
+    std = [float(s) for s in norm.std] * (channels if len(norm.std) == 1 else 1)
+    if len(mean) != channels or len(std) != channels:
+        raise PipelineError(
+            f"Normalize has {len(norm.mean)} means / {len(norm.std)} stds for {channels} channels",
+            "ops",
+        )
+    a = [norm.scale / s for s in std]
+    b = [-m / s for m, s in zip(mean, std, strict=True)]
+    chw = any(isinstance(op, ToCHW) for op in ops)
+    return (height, width, channels, a, b, norm.dtype, chw)
+
+
+class DeviceFeed:
+    """Turns a loader's host batches into device batches, ``prefetch`` copies in flight."""
+
+    def __init__(
+        self,
+        device: int,
+        specs: list[tuple[str, tuple[int, ...], str]],
+        device_ops: Mapping[str, list[Op]],
+        prefetch: int,
+        batch_size: int,
+    ) -> None:
+        plans = [_plan(name, device_ops.get(name, []), tuple(shape), dtype) for name, shape, dtype in specs]
+        out_bytes = 0
+        for (_, shape, dtype), plan in zip(specs, plans, strict=True):
+            out_dtype = plan[5] if plan else dtype
+            item = 2 if out_dtype == "bfloat16" else np.dtype(out_dtype).itemsize
+            out_bytes += int(np.prod(shape, dtype=np.int64)) * batch_size * item
+        self.device = device
+        self.prefetch = max(1, prefetch)
+        self.plans = plans
+        self.stage = _zerofeed._DeviceStage(device, plans, self.prefetch, (self.prefetch + 2) * out_bytes)
+
+    def wrap(self, run: Any) -> _DeviceRun:
+        """A run whose ``__next__`` yields device views."""
+        return _DeviceRun(run, self.stage, self.prefetch)
+
+    def output_spec(
+        self, specs: list[tuple[str, tuple[int, ...], str]]
+    ) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Per field: the shape of one device sample and its dtype."""
+        out = {}
+        for (name, shape, dtype), plan in zip(specs, self.plans, strict=True):
+            if plan is None:
+                out[name] = (tuple(shape), dtype)
+            else:
+                h, w, c, _, _, dt, chw = plan
+                out[name] = ((c, h, w) if chw else (h, w, c), dt)
+        return out
+
+
+class _DeviceRun:
+    def __init__(self, run: Any, stage: Any, prefetch: int) -> None:
+        self._run = run
+        self._stage = stage
+        self._prefetch = prefetch
+        self._queue: deque[tuple[View, ...]] = deque()
+        self._exhausted = False
+
+    def __iter__(self) -> _DeviceRun:
+        return self
+
+    def _fill(self) -> None:
+        while not self._exhausted and len(self._queue) < self._prefetch:
+            try:
+                host = next(self._run)
+            except StopIteration:
+                self._exhausted = True
+                return
+            self._queue.append(self._stage.submit(list(host)))
+            del host  # the stage holds the host buffers until their copy's event
+
+    def __next__(self) -> tuple[View, ...]:
+        self._fill()
+        if not self._queue:
+            raise StopIteration
+        batch = self._queue.popleft()
+        self._fill()  # the next copies overlap the consumer's work on this batch
+        return batch
+
+    def position(self) -> int:
+        return int(self._run.position()) - len(self._queue)
+
+    def close(self) -> None:
+        self._queue.clear()
+        self._run.close()
+        self._stage.drain()
+
+
+def to_framework(v: View, target: str) -> Any:
+    """A framework tensor over a device view (no copy), ordered after its copy.
+
+    ``target`` is ``"torch"``, ``"cupy"``, ``"jax"``, ``"tensorflow"`` or ``"view"``.
+    Torch, CuPy and JAX pass their stream to ``__dlpack__``, which makes it wait on the
+    copy's event; TensorFlow takes no stream, so the host waits for this batch's event.
+    """
+    if target == "view":
+        return v
+    if target == "torch":
+        return require("torch").from_dlpack(v)
+    if target == "cupy":
+        return require("cupy").from_dlpack(v)
+    if target == "jax":
+        require("jax")
+        import jax.dlpack
+
+        return jax.dlpack.from_dlpack(v)
+    if target == "tensorflow":
+        tf = require("tensorflow")
+        _zerofeed._cuda_wait(v)
+        return tf.experimental.dlpack.from_dlpack(v.__dlpack__(stream=-1))
+    raise DeviceError(f"{target!r} cannot take CUDA batches; use torch, cupy, jax or tensorflow", "target")
+
+
+__all__ = [
+    "DeviceFeed",
+    "available",
+    "device_count",
+    "device_name",
+    "parse_device",
+    "pinned_empty",
+    "split_device_ops",
+    "to_device",
+    "to_framework",
+    "unavailable_reason",
+]
