@@ -48,9 +48,7 @@ DTYPES = [
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line(
-        "markers", "slow: large-memory or many-subprocess tests (run by default)"
-    )
+    config.addinivalue_line("markers", "slow: large-memory or many-subprocess tests (run by default)")
 
 
 def addr(a: np.ndarray) -> int:
@@ -125,9 +123,7 @@ def run_python(code: str, timeout: float = 240) -> subprocess.CompletedProcess[s
 
 def describe_exit(proc: subprocess.CompletedProcess[str]) -> str:
     """Exit status and the tail of the output, for assertion messages."""
-    status = (
-        f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"rc={proc.returncode}"
-    )
+    status = f"killed by signal {-proc.returncode}" if proc.returncode < 0 else f"rc={proc.returncode}"
     return f"{status}\nstdout:\n{proc.stdout[-3000:]}\nstderr:\n{proc.stderr[-3000:]}"
 
 

@@ -20,8 +20,9 @@ import mmap
 
 import numpy as np
 import pytest
-import zerofeed as zf
 from conftest import DTYPES, addr, capsule_is_valid, capsule_name, filled
+
+import zerofeed as zf
 
 # ---------------------------------------------------------------------------------------
 # PyObject_GetBuffer through ctypes, to send exact request flags.
@@ -484,9 +485,7 @@ def test_legacy_capsule_of_readonly_view_is_refused() -> None:
 
 def test_dl_device_argument() -> None:
     v = zf.view(np.arange(4.0))
-    assert capsule_name(v.__dlpack__(max_version=(1, 0), dl_device=(1, 0))) == (
-        "dltensor_versioned"
-    )
+    assert capsule_name(v.__dlpack__(max_version=(1, 0), dl_device=(1, 0))) == ("dltensor_versioned")
     with pytest.raises(zf.ExportError, match="cuda") as info:
         v.__dlpack__(max_version=(1, 0), dl_device=(2, 0))
     assert info.value.argument == "dl_device"

@@ -15,6 +15,7 @@ import textwrap
 
 import numpy as np
 import pytest
+
 from zerofeed.bench import data, runner
 from zerofeed.bench.baselines import GROUPS, Spec, build_numpy, specs
 from zerofeed.bench.data import Workload, check_outputs, make_images, reference

@@ -13,6 +13,7 @@ import gc
 
 import numpy as np
 import pytest
+
 import zerofeed as zf
 
 # ---------------------------------------------------------------------------------------
@@ -45,9 +46,7 @@ def test_every_error_is_a_zerofeed_error_and_a_builtin() -> None:
 V = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
 
 
-@pytest.mark.parametrize(
-    "key", [2, -3, (0, 3), (0, 0, 4), (0, -4), (Ellipsis, 4), (None, 0, 0, -5)]
-)
+@pytest.mark.parametrize("key", [2, -3, (0, 3), (0, 0, 4), (0, -4), (Ellipsis, 4), (None, 0, 0, -5)])
 def test_out_of_range_index(key: object) -> None:
     with pytest.raises(IndexError, match="out of range") as info:
         zf.view(V)[key]

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-import zerofeed as zf
 from conftest import addr, describe_exit, run_python
+
+import zerofeed as zf
 
 # ---------------------------------------------------------------------------------------
 # frameworks (a missing one is a visible skip)
@@ -32,9 +33,7 @@ def torch() -> ModuleType:
 
 @pytest.fixture(scope="module")
 def tf() -> ModuleType:
-    return pytest.importorskip(
-        "tensorflow", reason="tensorflow is not installed: TensorFlow tests skipped"
-    )
+    return pytest.importorskip("tensorflow", reason="tensorflow is not installed: TensorFlow tests skipped")
 
 
 @pytest.fixture(scope="module")
@@ -214,9 +213,7 @@ def check_forced_copy(
 
 
 @pytest.mark.parametrize("target_name", ["tensorflow", "jax"])
-def test_crops_copy_once_for_tensorflow_and_jax(
-    target_name: str, request: pytest.FixtureRequest
-) -> None:
+def test_crops_copy_once_for_tensorflow_and_jax(target_name: str, request: pytest.FixtureRequest) -> None:
     fixture = {"tensorflow": "tf", "jax": "jax"}[target_name]
     module = request.getfixturevalue(fixture)
     convert = zf.to_tensorflow if target_name == "tensorflow" else zf.to_jax
@@ -329,9 +326,7 @@ def test_jax_computes_on_zero_copy_input(jax: ModuleType) -> None:
     np.testing.assert_array_equal(got, (a.astype(np.int32) * 2).sum(axis=(0, 3)))
 
 
-def test_readonly_sources_reach_tensorflow_and_jax(
-    tf: ModuleType, jax: ModuleType, tmp_path: object
-) -> None:
+def test_readonly_sources_reach_tensorflow_and_jax(tf: ModuleType, jax: ModuleType, tmp_path: object) -> None:
     path = f"{tmp_path}/x.npy"
     np.save(path, np.arange(4096, dtype=np.float32).reshape(64, 64))
     v = zf.open_npy(path)

@@ -13,8 +13,9 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-import zerofeed as zf
 from conftest import addr, rss_bytes
+
+import zerofeed as zf
 
 
 def producer(n: int = 4096, dtype: str = "float32") -> tuple[np.ndarray, weakref.ref]:

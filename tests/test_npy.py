@@ -12,8 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import zerofeed as zf
 from conftest import DTYPES, filled
+
+import zerofeed as zf
 
 
 def save(tmp_path: Path, name: str, array: np.ndarray) -> Path:
@@ -179,9 +180,7 @@ def test_trailing_bytes(tmp_path: Path) -> None:
 
 
 def test_overflowing_shape(tmp_path: Path) -> None:
-    header = header_bytes(
-        "{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4), }"
-    )
+    header = header_bytes("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4), }")
     check_broken(tmp_path / "of.npy", header, "shape")
 
 

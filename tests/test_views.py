@@ -12,10 +12,11 @@ import math
 
 import numpy as np
 import pytest
-import zerofeed as zf
 from conftest import DTYPES, addr, filled
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+import zerofeed as zf
 
 SETTINGS = settings(
     max_examples=200,
@@ -141,9 +142,7 @@ def test_indexing_matches_numpy(data: st.DataObject) -> None:
     assert v.shape == expected.shape
     if expected.size:
         assert v.ptr == addr(expected)
-        assert meaningful_strides(v.shape, v.strides) == meaningful_strides(
-            expected.shape, expected.strides
-        )
+        assert meaningful_strides(v.shape, v.strides) == meaningful_strides(expected.shape, expected.strides)
 
 
 @SETTINGS

@@ -12,8 +12,9 @@ Example:
 
 from __future__ import annotations
 
-from . import _zerofeed
+from . import _zerofeed, cuda
 from ._dtypes import bfloat16
+from .cuda import pinned_empty, to_device
 from .errors import (
     ALL_ERRORS,
     DeviceError,
@@ -68,10 +69,13 @@ __all__ = [
     "aligned",
     "bfloat16",
     "copy_stats",
+    "cuda",
     "empty",
     "explain",
     "open_npy",
+    "pinned_empty",
     "to_jax",
+    "to_device",
     "to_numpy",
     "to_tensorflow",
     "to_torch",

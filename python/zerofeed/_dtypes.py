@@ -40,8 +40,7 @@ def dtype_name(dtype: Any) -> str:
         raise DTypeError(f"dtype={dtype!r} is not a dtype: use e.g. 'float32'", "dtype") from err
     if resolved.byteorder == ">":
         raise DTypeError(
-            f"dtype {resolved} is big-endian; byte-swap first with "
-            "arr.astype(arr.dtype.newbyteorder('<'))",
+            f"dtype {resolved} is big-endian; byte-swap first with arr.astype(arr.dtype.newbyteorder('<'))",
             "dtype",
         )
     return resolved.name

@@ -261,8 +261,7 @@ def _transfer(a: argparse.Namespace) -> int:
         return 0
     print(f"CUDA: {f.value}")
     print(
-        "host-to-device transfer measurement (pageable, pinned, zerofeed) is not available "
-        "in this build yet."
+        "host-to-device transfer measurement (pageable, pinned, zerofeed) is not available in this build yet."
     )
     return 0
 

@@ -71,9 +71,7 @@ def plan_for(v: View, target: str) -> Explanation:
 
     """
     if target not in TARGETS:
-        raise LayoutError(
-            f"target={target!r} is unknown: use one of {', '.join(TARGETS)}", "target"
-        )
+        raise LayoutError(f"target={target!r} is unknown: use one of {', '.join(TARGETS)}", "target")
     raw: dict[str, Any] = v._plan(target, jax_x64=jax_x64_enabled())
     return Explanation(
         target=target,

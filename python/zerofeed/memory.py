@@ -11,9 +11,7 @@ from . import _zerofeed
 from ._dtypes import bfloat16, dtype_name
 
 
-def empty(
-    shape: int | Sequence[int], dtype: Any = "float32", *, align: int | str = 64
-) -> np.ndarray:
+def empty(shape: int | Sequence[int], dtype: Any = "float32", *, align: int | str = 64) -> np.ndarray:
     """Return a writable, C-contiguous NumPy array of uninitialised, aligned memory.
 
     ``align`` is a power of two, ``"page"`` or ``"huge"`` (2 MiB, backed by transparent huge

@@ -283,9 +283,7 @@ def check_outputs(images: np.ndarray, outputs: list[np.ndarray], w: Workload) ->
     for b, batch in enumerate(outputs):
         arr = np.asarray(batch)
         if arr.shape != expected_shape or arr.dtype != np.float32:
-            problems.append(
-                f"batch {b}: got {arr.dtype}{arr.shape}, expected float32{expected_shape}"
-            )
+            problems.append(f"batch {b}: got {arr.dtype}{arr.shape}, expected float32{expected_shape}")
             continue
         for s in range(arr.shape[0]):
             samples += 1

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from zerofeed.bench.machine import cpu_model, meminfo, version_of
 from zerofeed.bench.report import format_bytes
 
@@ -107,8 +108,7 @@ def memlock_finding() -> Finding:
         return Finding("memlock limit", value, "pin=True can page-lock as much as RAM allows")
     if _has_cap_ipc_lock():
         meaning = (
-            f"this process has CAP_IPC_LOCK, so pinning is not held to {show(soft)}; "
-            "users without it are"
+            f"this process has CAP_IPC_LOCK, so pinning is not held to {show(soft)}; users without it are"
         )
         return Finding("memlock limit", value, meaning, "info")
     meaning = (
@@ -367,9 +367,7 @@ def read_npy_header(path: Path) -> NpyHeader:
     return NpyHeader(tuple(shape), np.dtype(dtype), bool(fortran), offset, path.stat().st_size)
 
 
-def _facts(
-    shape: tuple[int, ...], dtype: np.dtype, offset: int, fortran: bool, where: str
-) -> list[str]:
+def _facts(shape: tuple[int, ...], dtype: np.dtype, offset: int, fortran: bool, where: str) -> list[str]:
     align = min(offset & -offset if offset else 4096, 4096)
     return [
         f"shape {shape}, dtype {dtype}, {'Fortran' if fortran else 'C'} order",

@@ -112,12 +112,10 @@ def format_table(result: dict[str, Any]) -> str:
             lines.append("  ".join("-" * x for x in widths))
     lines += [
         "",
-        "img/s: median over every timed epoch of every round (min-max beside it). "
-        "vs zerofeed / vs floor:",
+        "img/s: median over every timed epoch of every round (min-max beside it). vs zerofeed / vs floor:",
         "throughput ratios (floor = a plain u8->f32 copy of the same output bytes, the "
         "memory-bandwidth bound).",
-        "mem above data: peak PSS of the process and its workers minus its PSS with the "
-        "dataset loaded.",
+        "mem above data: peak PSS of the process and its workers minus its PSS with the dataset loaded.",
         "check: each output was matched against the float64 reference before timing.",
     ]
     return "\n".join(lines)

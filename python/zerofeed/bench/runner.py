@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from zerofeed.bench.baselines import GROUPS, Spec, specs
 from zerofeed.bench.data import (
     Workload,
@@ -211,9 +212,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_child(
-    spec: Spec, w: Workload, dataset: Path, check: bool, timeout: float
-) -> dict[str, Any]:
+def run_child(spec: Spec, w: Workload, dataset: Path, check: bool, timeout: float) -> dict[str, Any]:
     """Run one child process for ``spec`` and return its result plus sampled memory."""
     with tempfile.TemporaryDirectory(prefix="zf-bench-") as tmp:
         out = Path(tmp) / "result.json"
