@@ -17,20 +17,21 @@ mkdir -p "$OUT"
 PY="${PYTHON:-python3}"
 log() { echo "== $*" | tee -a "$OUT/summary.txt"; }
 : > "$OUT/summary.txt"
+SCRATCH="$(mktemp -d)"  # caches and intermediate files stay out of $OUT
 
 log "machine: $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null || echo 'nvidia-smi unavailable')"
 log "python: $($PY --version 2>&1)"
 
 # -- 1. install ------------------------------------------------------------------------------
 # Installed into a private folder on PYTHONPATH: the system's torch / jax / cupy stay visible.
-SITE="$OUT/site"
+SITE="${TMPDIR:-/tmp}/zerofeed-gpu-site"
 rm -rf "$SITE"
 VPY="$PY"
 export PYTHONPATH="$SITE"
 if command -v cargo >/dev/null && "$PY" -m maturin --version >/dev/null 2>&1; then
     log "building the wheel with maturin"
-    "$PY" -m maturin build --release -o "$OUT/dist" >"$OUT/build.log" 2>&1 || { log "build failed (see build.log)"; exit 2; }
-    WHEEL=$(ls -t "$OUT"/dist/zerofeed-*.whl | head -1)
+    "$PY" -m maturin build --release -o "${TMPDIR:-/tmp}/zerofeed-dist" >"$OUT/build.log" 2>&1 || { log "build failed (see build.log)"; exit 2; }
+    WHEEL=$(ls -t "${TMPDIR:-/tmp}"/zerofeed-dist/zerofeed-*.whl | head -1)
 else
     WHEEL=$(ls -t dist/zerofeed-*.whl 2>/dev/null | head -1)
     [ -n "$WHEEL" ] || { log "no cargo/maturin and no dist/zerofeed-*.whl: build one with 'maturin build --release -o dist'"; exit 2; }
@@ -44,16 +45,16 @@ log "zerofeed $("$VPY" -c 'import zerofeed, zerofeed.cuda as c; print(zerofeed._
 # -- 2. PTX vs nvcc (optional) ---------------------------------------------------------------
 K=crates/zerofeed-core/src/cuda/kernels
 if command -v nvcc >/dev/null; then
-    if nvcc -ptx -arch=compute_75 -O3 "$K/normalize.cu" -o "$OUT/nvcc_normalize.ptx" 2>"$OUT/nvcc.log"; then
-        grep -c -E '^\s+(ld|st|fma|cvt|div|rem)\.' "$OUT/nvcc_normalize.ptx" >/dev/null && log "nvcc -ptx of normalize.cu: ok (shipped PTX is checked by the tests on this GPU)"
-        command -v ptxas >/dev/null && ptxas -arch=sm_90 "$K/normalize.ptx" -o "$OUT/normalize.cubin" 2>>"$OUT/nvcc.log" && log "ptxas sm_90 of the shipped PTX: ok"
+    if nvcc -ptx -arch=compute_75 -O3 "$K/normalize.cu" -o "$SCRATCH/nvcc_normalize.ptx" 2>"$OUT/nvcc.log"; then
+        grep -c -E '^\s+(ld|st|fma|cvt|div|rem)\.' "$SCRATCH/nvcc_normalize.ptx" >/dev/null && log "nvcc -ptx of normalize.cu: ok (shipped PTX is checked by the tests on this GPU)"
+        command -v ptxas >/dev/null && ptxas -arch=sm_90 "$K/normalize.ptx" -o "$SCRATCH/normalize.cubin" 2>>"$OUT/nvcc.log" && log "ptxas sm_90 of the shipped PTX: ok"
     else
         log "nvcc -ptx failed (see nvcc.log); not fatal"
     fi
 fi
 
 # -- 3. tests --------------------------------------------------------------------------------
-cd "$OUT"  # import the installed wheel, not python/ from the checkout
+cd "$SCRATCH"  # import the installed wheel, not python/ from the checkout
 TESTS="$OLDPWD/tests"
 timeout 150 "$VPY" -m pytest -q -rs -p no:cacheprovider "$TESTS/test_cuda.py" >"$OUT/test_cuda.log" 2>&1
 CUDA_RC=$?

@@ -269,8 +269,9 @@ def test_dlpack_producer_torch() -> None:
 
 
 def test_dlpack_producer_jax() -> None:
-    jnp = pytest.importorskip("jax.numpy", reason="jax is not installed")
-    x = jnp.arange(12, dtype=jnp.float32).reshape(3, 4)
+    jax = pytest.importorskip("jax", reason="jax is not installed")
+    # On a CUDA machine JAX's default device is the GPU; this test is about host arrays.
+    x = jax.device_put(jax.numpy.arange(12, dtype="float32").reshape(3, 4), jax.devices("cpu")[0])
     v = zf.view(x)
     assert v.ptr == x.unsafe_buffer_pointer()
     assert v.readonly  # JAX arrays are immutable: it says so in the versioned capsule

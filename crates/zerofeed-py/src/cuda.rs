@@ -7,7 +7,9 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use zerofeed_core::cuda::engine::{DeviceKeep, DeviceStage, FieldPlan, HostField, Uploader};
+use zerofeed_core::cuda::engine::{
+    DeviceKeep, DeviceStage, FieldPlan, HostField, Uploader, STAGING_CHUNK,
+};
 use zerofeed_core::cuda::memory::PinnedHost;
 use zerofeed_core::cuda::{self, Context, CudaError, Event};
 use zerofeed_core::dlpack::{device_type, DLDevice};
@@ -174,8 +176,11 @@ pub fn _to_device(py: Python<'_>, view: PyRef<'_, PyView>, device: i64) -> PyRes
     let keep = py.detach(move || -> Result<DeviceKeep, CudaError> {
         let src = src;
         let mut uploader = uploader.lock().unwrap_or_else(|e| e.into_inner());
-        if pinned && contiguous {
-            // SAFETY: `source` keeps the pinned memory alive until the copy completes.
+        // Below one staging chunk there is nothing to overlap: the driver's own pageable
+        // path beats the ring there (measured on an H200: 14 vs 6 GB/s at 1 MiB).
+        if contiguous && (pinned || nbytes < STAGING_CHUNK) {
+            // SAFETY: `source` keeps the host memory alive until the copy's event completes
+            // (pageable sources are even consumed before the call returns).
             return unsafe { uploader.direct(src.0, nbytes, Arc::new(source)) };
         }
         if contiguous || layout.ndim() == 0 {
