@@ -172,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     bsub = b.add_subparsers(dest="bench_command", metavar="{transfer}")
     b.set_defaults(parser=b)
     t = bsub.add_parser("transfer", help="host-to-device bandwidth by size (needs CUDA)")
+    t.add_argument("--sizes", default=None, help="MiB, comma-separated (default 1,16,256,1024,4096)")
     t.add_argument("--json", type=Path, metavar="PATH", dest="transfer_json")
 
     d = sub.add_parser("doctor", help="what this machine can do, and what it means for you")
@@ -250,20 +251,15 @@ def _bench(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
 
 
 def _transfer(a: argparse.Namespace) -> int:
-    from zerofeed.bench.doctor import cuda_finding
+    """``zerofeed bench transfer``: the GPU transfer benchmark (says so and exits 0 without CUDA)."""
+    from zerofeed.bench.transfer import main as transfer_main
 
-    f = cuda_finding()
-    if not f.value[:1].isdigit():
-        print(
-            f"zerofeed bench transfer: no CUDA GPU on this machine ({f.value}); "
-            "nothing to measure. Run it on a machine with an NVIDIA GPU and driver."
-        )
-        return 0
-    print(f"CUDA: {f.value}")
-    print(
-        "host-to-device transfer measurement (pageable, pinned, zerofeed) is not available in this build yet."
-    )
-    return 0
+    argv: list[str] = []
+    if a.sizes:
+        argv += ["--sizes", a.sizes]
+    if a.transfer_json:
+        argv += ["--json", str(a.transfer_json)]
+    return transfer_main(argv)
 
 
 def _doctor(a: argparse.Namespace) -> int:
