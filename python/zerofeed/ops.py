@@ -32,7 +32,23 @@ class Op:
 
 
 @dataclass(frozen=True)
-class RandomCrop(Op):
+class _Crop(Op):
+    """A ``height x width`` window; subclasses choose where it lies."""
+
+    height: int
+    width: int
+
+    def __post_init__(self) -> None:
+        _positive("height", self.height)
+        _positive("width", self.width)
+
+    def spec(self) -> tuple[Any, ...]:
+        """The op as a plain tuple."""
+        return (type(self).__name__, self.height, self.width)
+
+
+@dataclass(frozen=True)
+class RandomCrop(_Crop):
     """A ``height x width`` window at a uniformly random position.
 
     Example:
@@ -41,38 +57,16 @@ class RandomCrop(Op):
 
     """
 
-    height: int
-    width: int
-
-    def __post_init__(self) -> None:
-        _positive("height", self.height)
-        _positive("width", self.width)
-
-    def spec(self) -> tuple[Any, ...]:
-        """The op as a plain tuple."""
-        return ("RandomCrop", self.height, self.width)
-
 
 @dataclass(frozen=True)
-class CenterCrop(Op):
-    """A ``height x width`` window in the middle of the sample.
+class CenterCrop(_Crop):
+    """A ``height x width`` window in the middle of the sample (top-left rounding down).
 
     Example:
         >>> CenterCrop(224, 224).spec()
         ('CenterCrop', 224, 224)
 
     """
-
-    height: int
-    width: int
-
-    def __post_init__(self) -> None:
-        _positive("height", self.height)
-        _positive("width", self.width)
-
-    def spec(self) -> tuple[Any, ...]:
-        """The op as a plain tuple."""
-        return ("CenterCrop", self.height, self.width)
 
 
 @dataclass(frozen=True)
