@@ -86,6 +86,7 @@ def test_invalid_index_types(key: object, match: str) -> None:
     with pytest.raises(zf.ZerofeedError, match=match) as info:
         zf.view(V)[key]
     assert info.value.argument == "key"
+    assert isinstance(info.value, IndexError)  # as NumPy raises for invalid index items
 
 
 def test_index_errors_on_zero_d_views() -> None:

@@ -27,6 +27,7 @@ pub fn _register_errors(py: Python<'_>, classes: Bound<'_, PyDict>) -> PyResult<
 /// The Python exception kinds zerofeed raises, by the name of their class in `errors.py`.
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
+    /// An index out of range, too many indices, or an index of the wrong type (as NumPy).
     IndexOutOfRange,
     Layout,
     DType,
@@ -88,9 +89,9 @@ pub fn raise(kind: Kind, argument: &str, message: impl Into<String>) -> PyErr {
 
 pub fn layout_error(argument: &str, err: LayoutError) -> PyErr {
     let kind = match err {
-        LayoutError::IndexOutOfRange { .. } | LayoutError::TooManyIndices { .. } => {
-            Kind::IndexOutOfRange
-        }
+        LayoutError::IndexOutOfRange { .. }
+        | LayoutError::TooManyIndices { .. }
+        | LayoutError::MultipleEllipsis => Kind::IndexOutOfRange,
         _ => Kind::Layout,
     };
     raise(kind, argument, err.to_string())

@@ -193,7 +193,7 @@ fn extract_i64_opt(value: &Bound<'_, PyAny>) -> PyResult<Option<i64>> {
     match as_index(value)? {
         Some(v) => Ok(Some(v)),
         None => Err(raise(
-            Kind::Layout,
+            Kind::IndexOutOfRange,
             "key",
             format!(
                 "slice indices must be integers or None, got {}",
@@ -218,12 +218,12 @@ fn index_item(item: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
         });
     }
     if item.is_instance_of::<pyo3::types::PyBool>() {
-        return Err(raise(Kind::Layout, "key", "boolean indices select elements and would copy; a View only takes integers, slices, ... and None"));
+        return Err(raise(Kind::IndexOutOfRange, "key", "boolean indices select elements and would copy; a View only takes integers, slices, ... and None"));
     }
     match as_index(item)? {
         Some(i) => Ok(IndexItem::Int(i)),
         None => Err(raise(
-            Kind::Layout,
+            Kind::IndexOutOfRange,
             "key",
             format!(
                 "only integers, slices (`:`), ellipsis (`...`) and None are valid indices, got {}; for fancy indexing convert with np.asarray(view) first",
