@@ -23,7 +23,8 @@ if [ ! -f "$venv/.complete" ]; then
 fi
 
 if ! command -v cargo >/dev/null 2>&1; then
-  echo "zerofeed: cargo not found; installing Rust from Debian's packages" >&2
-  apt-get update -qq >&2 && apt-get install -y -qq cargo rustc >&2
+  # Distribution packages are usually older than the 1.85 that PyO3 0.30 needs.
+  echo "zerofeed: cargo not found; install Rust >= 1.85 (https://rustup.rs) and run again" >&2
+  exit 1
 fi
 echo "$venv"

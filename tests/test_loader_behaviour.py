@@ -300,3 +300,18 @@ def test_keras_fit_runs_on_the_loader():
     assert all(np.isfinite(history.history["loss"]))
     # Keras peeks at batches before training and calls on_epoch_end then too.
     assert loader.epoch >= 2
+
+
+def test_conversions_that_must_copy_are_counted_in_stats():
+    pytest.importorskip("jax", reason="jax not installed")
+    from zerofeed.explain import jax_x64_enabled
+
+    if jax_x64_enabled():
+        pytest.skip("jax_enable_x64 is on: float64 batches go to JAX without a copy")
+    loader = zf.Loader(dataset(8), batch_size=4, ops=[zf.Normalize([0.0], [1.0], dtype="float64")])
+    batches = list(loader.jax())
+    assert [str(b.dtype) for b in batches] == ["float32", "float32"]  # JAX without x64
+    assert loader.stats["copies"] == 2
+    assert loader.stats["bytes_copied"] == 2 * 4 * 12 * 10 * 3 * 8
+    list(loader)  # NumPy takes float64 as it is
+    assert loader.stats["copies"] == 2

@@ -218,7 +218,9 @@ class Loader:
         self._resume_batch = 0
         self._active: _BatchIterator | None = None
         self._warned_pin = False
-        self._extra_copies = 0
+        self._copies = 0
+        self._bytes_copied = 0
+        self._names = [name for name, _, _ in self._pipeline.field_specs()]
 
     # -- size and order -------------------------------------------------------------
     def __len__(self) -> int:
@@ -390,10 +392,17 @@ class Loader:
         return keras_dataset(self, x, y)
 
     def _views_to_batch(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
-        names = [name for name, _, _ in self._pipeline.field_specs()]
+        # Batch buffers are aligned and contiguous, so conversions should never copy; if one
+        # does (a framework changed its rules), it is counted here, not hidden.
+        copies_before, bytes_before = _zerofeed._copy_stats()
         if self._single:
-            return convert(views[0])
-        return {name: convert(v) for name, v in zip(names, views, strict=True)}
+            batch = convert(views[0])
+        else:
+            batch = {name: convert(v) for name, v in zip(self._names, views, strict=True)}
+        copies_after, bytes_after = _zerofeed._copy_stats()
+        self._copies += copies_after - copies_before
+        self._bytes_copied += bytes_after - bytes_before
+        return batch
 
     def _epoch_finished(self) -> None:
         self._epoch += 1
@@ -427,7 +436,8 @@ class Loader:
         stats = dict(self._pipeline.stats())
         if self._device is not None:
             stats.update(self._device.stage.stats())
-        stats["copies"] = self._extra_copies
+        stats["copies"] = self._copies
+        stats["bytes_copied"] = self._bytes_copied
         return stats
 
     def close(self) -> None:
