@@ -296,3 +296,19 @@ def test_explain_bad_file(tmp_path, capsys):
     p.write_bytes(b"not an npy file at all")
     assert main(["explain", str(p), "--to", "jax"]) == 2
     assert "not a readable .npy" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib not installed: --plot cannot draw")
+    from zerofeed.bench import report
+
+    result = {
+        "workload": {"images": 8, "height": 24, "width": 24, "batch": 4},
+        "results": [
+            {"name": n, "status": "ok", "images_per_s": {"median": m, "min": m * 0.9, "max": m * 1.1}}
+            for n, m in (("zerofeed", 1000.0), ("numpy-1t", 300.0), ("floor-1t", 900.0))
+        ],
+    }
+    path = tmp_path / "bench.png"
+    assert report.plot(result, path) is None
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
