@@ -166,6 +166,8 @@ impl FastAffine {
         if out == OutKind::F16 && (level < SimdLevel::Avx2 || !detect_f16c()) {
             return None;
         }
+        // Finite coefficients never make a NaN (finite * u8 + finite is finite or +-inf).
+        let finite = a[..c].iter().chain(&b[..c]).all(|v| v.is_finite());
         let mut rev = [[[0x80u8; 16]; 3]; 3];
         let pixels = 48 / c;
         for o in 0..48 {
@@ -196,7 +198,7 @@ impl FastAffine {
             rev,
             split,
             #[cfg(target_arch = "x86_64")]
-            blocks: block_table(level, out, planar),
+            blocks: block_table(level, out, planar, finite),
         })
     }
 
