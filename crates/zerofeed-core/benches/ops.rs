@@ -5,7 +5,10 @@
 //! the source is not cache resident), RandomCrop(256, 256) + RandomFlip + Normalize into
 //! a 64-byte-aligned (32, 256, 256, 3) float32 batch (25 MB, far beyond cache). The floor
 //! is `np.copyto(out_f32, in_u8)`: a plain u8 -> f32 conversion with ordinary stores
-//! writing the same output bytes from the same images. Both run on 1 and 2 threads
+//! writing the same output bytes from the same images. The CHW f32, HWC f16 and HWC bf16
+//! variants run with their SIMD kernels and with the portable ones, compared with the same
+//! floor (same output elements; f16 / bf16 write half its bytes, so a second column gives
+//! the ratio of bytes written per second). All run on 1 and 2 threads
 //! (`std::thread::scope`, each thread its own batch buffer), medians of several reps.
 //! Plain std::time::Instant, no harness.
 
@@ -38,6 +41,11 @@ impl Aligned {
     fn bytes(&mut self) -> &mut [u8] {
         &mut self.buf[self.start..self.start + self.len]
     }
+}
+
+/// A case name that lives for the whole run.
+fn leak(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
 }
 
 /// Which image sample `i` of batch `b` reads: spread over the whole source.
@@ -142,7 +150,7 @@ fn main() {
         "detected SIMD level: {:?}; batch {BATCH} x {CROP}x{CROP}x3 from {IMAGES} images of {SIDE}x{SIDE}x3 u8",
         SimdLevel::detect()
     );
-    let cases: Vec<(&str, Plan)> = vec![
+    let mut cases: Vec<(&'static str, Plan)> = vec![
         ("crop+flip+normalize f32 (SIMD, streaming)", best.clone()),
         (
             "crop+flip+normalize f32 (SIMD, regular stores)",
@@ -156,6 +164,9 @@ fn main() {
             "crop+flip+normalize f32 (portable kernels)",
             best.clone().with_simd(SimdLevel::Scalar, Some(false)),
         ),
+    ];
+    // The new variants, each SIMD (the plan as compiled) and portable (SIMD capped off).
+    let variants = [
         (
             "crop+flip+normalize f32 + ToChw",
             compile(&[
@@ -174,6 +185,12 @@ fn main() {
             compile(&[crop.clone(), flip.clone(), normalize(DType::BF16)]),
         ),
     ];
+    for (name, plan) in variants {
+        let level = format!("{name} ({:?})", plan.simd_level());
+        cases.push((leak(level), plan.clone()));
+        let portable = plan.with_simd(SimdLevel::Scalar, Some(false));
+        cases.push((leak(format!("{name} (portable)")), portable));
+    }
     let f32_batch = BATCH * CROP * CROP * 3 * 4;
     let src = &src;
     let mut names = vec!["floor: np.copyto u8 -> f32 (regular stores)"];
@@ -189,9 +206,18 @@ fn main() {
         ));
     }
     for threads in [1, 2] {
-        println!("\n{threads} thread(s), medians of {REPS} interleaved reps:");
-        for (name, (rate, ratio)) in names.iter().zip(interleaved(threads, &runs)) {
-            println!("{name:<50} {rate:>8.0} img/s  {ratio:>5.2}x floor");
+        println!(
+            "\n{threads} thread(s), medians of {REPS} interleaved reps; x floor: img/s ratio \
+             (same output elements), then output-bytes ratio (f16 / bf16 write half the bytes):"
+        );
+        for ((name, (rate, ratio)), (bytes, _)) in
+            names.iter().zip(interleaved(threads, &runs)).zip(&runs)
+        {
+            let byte_ratio = ratio * *bytes as f64 / f32_batch as f64;
+            let gbs = rate * (*bytes / BATCH) as f64 / 1e9;
+            println!(
+                "{name:<52} {rate:>7.0} img/s {gbs:>5.2} GB/s  {ratio:>5.2}x floor  {byte_ratio:>5.2}x bytes"
+            );
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The explicit-SIMD kernels against the portable path, bit for bit: every level this CPU
 //! has, with and without streaming stores, flipped or not, for several channel counts,
-//! odd widths, crops (separate rows), negative strides and misaligned destinations.
+//! odd widths, crops (separate rows), negative strides and misaligned destinations; f32,
+//! f16 and bf16 outputs, HWC and (3-channel) CHW.
 
 use zerofeed_core::ops::{OpSpec, Plan, SampleKey, SimdLevel};
 use zerofeed_core::DType;
@@ -53,7 +54,12 @@ fn same_as_scalar(shape: &[usize], src: &[u8], offset: usize, strides: &[isize],
         for level in levels() {
             for stream in [false, true] {
                 let p = plan.clone().with_simd(level, Some(stream));
-                assert_eq!(p.simd_level(), level.min(plan.simd_level()));
+                // A level may not support the chain (f16 needs AVX2, CHW SSSE3): then the
+                // plan falls back to the portable path, which must agree all the same.
+                assert!(
+                    p.simd_level() == level.min(plan.simd_level())
+                        || p.simd_level() == SimdLevel::Scalar
+                );
                 for off in (0..=9).chain([61]) {
                     let mut buf = vec![0xa5u8; n + off + 7];
                     p.run_checked(src, offset, strides, key, &mut buf[off..off + n])
@@ -87,8 +93,176 @@ fn fast_path_is_picked_for_u8_to_f32() {
     assert_eq!(plan.simd_level(), SimdLevel::detect());
     let cast = Plan::compile(&[8, 8, 3], DType::U8, &[OpSpec::Cast { dtype: DType::F32 }]);
     assert_eq!(cast.unwrap().simd_level(), SimdLevel::detect());
+    let f64 = Plan::compile(&[8, 8, 3], DType::U8, &[normalize(3, DType::F64)]).unwrap();
+    assert_eq!(f64.simd_level(), SimdLevel::Scalar);
+}
+
+fn has_f16c() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("f16c")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+#[test]
+fn fast_path_is_picked_for_chw_and_half_outputs() {
+    let chw = [normalize(3, DType::F32), OpSpec::ToChw];
+    let level = Plan::compile(&[8, 8, 3], DType::U8, &chw)
+        .unwrap()
+        .simd_level();
+    let want = if SimdLevel::detect() >= SimdLevel::Ssse3 {
+        SimdLevel::detect()
+    } else {
+        SimdLevel::Scalar
+    };
+    assert_eq!(level, want);
+    let bf16 = Plan::compile(&[8, 8, 3], DType::U8, &[normalize(3, DType::BF16)]).unwrap();
+    assert_eq!(bf16.simd_level(), SimdLevel::detect());
     let f16 = Plan::compile(&[8, 8, 3], DType::U8, &[normalize(3, DType::F16)]).unwrap();
-    assert_eq!(f16.simd_level(), SimdLevel::Scalar);
+    let want = if SimdLevel::detect() == SimdLevel::Avx2 && has_f16c() {
+        SimdLevel::Avx2
+    } else {
+        SimdLevel::Scalar
+    };
+    assert_eq!(f16.simd_level(), want);
+    // CHW with 4 channels stays on the portable path.
+    let chw4 = [normalize(4, DType::F32), OpSpec::ToChw];
+    let p = Plan::compile(&[8, 8, 4], DType::U8, &chw4).unwrap();
+    assert_eq!(p.simd_level(), SimdLevel::Scalar);
+}
+
+const OUTS: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
+
+#[test]
+fn half_outputs_every_channel_count_and_width() {
+    for dtype in [DType::F16, DType::BF16] {
+        for c in [1usize, 3, 4] {
+            for (h, w) in [(1, 1), (3, 5), (4, 17), (5, 33), (2, 64), (3, 101)] {
+                let shape = [h, w, c];
+                let src = bytes(h * w * c, (c * 1000 + w) as u64 + 7);
+                for flip in [0.0, 0.5, 1.0] {
+                    let ops = [OpSpec::RandomFlip { p: flip }, normalize(c, dtype)];
+                    same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
+                }
+                let cast = [OpSpec::Cast { dtype }];
+                same_as_scalar(&shape, &src, 0, &c_strides(&shape), &cast);
+            }
+        }
+    }
+}
+
+#[test]
+fn chw_planes_every_width_flip_and_output_type() {
+    for dtype in OUTS {
+        for (h, w) in [(1, 1), (3, 5), (4, 16), (4, 17), (5, 33), (2, 64), (3, 101)] {
+            let shape = [h, w, 3];
+            let src = bytes(h * w * 3, w as u64 + 99);
+            for flip in [0.0, 0.5, 1.0] {
+                let ops = [
+                    OpSpec::RandomFlip { p: flip },
+                    normalize(3, dtype),
+                    OpSpec::ToChw,
+                ];
+                same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
+            }
+        }
+    }
+}
+
+#[test]
+fn chw_crops_strides_and_large_streamed_outputs() {
+    for dtype in OUTS {
+        let (h, w) = (40, 97);
+        let src = bytes(2 * h * w * 3 + 5, 12);
+        let shape = [h, w, 3];
+        let ops = [
+            OpSpec::RandomCrop {
+                height: 17,
+                width: 61,
+            },
+            OpSpec::RandomFlip { p: 0.5 },
+            normalize(3, dtype),
+            OpSpec::ToChw,
+        ];
+        same_as_scalar(&shape, &src, 5, &c_strides(&shape), &ops);
+        let cast = [
+            OpSpec::RandomFlip { p: 0.5 },
+            OpSpec::Cast { dtype },
+            OpSpec::ToChw,
+        ];
+        same_as_scalar(&shape, &src, 5, &c_strides(&shape), &cast);
+        // Rows bottom-up and pixels right-to-left, and rows with gaps.
+        let last = (h * w - 1) * 3;
+        let rev = [-((w * 3) as isize), -3, 1];
+        same_as_scalar(&shape, &src, last, &rev, &ops[1..]);
+        let gapped = [(2 * w * 3) as isize, 3, 1];
+        same_as_scalar(&shape, &src, 0, &gapped, &ops[1..]);
+        // Big enough that the default plan streams (>= 256 KiB of output, also for f16);
+        // 150 x 150 planes are 4-aligned only, 160 x 160 ones 32-aligned.
+        for side in [150, 160] {
+            let big = [200, 200, 3];
+            let src = bytes(200 * 200 * 3, side as u64);
+            let ops = [
+                OpSpec::RandomCrop {
+                    height: side,
+                    width: side,
+                },
+                OpSpec::RandomFlip { p: 0.5 },
+                normalize(3, dtype),
+                OpSpec::ToChw,
+            ];
+            same_as_scalar(&big, &src, 0, &c_strides(&big), &ops);
+        }
+    }
+}
+
+#[test]
+fn half_outputs_large_streamed() {
+    for dtype in [DType::F16, DType::BF16] {
+        let shape = [200, 200, 3];
+        let src = bytes(200 * 200 * 3, 21);
+        let ops = [
+            OpSpec::RandomCrop {
+                height: 190,
+                width: 190,
+            },
+            OpSpec::RandomFlip { p: 0.5 },
+            normalize(3, dtype),
+        ];
+        same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
+    }
+}
+
+/// Coefficients that overflow f32 (scale 1e300 / std 1 is finite in f64, infinite in f32)
+/// make `0 * inf = NaN` and infinities: the fast kernels must round those exactly as the
+/// scalar path (quiet NaN with the scalar path's payload and sign). Arithmetic only ever
+/// makes the x86 default NaN (`0xffc0_0000`), which every rounding here maps alike; NaNs
+/// with other payloads are covered by the bit-pattern sweep in `ops/simd_x86.rs`.
+#[test]
+fn nan_and_infinity_outputs_match() {
+    for dtype in OUTS {
+        for chw in [false, true] {
+            let shape = [3, 37, 3];
+            let src = bytes(3 * 37 * 3, 5);
+            let mut ops = vec![
+                OpSpec::RandomFlip { p: 0.5 },
+                OpSpec::Normalize {
+                    mean: vec![0.0, 1e300, -3.0],
+                    std: vec![1.0, 1e-300, 1.0],
+                    scale: 1e300,
+                    dtype,
+                },
+            ];
+            if chw {
+                ops.push(OpSpec::ToChw);
+            }
+            same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
+        }
+    }
 }
 
 #[test]
@@ -165,4 +339,30 @@ fn grayscale_2d_and_large_streamed_outputs() {
         normalize(3, DType::F32),
     ];
     same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
+}
+
+/// Outputs that are mostly exact rounding ties: `x + 256` has 9 significant bits (bf16
+/// keeps 8, so every odd `x` is a tie), `x + 4096` 13 (f16 keeps 11: ties at x = 2 mod 4).
+/// Random normalized values almost never land on a tie, so round-half-even needs this.
+#[test]
+fn rounding_ties_round_to_even() {
+    for (dtype, offset) in [(DType::BF16, 256.0), (DType::F16, 4096.0)] {
+        for chw in [false, true] {
+            let shape = [4, 70, 3];
+            let src: Vec<u8> = (0..4 * 70 * 3).map(|i| i as u8).collect();
+            let mut ops = vec![
+                OpSpec::RandomFlip { p: 0.5 },
+                OpSpec::Normalize {
+                    mean: vec![-offset],
+                    std: vec![1.0],
+                    scale: 1.0,
+                    dtype,
+                },
+            ];
+            if chw {
+                ops.push(OpSpec::ToChw);
+            }
+            same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::elem::lossless;
 use super::kernels::{affine32_fn, affine64_fn, convert_fn};
-use super::simd::{FastAffine, STREAM_MIN_BYTES};
+use super::simd::{FastAffine, OutKind, STREAM_MIN_BYTES};
 use super::{Coefs, OpSpec, OpsError, Plan, SimdLevel, Spatial, Stage};
 use crate::dtype::DType;
 
@@ -162,7 +162,7 @@ impl Plan {
             .into_iter()
             .map(|p| p.build(c, cur_w, chunk))
             .collect();
-        let fast = fast_kernel(input_dtype, &stages, c);
+        let fast = fast_kernel(input_dtype, &stages, c, planar);
         let out_bytes = out_shape.iter().product::<usize>() * cur.itemsize();
         Ok(Plan {
             in_shape: input_shape.to_vec(),
@@ -182,24 +182,31 @@ impl Plan {
     }
 }
 
-/// The explicit-SIMD kernel for a chain that is one `u8 -> f32` value stage: `Normalize`
-/// (its f32 coefficients) or `Cast(float32)` (`x * 1 + 0`, exact for every `u8`).
-fn fast_kernel(input: DType, stages: &[Stage], c: usize) -> Option<FastAffine> {
+/// The explicit-SIMD kernel for a chain that is one `u8 -> f32 / f16 / bf16` value stage:
+/// `Normalize` (its f32 coefficients) or a `Cast` (`x * 1 + 0`, exact for every `u8`, then
+/// the same rounding to the output type as the cast kernel).
+fn fast_kernel(input: DType, stages: &[Stage], c: usize, planar: bool) -> Option<FastAffine> {
     if input != DType::U8 {
         return None;
     }
     let level = SimdLevel::detect();
     match stages {
-        [Stage::Affine32 {
-            coefs,
-            out: DType::F32,
-            ..
-        }] if coefs.a_hwc.len() >= c => {
-            FastAffine::new(level, c, &coefs.a_hwc[..c], &coefs.b_hwc[..c])
-        }
-        [Stage::Convert {
-            out: DType::F32, ..
-        }] => FastAffine::new(level, c, &vec![1.0; c], &vec![0.0; c]),
+        [Stage::Affine32 { coefs, out, .. }] if coefs.a_hwc.len() >= c => FastAffine::new(
+            level,
+            c,
+            &coefs.a_hwc[..c],
+            &coefs.b_hwc[..c],
+            OutKind::of(*out)?,
+            planar,
+        ),
+        [Stage::Convert { out, .. }] => FastAffine::new(
+            level,
+            c,
+            &vec![1.0; c],
+            &vec![0.0; c],
+            OutKind::of(*out)?,
+            planar,
+        ),
         _ => None,
     }
 }

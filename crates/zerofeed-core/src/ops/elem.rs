@@ -229,8 +229,12 @@ pub(crate) fn f32_to_f16(x: f32) -> u16 {
         .to_bits()
         .wrapping_sub(DENORM_MAGIC) as u16;
     let mant_odd = (f >> 13) & 1;
-    let normal =
-        (f.wrapping_add(((15u32.wrapping_sub(127)) << 23).wrapping_add(0xfff)) + mant_odd) >> 13;
+    // Wrapping throughout: for NaN / overflowing `f` this sum can pass u32::MAX (a debug
+    // build panicked there), and its value is then discarded (`f >= OVERFLOW` below).
+    let normal = f
+        .wrapping_add(((15u32.wrapping_sub(127)) << 23).wrapping_add(0xfff))
+        .wrapping_add(mant_odd)
+        >> 13;
     let o = if f >= OVERFLOW {
         special
     } else if f < (113 << 23) {

@@ -28,6 +28,8 @@ mod elem;
 mod kernels;
 mod run;
 mod simd;
+#[cfg(target_arch = "x86_64")]
+mod simd_x86;
 
 use std::fmt;
 
@@ -274,8 +276,9 @@ pub struct Plan {
     /// Elements per HWC chunk: a multiple of C, at least one output row, the length of
     /// the `hwc` coefficient rows.
     chunk: usize,
-    /// The explicit-SIMD kernel for `u8 -> f32` affine chains (one stage), used when the
-    /// sample's pixels are contiguous; `stages` stays the general fallback.
+    /// The explicit-SIMD kernel for `u8 -> f32 / f16 / bf16` affine chains (one stage,
+    /// HWC or 3-channel CHW), used when the sample's pixels are contiguous; `stages` stays
+    /// the general fallback.
     fast: Option<FastAffine>,
     /// Write the output with non-temporal stores (large outputs only, see `simd`).
     stream: bool,
@@ -319,7 +322,8 @@ impl Plan {
     }
 
     /// The instruction set of the plan's fast row kernel, detected at compile time;
-    /// [`SimdLevel::Scalar`] when the chain has none (not `u8 -> float32`, or no SIMD).
+    /// [`SimdLevel::Scalar`] when the chain has none (not `u8 -> float32 / float16 /
+    /// bfloat16`, CHW with other than 3 channels, or no SIMD).
     pub fn simd_level(&self) -> SimdLevel {
         self.fast
             .as_ref()
@@ -333,7 +337,14 @@ impl Plan {
     pub fn with_simd(mut self, level: SimdLevel, stream: Option<bool>) -> Plan {
         self.fast = self.fast.and_then(|f| {
             let (a, b) = f.coefs();
-            FastAffine::new(level.min(f.level()), f.channels(), a, b)
+            FastAffine::new(
+                level.min(f.level()),
+                f.channels(),
+                a,
+                b,
+                f.out(),
+                f.planar(),
+            )
         });
         if let Some(s) = stream {
             self.stream = s;

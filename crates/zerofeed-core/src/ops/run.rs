@@ -195,7 +195,8 @@ impl Plan {
         if let Some(fast) = &self.fast {
             // Contiguous u8 pixels, read forwards or (with pshufb) backwards.
             let px = c as isize;
-            if sc == 1 && !self.planar && (sw == px || (sw == -px && fast.can_flip())) {
+            // (A fast kernel exists for a planar plan only if it writes planes itself.)
+            if sc == 1 && (sw == px || (sw == -px && fast.can_flip())) {
                 // SAFETY: forwarded contract; `origin` is pixel 0 of the window's first
                 // row and the strides were just checked to be contiguous pixels.
                 unsafe { self.execute_fast(fast, origin, sh, sw < 0, win, dst) };
@@ -266,7 +267,11 @@ impl Plan {
         dst: &mut [u8],
     ) {
         let (h, w, c) = (win.height, win.width, self.c);
-        // Forward rows that follow each other in memory are one long row.
+        let osz = fast.out().size();
+        let plane = h * w * osz;
+        debug_assert_eq!(dst.len(), plane * c);
+        // Forward rows that follow each other in memory are one long row (in every
+        // plane too: plane rows are contiguous).
         let merged = !backwards && (h == 1 || sh == (w * c) as isize);
         let (rows, px) = if merged { (1, h * w) } else { (h, w) };
         // Merged rows are one long stream the hardware prefetcher follows by itself.
@@ -297,10 +302,23 @@ impl Plan {
                     row
                 }
             };
-            let d = &mut dst[y * px * c * 4..][..px * c * 4];
+            // HWC: row y is px * c elements at element y * px * c. CHW: px elements of
+            // each plane at element y * px, planes h * w elements apart.
+            let at = y * px * if fast.planar() { 1 } else { c } * osz;
             // SAFETY: the row's px * c bytes from `lo` are readable (caller contract) and
-            // disjoint from `dst`; `d` holds px * c floats; flip only if `can_flip`.
-            unsafe { fast.row(lo, d.as_mut_ptr(), px, backwards, self.stream) };
+            // disjoint from `dst`; `dst` holds h * w * c elements, so the row's elements
+            // (in every plane: (c - 1) * plane + (y + 1) * px * osz <= len) lie inside it;
+            // flip only if `can_flip`.
+            unsafe {
+                fast.row(
+                    lo,
+                    dst.as_mut_ptr().add(at),
+                    plane,
+                    px,
+                    backwards,
+                    self.stream,
+                )
+            };
         }
         if self.stream {
             // Non-temporal stores are weakly ordered: fence before the batch is handed on.
