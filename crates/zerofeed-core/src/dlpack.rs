@@ -202,26 +202,53 @@ fn run_deleter_body(body: impl FnOnce()) {
     }
 }
 
-unsafe extern "C" fn delete_versioned(managed: *mut DLManagedTensorVersioned) {
+/// The two managed-tensor structs, for the code that boxes and deletes our exports.
+trait ManagedStruct {
+    fn set_manager_ctx(&mut self, ctx: *mut c_void);
+}
+
+impl ManagedStruct for DLManagedTensorVersioned {
+    fn set_manager_ctx(&mut self, ctx: *mut c_void) {
+        self.manager_ctx = ctx;
+    }
+}
+
+impl ManagedStruct for DLManagedTensor {
+    fn set_manager_ctx(&mut self, ctx: *mut c_void) {
+        self.manager_ctx = ctx;
+    }
+}
+
+/// The deleter of every export: reclaims the `Exported<M>` block.
+unsafe extern "C" fn delete_exported<M>(managed: *mut M) {
     if managed.is_null() {
         return;
     }
     run_deleter_body(|| {
-        // SAFETY: `managed` was produced by `export_versioned` from `Box::into_raw` of an
-        // `Exported<DLManagedTensorVersioned>` whose first field it is; the DLPack contract
-        // says the deleter is called once, so the box is reclaimed exactly once.
-        drop(unsafe { Box::from_raw(managed.cast::<Exported<DLManagedTensorVersioned>>()) });
+        // SAFETY: `managed` was produced by `box_export` from `Box::into_raw` of an
+        // `Exported<M>` whose first field it is; the DLPack contract says the deleter is
+        // called once, so the box is reclaimed exactly once.
+        drop(unsafe { Box::from_raw(managed.cast::<Exported<M>>()) });
     });
 }
 
-unsafe extern "C" fn delete_legacy(managed: *mut DLManagedTensor) {
-    if managed.is_null() {
-        return;
-    }
-    run_deleter_body(|| {
-        // SAFETY: as in `delete_versioned`, for the legacy struct made by `export_legacy`.
-        drop(unsafe { Box::from_raw(managed.cast::<Exported<DLManagedTensor>>()) });
-    });
+/// Moves an export onto the heap with the arrays its tensor points to and its owner.
+fn box_export<M: ManagedStruct>(
+    managed: M,
+    shape: Vec<i64>,
+    strides: Vec<i64>,
+    owner: Box<dyn Any + Send>,
+) -> NonNull<M> {
+    // Moving the Vecs into the box does not move their heap buffers: the pointers stay valid.
+    let raw = Box::into_raw(Box::new(Exported {
+        managed,
+        shape,
+        strides,
+        _owner: owner,
+    }));
+    // SAFETY: `raw` comes from `Box::into_raw` and is non-null and exclusively ours here.
+    unsafe { (*raw).managed.set_manager_ctx(raw.cast()) };
+    NonNull::new(raw.cast()).expect("Box::into_raw is never null")
 }
 
 /// Builds a DLPack 1.x managed tensor. The caller hands the pointer to a consumer (in a
@@ -233,26 +260,17 @@ pub fn export_versioned(
     let (mut shape, mut strides) = element_shape_strides(&spec)?;
     let dl_tensor = dl_tensor(&spec, &mut shape, &mut strides);
     let flags = if spec.readonly { FLAG_READ_ONLY } else { 0 };
-    let block = Box::new(Exported {
-        managed: DLManagedTensorVersioned {
-            version: DLPackVersion {
-                major: DLPACK_VERSION.0,
-                minor: DLPACK_VERSION.1,
-            },
-            manager_ctx: std::ptr::null_mut(),
-            deleter: Some(delete_versioned),
-            flags,
-            dl_tensor,
+    let managed = DLManagedTensorVersioned {
+        version: DLPackVersion {
+            major: DLPACK_VERSION.0,
+            minor: DLPACK_VERSION.1,
         },
-        // Moving the Vecs into the box does not move their heap buffers: the pointers stay valid.
-        shape,
-        strides,
-        _owner: owner,
-    });
-    let raw = Box::into_raw(block);
-    // SAFETY: `raw` comes from `Box::into_raw` and is non-null and exclusively ours here.
-    unsafe { (*raw).managed.manager_ctx = raw.cast() };
-    Ok(NonNull::new(raw.cast()).expect("Box::into_raw is never null"))
+        manager_ctx: std::ptr::null_mut(),
+        deleter: Some(delete_exported::<DLManagedTensorVersioned>),
+        flags,
+        dl_tensor,
+    };
+    Ok(box_export(managed, shape, strides, owner))
 }
 
 /// Builds a legacy (pre-1.0) managed tensor, for consumers that only take `"dltensor"`
@@ -264,20 +282,12 @@ pub fn export_legacy(
 ) -> Result<NonNull<DLManagedTensor>, DlpackError> {
     let (mut shape, mut strides) = element_shape_strides(&spec)?;
     let dl_tensor = dl_tensor(&spec, &mut shape, &mut strides);
-    let block = Box::new(Exported {
-        managed: DLManagedTensor {
-            dl_tensor,
-            manager_ctx: std::ptr::null_mut(),
-            deleter: Some(delete_legacy),
-        },
-        shape,
-        strides,
-        _owner: owner,
-    });
-    let raw = Box::into_raw(block);
-    // SAFETY: `raw` comes from `Box::into_raw` and is non-null and exclusively ours here.
-    unsafe { (*raw).managed.manager_ctx = raw.cast() };
-    Ok(NonNull::new(raw.cast()).expect("Box::into_raw is never null"))
+    let managed = DLManagedTensor {
+        dl_tensor,
+        manager_ctx: std::ptr::null_mut(),
+        deleter: Some(delete_exported::<DLManagedTensor>),
+    };
+    Ok(box_export(managed, shape, strides, owner))
 }
 
 /// A producer's managed tensor that we own: dropping it calls the producer's deleter once.
