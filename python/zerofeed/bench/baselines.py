@@ -97,7 +97,30 @@ def _split(n: int, parts: int) -> list[tuple[int, int]]:
     return [(lo, min(n, lo + step)) for lo in range(0, n, step)]
 
 
-class _NumpyImpl(Impl):
+class _ThreadedImpl(Impl):
+    """An implementation that splits each batch across ``threads`` Python threads
+    (NumPy's ufuncs release the GIL); one thread runs inline, with no pool.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
+
+    def _run(self, work: Callable[..., None], calls: list[tuple[Any, ...]]) -> None:
+        """Run ``work(*args)`` for every ``args`` in ``calls``, in parallel when pooled."""
+        if self.pool is None:
+            for args in calls:
+                work(*args)
+            return
+        for future in [self.pool.submit(work, *args) for args in calls]:
+            future.result()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+class _NumpyImpl(_ThreadedImpl):
     """Tuned NumPy: per sample, one small uint8 copy and two ufuncs over whole rows.
 
     Broadcasting a ``(3,)`` mean over ``(h, w, 3)`` makes NumPy's inner loop 3 elements
@@ -109,14 +132,14 @@ class _NumpyImpl(Impl):
     """
 
     def __init__(self, images: np.ndarray, w: Workload, threads: int) -> None:
-        self.images, self.w, self.threads = images, w, threads
+        super().__init__(threads)
+        self.images, self.w = images, w
         h, wd = w.out_h, w.out_w
         self.mean_row = np.tile(np.asarray(w.mean, np.float32), wd)
         self.inv_row = np.tile((1.0 / np.asarray(w.std, np.float64)).astype(np.float32), wd)
         shape = (w.batch, h, wd, 3)
         self.bufs = [np.empty(shape, np.float32) for _ in range(2)]
         self.scratch = [np.empty((h, wd, 3), np.uint8) for _ in range(max(1, threads))]
-        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def _fill(self, out: np.ndarray, base: int, lo: int, hi: int, draws: tuple, slot: int) -> None:
         order, ys, xs, flips = draws
@@ -141,20 +164,8 @@ class _NumpyImpl(Impl):
         for b in range(self.w.batches_per_epoch):
             out = self.bufs[b % 2]
             base = b * self.w.batch
-            if self.pool is None:
-                self._fill(out, base, 0, self.w.batch, draws, 0)
-            else:
-                futs = [
-                    self.pool.submit(self._fill, out, base, lo, hi, draws, i)
-                    for i, (lo, hi) in enumerate(chunks)
-                ]
-                for f in futs:
-                    f.result()
+            self._run(self._fill, [(out, base, lo, hi, draws, i) for i, (lo, hi) in enumerate(chunks)])
             yield out
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
 
 
 def build_numpy(images: np.ndarray, w: Workload, threads: int) -> Impl:
@@ -162,18 +173,18 @@ def build_numpy(images: np.ndarray, w: Workload, threads: int) -> Impl:
     return _NumpyImpl(images, w, threads)
 
 
-class _FloorImpl(Impl):
+class _FloorImpl(_ThreadedImpl):
     """The floor: ``np.copyto(f32, u8)`` of one batch worth of contiguous bytes per batch."""
 
     def __init__(self, images: np.ndarray, w: Workload, threads: int) -> None:
-        self.w, self.threads = w, threads
+        super().__init__(threads)
+        self.w = w
         n = w.batch * w.out_h * w.out_w * 3
         flat = np.asarray(images).reshape(-1)
         reps = -(-n // flat.size)
         self.src = np.ascontiguousarray(np.tile(flat[: min(n, flat.size)], reps)[:n])
         self.bufs = [np.empty(n, np.float32) for _ in range(2)]
         self.chunks = _split(n, threads)
-        self.pool = ThreadPoolExecutor(threads) if threads > 1 else None
 
     def _copy(self, out: np.ndarray, lo: int, hi: int) -> None:
         np.copyto(out[lo:hi], self.src[lo:hi])
@@ -181,17 +192,8 @@ class _FloorImpl(Impl):
     def epoch(self, e: int) -> Iterator[np.ndarray]:
         for b in range(self.w.batches_per_epoch):
             out = self.bufs[b % 2]
-            if self.pool is None:
-                np.copyto(out, self.src)
-            else:
-                futs = [self.pool.submit(self._copy, out, lo, hi) for lo, hi in self.chunks]
-                for f in futs:
-                    f.result()
+            self._run(self._copy, [(out, lo, hi) for lo, hi in self.chunks])
             yield out
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
 
 
 def build_floor(images: np.ndarray, w: Workload, threads: int) -> Impl:
