@@ -312,3 +312,33 @@ fn staging_rejects_units_larger_than_a_chunk() {
     let err = stager.run(BASE, 2, 100, &|_, _| {}).unwrap_err();
     assert!(err.to_string().contains("does not fit"));
 }
+
+#[test]
+fn field_plans_describe_the_device_batch() {
+    use zerofeed_core::cuda::engine::FieldPlan;
+    use zerofeed_core::DType;
+
+    let normalize = |chw| FieldPlan::Normalize {
+        height: 4,
+        width: 5,
+        channels: 3,
+        a: vec![1.0; 3],
+        b: vec![0.0; 3],
+        dtype: DType::F16,
+        chw,
+    };
+    let hwc = [8, 4, 5, 3];
+    assert_eq!(
+        FieldPlan::Copy.output(&hwc, DType::U8),
+        (hwc.to_vec(), DType::U8)
+    );
+    assert_eq!(
+        normalize(false).output(&hwc, DType::U8),
+        (hwc.to_vec(), DType::F16)
+    );
+    assert_eq!(
+        normalize(true).output(&hwc, DType::U8),
+        (vec![8, 3, 4, 5], DType::F16)
+    );
+    assert_eq!(normalize(true).output_bytes(60), 120);
+}

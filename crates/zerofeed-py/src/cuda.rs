@@ -350,23 +350,7 @@ impl PyDeviceStage {
             .map_err(|e| cuda_error("batch", e))?;
         let mut out = Vec::with_capacity(buffers.len());
         for ((buffer, plan), v) in buffers.into_iter().zip(&self.plans).zip(&views) {
-            let mut shape = v.layout.shape().to_vec();
-            let dtype = match plan {
-                FieldPlan::Copy => v.dtype,
-                FieldPlan::Normalize {
-                    height,
-                    width,
-                    channels,
-                    dtype,
-                    chw,
-                    ..
-                } => {
-                    if *chw {
-                        shape = vec![shape[0], *channels, *height, *width];
-                    }
-                    *dtype
-                }
-            };
+            let (shape, dtype) = plan.output(v.layout.shape(), v.dtype);
             let keep = DeviceKeep::new(buffer, event.clone(), None);
             out.push(Py::new(py, device_view(keep, &shape, dtype, self.device)?)?);
         }

@@ -207,6 +207,22 @@ impl FieldPlan {
             FieldPlan::Normalize { dtype, .. } => host_bytes * dtype.itemsize(),
         }
     }
+
+    /// The device batch's shape and dtype, given the host batch's.
+    pub fn output(&self, host_shape: &[usize], host_dtype: DType) -> (Vec<usize>, DType) {
+        match self {
+            FieldPlan::Copy => (host_shape.to_vec(), host_dtype),
+            FieldPlan::Normalize {
+                height,
+                width,
+                channels,
+                dtype,
+                chw: true,
+                ..
+            } => (vec![host_shape[0], *channels, *height, *width], *dtype),
+            FieldPlan::Normalize { dtype, .. } => (host_shape.to_vec(), *dtype),
+        }
+    }
 }
 
 /// One host field of a batch: address, bytes, samples.
