@@ -104,14 +104,8 @@ impl Plan {
                 }
                 OpSpec::Cast { dtype } => {
                     if *dtype != cur {
-                        for d in [cur, *dtype] {
-                            if convert_fn(d, d).is_none() {
-                                return Err(OpsError::UnsupportedDType {
-                                    op: name(),
-                                    dtype: d,
-                                });
-                            }
-                        }
+                        require_numeric(&name, cur)?;
+                        require_numeric(&name, *dtype)?;
                         pending.push(PendingStage::Convert {
                             from: cur,
                             to: *dtype,
@@ -132,12 +126,7 @@ impl Plan {
                             dtype: *dtype,
                         });
                     }
-                    if convert_fn(cur, cur).is_none() {
-                        return Err(OpsError::UnsupportedDType {
-                            op: name(),
-                            dtype: cur,
-                        });
-                    }
+                    require_numeric(&name, cur)?;
                     pending.push(PendingStage::Affine {
                         from: cur,
                         to: *dtype,
@@ -185,6 +174,14 @@ impl Plan {
 /// The explicit-SIMD kernel for a chain that is one `u8 -> f32 / f16 / bf16` value stage:
 /// `Normalize` (its f32 coefficients) or a `Cast` (`x * 1 + 0`, exact for every `u8`, then
 /// the same rounding to the output type as the cast kernel).
+/// Value ops convert through numbers: bool and complex have no conversion kernel.
+fn require_numeric(name: &impl Fn() -> String, dtype: DType) -> Result<(), OpsError> {
+    match convert_fn(dtype, dtype) {
+        Some(_) => Ok(()),
+        None => Err(OpsError::UnsupportedDType { op: name(), dtype }),
+    }
+}
+
 fn fast_kernel(input: DType, stages: &[Stage], c: usize, planar: bool) -> Option<FastAffine> {
     if input != DType::U8 {
         return None;
