@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import _zerofeed
+from . import cuda as _cuda
 from .errors import DeviceError, PipelineError
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .ops import Op
@@ -156,14 +157,11 @@ class Loader:
         memory_budget: int | None = None,
         normalize_on_device: bool = False,
     ) -> None:
-        # --- device (zerofeed.cuda): parse first, so a bad device fails before any work ---
-        from . import cuda as _cuda
-
+        # The device is parsed first, so that a bad one fails before any work.
         self.device = device
         self._device_index = _cuda.parse_device(device)
         if normalize_on_device and self._device_index is None:
             raise PipelineError("normalize_on_device=True needs device='cuda[:N]'", "normalize_on_device")
-        # --- end device ---
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise PipelineError(f"batch_size={batch_size!r} must be a positive integer", "batch_size")
         if workers is not None and (not isinstance(workers, int) or workers < 1):
