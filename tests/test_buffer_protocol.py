@@ -472,7 +472,8 @@ def test_dlpack_copy_argument() -> None:
 
 
 def test_legacy_capsule_of_readonly_view_is_refused() -> None:
-    ro = zf.view(np.arange(4.0), readonly=True)
+    ro = zf.view(zf.aligned(np.arange(4.0)), readonly=True)
+    assert ro.alignment >= 64
     with pytest.raises(BufferError, match="read-only") as info:
         ro.__dlpack__()
     assert isinstance(info.value, zf.ReadOnlyError)
@@ -482,6 +483,21 @@ def test_legacy_capsule_of_readonly_view_is_refused() -> None:
     copied = ro.__dlpack__(copy=True)
     assert capsule_name(copied) == "dltensor"
     assert zf.view(copied).ptr != ro.ptr
+
+
+def test_legacy_capsules_of_misaligned_or_strided_data_are_aligned_copies() -> None:
+    """A legacy-capsule consumer may be TensorFlow, which aborts on such data: copy instead."""
+    raw = zf.aligned(np.arange(40, dtype=np.float32))
+    for v in (zf.view(raw)[1:9], zf.view(raw)[::2]):
+        assert v.alignment < 64 or not v.is_c_contiguous
+        legacy = zf.view(v.__dlpack__())
+        assert legacy.ptr != v.ptr and legacy.alignment >= 64 and legacy.is_c_contiguous
+        np.testing.assert_array_equal(np.asarray(legacy), np.asarray(v))
+        with pytest.raises(zf.ExportError, match="legacy capsule") as info:
+            v.__dlpack__(copy=False)
+        assert info.value.argument == "copy"
+        # versioned consumers (PyTorch, NumPy) take it as it is
+        assert zf.view(v.__dlpack__(max_version=(1, 0))).ptr == v.ptr
 
 
 def test_dl_device_argument() -> None:

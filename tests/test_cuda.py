@@ -67,20 +67,6 @@ def test_normalize_on_device_needs_a_cuda_device():
     assert info.value.argument == "normalize_on_device"
 
 
-def test_split_device_ops():
-    flip, crop = zf.RandomFlip(), zf.RandomCrop(8, 8)
-    norm, chw = zf.Normalize(MEAN, STD), zf.ToCHW()
-    host, dev = zc.split_device_ops({"image": [crop, flip, norm, chw], "label": []})
-    assert host == {"image": [crop, flip], "label": []}
-    assert dev == {"image": [norm, chw], "label": []}
-    host, dev = zc.split_device_ops({"x": [chw, norm]})
-    assert host["x"] == [] and dev["x"] == [chw, norm]
-    host, dev = zc.split_device_ops({"x": [crop, chw]})  # no Normalize: all on the host
-    assert host["x"] == [crop, chw] and dev["x"] == []
-    with pytest.raises(zf.PipelineError, match="must end with"):
-        zc.split_device_ops({"x": [norm, zf.Cast("float16")]})
-
-
 def test_bench_transfer_without_cuda_exits_zero(capsys):
     from zerofeed.bench.transfer import main
 

@@ -113,7 +113,7 @@ def test_grayscale_hw_samples_and_labels():
     [
         ([zf.RandomCrop(20, 20)], "20"),
         ([zf.Normalize([0.5, 0.5], [0.2, 0.2])], "mean"),
-        ([zf.ToCHW(), zf.ToCHW()], "ToChw"),
+        ([zf.ToCHW(), zf.ToCHW()], "ToCHW"),
     ],
 )
 def test_invalid_chains_are_refused_at_construction(ops, message):

@@ -13,7 +13,7 @@ Example:
 from __future__ import annotations
 
 from . import _zerofeed, cuda
-from ._dtypes import bfloat16
+from ._dtypes import bfloat16 as _bfloat16
 from .cuda import pinned_empty, to_device
 from .errors import (
     ALL_ERRORS,
@@ -34,13 +34,16 @@ from .explain import Explanation, explain
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .loader import Loader, Shard
 from .memory import aligned, copy_stats, empty
-from .ops import Cast, CenterCrop, Normalize, RandomCrop, RandomFlip, ToCHW
+from .ops import Cast, CenterCrop, Normalize, Op, RandomCrop, RandomFlip, ToCHW
 from .sources import open_npy
 from .views import View, view
 
 _zerofeed._register_errors(ALL_ERRORS)
 
 __version__: str = _zerofeed.__version__
+
+#: NumPy's bfloat16 dtype (from ml_dtypes): ``np.zeros(2, zf.bfloat16)``.
+bfloat16 = _bfloat16()
 
 __all__ = [
     "Cast",
@@ -55,6 +58,7 @@ __all__ = [
     "MemoryBudgetError",
     "Normalize",
     "NpyFormatError",
+    "Op",
     "PipelineError",
     "RandomCrop",
     "RandomFlip",

@@ -25,16 +25,15 @@ Example:
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from . import _zerofeed
 from ._dtypes import bfloat16
-from .errors import DeviceError, PipelineError
+from .errors import DeviceError
 from .frameworks import require
-from .ops import Normalize, Op, ToCHW
 from .views import View, view
 
 
@@ -168,100 +167,21 @@ def to_device(obj: Any, device: str = "cuda:0") -> View:
 # -- the Loader's device stage -------------------------------------------------------------
 
 
-def split_device_ops(chains: Mapping[str, list[Op]]) -> tuple[dict[str, list[Op]], dict[str, list[Op]]]:
-    """Split each field's ops for ``normalize_on_device``: the trailing Normalize (and ToCHW)
-    go to the GPU kernel, everything before them (crop, flip) stays on the host.
-
-    Example:
-        >>> import zerofeed as zf
-        >>> host, dev = split_device_ops({"x": [zf.RandomFlip(), zf.Normalize(0.5, 0.2), zf.ToCHW()]})
-        >>> [type(o).__name__ for o in host["x"]], [type(o).__name__ for o in dev["x"]]
-        (['RandomFlip'], ['Normalize', 'ToCHW'])
-
-    """
-    host: dict[str, list[Op]] = {}
-    device: dict[str, list[Op]] = {}
-    for name, chain in chains.items():
-        tail = 0
-        while tail < len(chain) and isinstance(chain[len(chain) - 1 - tail], (Normalize, ToCHW)):
-            tail += 1
-        moved = chain[len(chain) - tail :]
-        normalizes = [op for op in moved if isinstance(op, Normalize)]
-        if len(normalizes) != 1 or sum(isinstance(op, ToCHW) for op in moved) > 1:
-            if any(isinstance(op, Normalize) for op in chain):
-                raise PipelineError(
-                    f"normalize_on_device=True: the ops of {name or 'the source'!r} must end with "
-                    "Normalize (optionally with one ToCHW); nothing may follow them",
-                    "normalize_on_device",
-                )
-            host[name], device[name] = list(chain), []
-            continue
-        host[name], device[name] = list(chain[: len(chain) - tail]), list(moved)
-    return host, device
-
-
-def _plan(name: str, ops: list[Op], shape: tuple[int, ...], dtype: str) -> Any:
-    if not ops:
-        return None
-    if dtype != "uint8" or len(shape) != 3:
-        raise PipelineError(
-            f"normalize_on_device=True needs uint8 (H, W, C) samples before Normalize, but "
-            f"{name or 'the source'!r} gives {dtype} {shape}; drop Cast or normalize on the host",
-            "normalize_on_device",
-        )
-    height, width, channels = shape
-    norm = next(op for op in ops if isinstance(op, Normalize))
-    mean = [float(m) for m in norm.mean] * (channels if len(norm.mean) == 1 else 1)
-    std = [float(s) for s in norm.std] * (channels if len(norm.std) == 1 else 1)
-    if len(mean) != channels or len(std) != channels:
-        raise PipelineError(
-            f"Normalize has {len(norm.mean)} means / {len(norm.std)} stds for {channels} channels",
-            "ops",
-        )
-    a = [norm.scale / s for s in std]
-    b = [-m / s for m, s in zip(mean, std, strict=True)]
-    chw = any(isinstance(op, ToCHW) for op in ops)
-    return (height, width, channels, a, b, norm.dtype, chw)
-
-
 class DeviceFeed:
-    """Turns a loader's host batches into device batches, ``prefetch`` copies in flight."""
+    """Turns a loader's host batches into device batches, ``prefetch`` copies in flight.
 
-    def __init__(
-        self,
-        device: int,
-        specs: list[tuple[str, tuple[int, ...], str]],
-        device_ops: Mapping[str, list[Op]],
-        prefetch: int,
-        batch_size: int,
-    ) -> None:
-        plans = [_plan(name, device_ops.get(name, []), tuple(shape), dtype) for name, shape, dtype in specs]
-        out_bytes = 0
-        for (_, shape, dtype), plan in zip(specs, plans, strict=True):
-            out_dtype = plan[5] if plan else dtype
-            item = 2 if out_dtype == "bfloat16" else np.dtype(out_dtype).itemsize
-            out_bytes += int(np.prod(shape, dtype=np.int64)) * batch_size * item
+    The core decides everything (which ops run on the GPU, the kernel's coefficients, the
+    device pool's budget); this only keeps the queue of copies in flight.
+    """
+
+    def __init__(self, pipeline: Any, device: int, prefetch: int) -> None:
         self.device = device
         self.prefetch = max(1, prefetch)
-        self.plans = plans
-        self.stage = _zerofeed._DeviceStage(device, plans, self.prefetch, (self.prefetch + 2) * out_bytes)
+        self.stage = pipeline.device_stage(device, self.prefetch)
 
     def wrap(self, run: Any) -> _DeviceRun:
         """A run whose ``__next__`` yields device views."""
         return _DeviceRun(run, self.stage, self.prefetch)
-
-    def output_spec(
-        self, specs: list[tuple[str, tuple[int, ...], str]]
-    ) -> dict[str, tuple[tuple[int, ...], str]]:
-        """Per field: the shape of one device sample and its dtype."""
-        out = {}
-        for (name, shape, dtype), plan in zip(specs, self.plans, strict=True):
-            if plan is None:
-                out[name] = (tuple(shape), dtype)
-            else:
-                h, w, c, _, _, dt, chw = plan
-                out[name] = ((c, h, w) if chw else (h, w, c), dt)
-        return out
 
 
 class _DeviceRun:
@@ -328,14 +248,11 @@ def to_framework(v: View, target: str) -> Any:
 
 
 __all__ = [
-    "DeviceFeed",
     "available",
     "device_count",
     "device_name",
     "parse_device",
     "pinned_empty",
-    "split_device_ops",
     "to_device",
-    "to_framework",
     "unavailable_reason",
 ]

@@ -7,10 +7,11 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _zerofeed
 from .errors import LayoutError
 from .views import View, view
 
-TARGETS = ("numpy", "torch", "tensorflow", "jax", "cupy")
+TARGETS: tuple[str, ...] = tuple(_zerofeed._TARGETS)  # the core's list of consumers
 
 
 def jax_x64_enabled() -> bool:

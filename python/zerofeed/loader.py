@@ -40,6 +40,9 @@ class Shard:
     world_size: int
 
     def __post_init__(self) -> None:
+        for name, value in (("rank", self.rank), ("world_size", self.world_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise PipelineError(f"shard {name}={value!r} must be an integer", "shard")
         if self.world_size < 1:
             raise PipelineError(f"world_size={self.world_size} must be at least 1", "shard")
         if not 0 <= self.rank < self.world_size:
@@ -88,34 +91,45 @@ def _default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _resolve_ops(
-    names: Sequence[str], ops: Sequence[Op] | Mapping[str, Sequence[Op]] | None
-) -> dict[str, list[Op]]:
+def _resolve_ops(names: Sequence[str], ops: Any) -> dict[str, Any]:
+    """Assign op chains to fields; the core checks each chain (and says what is wrong)."""
     if ops is None:
         return {name: [] for name in names}
     if isinstance(ops, Mapping):
-        unknown = sorted(set(ops) - set(names))
+        unknown = sorted(set(ops) - set(names), key=repr)
         if unknown:
             raise PipelineError(
                 f"ops names fields {unknown} that the source does not have; fields: {list(names)}",
                 "ops",
             )
-        chosen = {name: list(ops.get(name, [])) for name in names}
-    elif names == [_SINGLE]:
-        chosen = {_SINGLE: list(ops)}
-    else:
-        raise PipelineError(
-            "the source is a dict: pass ops as a dict of lists, e.g. ops={'image': [...]}", "ops"
-        )
-    for name, chain in chosen.items():
-        for op in chain:
-            if not isinstance(op, Op):
-                raise PipelineError(
-                    f"ops for {name or 'the source'!r} contains {op!r}; use zerofeed ops "
-                    "(RandomCrop, CenterCrop, RandomFlip, Normalize, Cast, ToCHW)",
-                    "ops",
-                )
-    return chosen
+        return {name: ops.get(name, []) for name in names}
+    if list(names) == [_SINGLE]:
+        return {_SINGLE: ops}
+    raise PipelineError("the source is a dict: pass ops as a dict of lists, e.g. ops={'image': [...]}", "ops")
+
+
+def _as_shard(shard: Any) -> Shard:
+    if shard is None:
+        return Shard(0, 1)
+    if isinstance(shard, Shard):
+        return shard
+    if isinstance(shard, tuple) and len(shard) == 2:
+        return Shard(*shard)
+    raise PipelineError(f"shard={shard!r} must be a zerofeed.Shard or a (rank, world_size) tuple", "shard")
+
+
+@dataclass(frozen=True)
+class _Config:
+    """What a Loader was built with (the engine holds the same; this is for reading it back)."""
+
+    batch_size: int
+    shuffle: bool
+    seed: int
+    drop_last: bool
+    workers: int
+    prefetch: int
+    pin: bool
+    shard: Shard
 
 
 class Loader:
@@ -158,67 +172,106 @@ class Loader:
         normalize_on_device: bool = False,
     ) -> None:
         # The device is parsed first, so that a bad one fails before any work.
-        self.device = device
+        self._device_name = device
         self._device_index = _cuda.parse_device(device)
         if normalize_on_device and self._device_index is None:
             raise PipelineError("normalize_on_device=True needs device='cuda[:N]'", "normalize_on_device")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise PipelineError(f"batch_size={batch_size!r} must be a positive integer", "batch_size")
-        if workers is not None and (not isinstance(workers, int) or workers < 1):
-            raise PipelineError(f"workers={workers!r} must be a positive integer or None", "workers")
-        if not isinstance(prefetch, int) or prefetch < 0:
-            raise PipelineError(f"prefetch={prefetch!r} must be a non-negative integer", "prefetch")
-        if not isinstance(seed, int) or not 0 <= seed < 2**64:
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
             raise PipelineError(f"seed={seed!r} must be an integer in [0, 2**64)", "seed")
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last), ("pin", pin)):
+            if not isinstance(flag, bool):
+                raise PipelineError(f"{name}={flag!r} must be True or False", name)
         self._single = not isinstance(source, Mapping)
         sources = {_SINGLE: source} if self._single else dict(source)
         if not sources:
             raise PipelineError("source is an empty dict; give at least one field", "source")
+        for name in sources:
+            if not isinstance(name, str):
+                raise PipelineError(f"field names must be strings, got {name!r}", "source")
         views = {name: _source_view(name, value) for name, value in sources.items()}
         chains = _resolve_ops(list(views), ops)
-        device_ops: dict[str, list[Op]] = {}
-        if normalize_on_device:  # device: crop/flip stay here, Normalize/ToCHW go to the GPU
-            chains, device_ops = _cuda.split_device_ops(chains)
-        if shard is None:
-            shard = Shard(0, 1)
-        elif not isinstance(shard, Shard):
-            shard = Shard(*shard)
-        self.batch_size = batch_size
-        self.shuffle = shuffle
-        self.seed = seed
-        self.drop_last = drop_last
-        self.workers = workers or _default_workers()
-        self.prefetch = prefetch
-        self.pin = pin
-        self.shard = shard
-        self._pipeline = _zerofeed._Pipeline(
-            [(name, v, [op.spec() for op in chains[name]]) for name, v in views.items()],
+        shard = _as_shard(shard)
+        self._config = _Config(
             batch_size=batch_size,
             shuffle=shuffle,
             seed=seed,
             drop_last=drop_last,
-            workers=self.workers,
+            workers=_default_workers() if workers is None else workers,
+            prefetch=prefetch,
+            pin=pin,
+            shard=shard,
+        )
+        self._pipeline = _zerofeed._Pipeline(
+            [(name, v, chains[name]) for name, v in views.items()],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            workers=self._config.workers,
             prefetch=prefetch,
             pin=pin,
             rank=shard.rank,
             world_size=shard.world_size,
             memory_budget=memory_budget,
-            **({} if self._device_index is None else {"pin_device": self._device_index}),
+            pin_device=self._device_index,
+            normalize_on_device=normalize_on_device,
         )
         # device: a copy stream, a device pool and (maybe) the normalize kernel
         self._device: _cuda.DeviceFeed | None = None
         if self._device_index is not None:
-            self._device = _cuda.DeviceFeed(
-                self._device_index, list(self._pipeline.field_specs()), device_ops, prefetch, batch_size
-            )
+            self._device = _cuda.DeviceFeed(self._pipeline, self._device_index, prefetch)
         self._length = views[next(iter(views))].shape[0]
         self._epoch = 0
         self._resume_batch = 0
         self._active: _BatchIterator | None = None
         self._warned_pin = False
-        self._copies = 0
-        self._bytes_copied = 0
         self._names = [name for name, _, _ in self._pipeline.field_specs()]
+
+    # -- configuration (read-only: the engine was built with these) -------------------
+    @property
+    def batch_size(self) -> int:
+        """Samples per batch."""
+        return self._config.batch_size
+
+    @property
+    def shuffle(self) -> bool:
+        """Whether each epoch is shuffled."""
+        return self._config.shuffle
+
+    @property
+    def seed(self) -> int:
+        """The seed of the order and of every random op."""
+        return self._config.seed
+
+    @property
+    def drop_last(self) -> bool:
+        """Whether the last partial batch (and uneven shard tails) are dropped."""
+        return self._config.drop_last
+
+    @property
+    def workers(self) -> int:
+        """Worker threads."""
+        return self._config.workers
+
+    @property
+    def prefetch(self) -> int:
+        """Batches prepared ahead of the consumer, beyond one per worker."""
+        return self._config.prefetch
+
+    @property
+    def pin(self) -> bool:
+        """Whether batch buffers are page-locked."""
+        return self._config.pin
+
+    @property
+    def shard(self) -> Shard:
+        """This process's share: rank and world size."""
+        return self._config.shard
+
+    @property
+    def device(self) -> str:
+        """Where batches arrive: ``"cpu"`` or ``"cuda:N"``."""
+        return self._device_name
 
     # -- size and order -------------------------------------------------------------
     def __len__(self) -> int:
@@ -261,7 +314,7 @@ class Loader:
         """
         specs = list(self._pipeline.field_specs())
         if self._device is not None:  # device: what arrives on the GPU
-            return self._device.output_spec(specs)
+            specs = list(self._pipeline.device_field_specs())
         return {name: (tuple(shape), dtype) for name, shape, dtype in specs}
 
     # -- resumption ------------------------------------------------------------------
@@ -391,16 +444,10 @@ class Loader:
 
     def _views_to_batch(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
         # Batch buffers are aligned and contiguous, so conversions should never copy; if one
-        # does (a framework changed its rules), it is counted here, not hidden.
-        copies_before, bytes_before = _zerofeed._copy_stats()
+        # does (a framework changed its rules), the core counts it for this loader.
         if self._single:
-            batch = convert(views[0])
-        else:
-            batch = {name: convert(v) for name, v in zip(self._names, views, strict=True)}
-        copies_after, bytes_after = _zerofeed._copy_stats()
-        self._copies += copies_after - copies_before
-        self._bytes_copied += bytes_after - bytes_before
-        return batch
+            return convert(views[0])
+        return {name: convert(v) for name, v in zip(self._names, views, strict=True)}
 
     def _epoch_finished(self) -> None:
         self._epoch += 1
@@ -434,8 +481,8 @@ class Loader:
         stats = dict(self._pipeline.stats())
         if self._device is not None:
             stats.update(self._device.stage.stats())
-        stats["copies"] = self._copies
-        stats["bytes_copied"] = self._bytes_copied
+        stats["copies"] = stats.pop("conversion_copies")
+        stats["bytes_copied"] = stats.pop("conversion_bytes_copied")
         return stats
 
     def close(self) -> None:

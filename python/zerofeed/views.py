@@ -13,8 +13,8 @@ from .errors import UnsupportedSourceError
 
 View = _zerofeed.View
 
-# DLPack device types readable by the CPU without a copy: CPU, CUDA host (pinned), ROCm host.
-_HOST_DEVICES = {1, 3, 11}
+# DLPack device types the CPU reads without a copy (the core's list).
+_HOST_DEVICES = frozenset(_zerofeed._HOST_DEVICE_TYPES)
 
 
 def _dlpack_capsule(obj: Any) -> Any:

@@ -168,12 +168,12 @@ fn main() {
     // The new variants, each SIMD (the plan as compiled) and portable (SIMD capped off).
     let variants = [
         (
-            "crop+flip+normalize f32 + ToChw",
+            "crop+flip+normalize f32 + ToCHW",
             compile(&[
                 crop.clone(),
                 flip.clone(),
                 normalize(DType::F32),
-                OpSpec::ToChw,
+                OpSpec::ToCHW,
             ]),
         ),
         (

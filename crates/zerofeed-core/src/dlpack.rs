@@ -31,6 +31,15 @@ pub mod device_type {
     pub const CUDA_MANAGED: i32 = 13;
 }
 
+/// Device types whose memory the host CPU reads directly: CPU, CUDA pinned host, ROCm pinned
+/// host and CUDA managed memory.
+pub const HOST_ACCESSIBLE: [i32; 4] = [
+    device_type::CPU,
+    device_type::CUDA_HOST,
+    device_type::ROCM_HOST,
+    device_type::CUDA_MANAGED,
+];
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DLDevice {
@@ -46,13 +55,7 @@ impl DLDevice {
 
     /// True when the host CPU can read the memory directly (plain or pinned host memory).
     pub fn is_host_accessible(&self) -> bool {
-        matches!(
-            self.device_type,
-            device_type::CPU
-                | device_type::CUDA_HOST
-                | device_type::ROCM_HOST
-                | device_type::CUDA_MANAGED
-        )
+        HOST_ACCESSIBLE.contains(&self.device_type)
     }
 
     /// A short name as the array API spells devices: `cpu`, `cuda:0`, `cuda_host`.

@@ -203,6 +203,92 @@ pub fn plan(facts: &ViewFacts<'_>, target: Target) -> ExportPlan {
     }
 }
 
+/// What `__dlpack__` hands out: the view's own bytes, or a packed aligned copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DlpackExport {
+    /// The view itself.
+    Share,
+    /// A packed, 64-byte-aligned copy (flagged IS_COPIED in versioned capsules).
+    Copy,
+}
+
+/// Why `__dlpack__` refuses; [`ExportError::argument`] names the argument at fault.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ExportError {
+    /// `dl_device` asks for a device the data is not on.
+    #[error("the view is on {from} and cannot be exported to {to}")]
+    WrongDevice {
+        /// Where the data is.
+        from: String,
+        /// What was asked for.
+        to: String,
+    },
+    /// `copy=False` but the export needs a copy.
+    #[error("copy=False but {reason}")]
+    CopyForbidden {
+        /// Why a copy is needed.
+        reason: &'static str,
+    },
+    /// A legacy capsule cannot say "read-only".
+    #[error("the view is read-only and a legacy DLPack capsule cannot say so; ask for max_version=(1, 0) or pass copy=True")]
+    ReadOnlyLegacy,
+}
+
+impl ExportError {
+    /// The `__dlpack__` argument the error is about.
+    pub fn argument(&self) -> &'static str {
+        match self {
+            ExportError::WrongDevice { .. } => "dl_device",
+            ExportError::CopyForbidden { .. } => "copy",
+            ExportError::ReadOnlyLegacy => "max_version",
+        }
+    }
+}
+
+/// The `__dlpack__(max_version, dl_device, copy)` decision of the array API standard.
+///
+/// - Strides that are not whole items cannot be expressed in DLPack: copy.
+/// - A consumer asking for a legacy capsule may be TensorFlow, which aborts the process on
+///   host data that is not C-contiguous and 64-byte aligned (`Check failed: IsAligned()`);
+///   the standard lets a producer copy when it must (`copy=None`), so such data is copied.
+/// - Read-only data never leaves in a legacy capsule, which has no read-only flag.
+pub fn dlpack_decision(
+    facts: &ViewFacts<'_>,
+    versioned: bool,
+    copy: Option<bool>,
+    dl_device: Option<DLDevice>,
+) -> Result<DlpackExport, ExportError> {
+    if let Some(wanted) = dl_device {
+        let both_host = wanted.is_host_accessible() && facts.device.is_host_accessible();
+        if wanted != facts.device && !both_host {
+            return Err(ExportError::WrongDevice {
+                from: facts.device.name(),
+                to: wanted.name(),
+            });
+        }
+    }
+    let layout = facts.layout;
+    let must_copy = if !layout.strides_are_element_multiples() {
+        Some("the strides are not whole items, which DLPack cannot express")
+    } else if !versioned && facts.device.is_host_accessible() && !legacy_safe(facts) {
+        Some("a legacy capsule of host data must be C-contiguous and 64-byte aligned (TensorFlow aborts the process otherwise)")
+    } else {
+        None
+    };
+    match (copy, must_copy) {
+        (Some(false), Some(reason)) => Err(ExportError::CopyForbidden { reason }),
+        (Some(true), _) | (None, Some(_)) => Ok(DlpackExport::Copy),
+        _ if !versioned && facts.readonly => Err(ExportError::ReadOnlyLegacy),
+        _ => Ok(DlpackExport::Share),
+    }
+}
+
+/// True when every legacy consumer (TensorFlow's strictness is the bound) can take the view.
+fn legacy_safe(facts: &ViewFacts<'_>) -> bool {
+    facts.layout.size() == 0
+        || (facts.layout.is_c_contiguous() && alignment_of(facts.address) >= FRAMEWORK_ALIGNMENT)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,6 +391,59 @@ mod tests {
         let p = plan(&f, Target::Numpy);
         assert!(!p.zero_copy && p.reasons[0].contains("cuda:0"));
         assert!(plan(&f, Target::Cupy).zero_copy);
+    }
+
+    #[test]
+    fn legacy_capsules_of_misaligned_or_strided_host_data_are_copies() {
+        let l = Layout::c_contiguous(&[64], 1).unwrap();
+        let aligned = facts(&l, 0x10000);
+        assert_eq!(
+            dlpack_decision(&aligned, false, None, None),
+            Ok(DlpackExport::Share)
+        );
+        let misaligned = facts(&l, 0x10010);
+        assert_eq!(
+            dlpack_decision(&misaligned, false, None, None),
+            Ok(DlpackExport::Copy)
+        );
+        assert_eq!(
+            dlpack_decision(&misaligned, true, None, None),
+            Ok(DlpackExport::Share)
+        );
+        let err = dlpack_decision(&misaligned, false, Some(false), None).unwrap_err();
+        assert_eq!(err.argument(), "copy");
+        let strided = Layout::new(vec![8], vec![2], 1).unwrap();
+        assert_eq!(
+            dlpack_decision(&facts(&strided, 0x10000), false, None, None),
+            Ok(DlpackExport::Copy)
+        );
+    }
+
+    #[test]
+    fn read_only_data_leaves_only_in_versioned_capsules_or_as_a_copy() {
+        let l = Layout::c_contiguous(&[64], 1).unwrap();
+        let ro = ViewFacts {
+            readonly: true,
+            ..facts(&l, 0x10000)
+        };
+        assert_eq!(
+            dlpack_decision(&ro, false, None, None),
+            Err(ExportError::ReadOnlyLegacy)
+        );
+        assert_eq!(
+            dlpack_decision(&ro, false, Some(true), None),
+            Ok(DlpackExport::Copy)
+        );
+        assert_eq!(
+            dlpack_decision(&ro, true, None, None),
+            Ok(DlpackExport::Share)
+        );
+        let gpu = DLDevice {
+            device_type: crate::dlpack::device_type::CUDA,
+            device_id: 1,
+        };
+        let err = dlpack_decision(&ro, true, None, Some(gpu)).unwrap_err();
+        assert_eq!(err.argument(), "dl_device");
     }
 
     #[test]

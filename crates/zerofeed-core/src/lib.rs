@@ -9,12 +9,13 @@
 //! - [`exchange`]: what each consumer (NumPy, PyTorch, TensorFlow, JAX, CuPy) accepts
 //! - [`gather`]: the one copy, packing a strided view
 //! - [`host`]: aligned, huge-page and page-locked host memory, the recycling pool
-//! - [`source`]: memory-mapped `.npy` files with fully validated headers
+//! - [`source`]: the `Source` trait, array sources, memory-mapped `.npy` files
 //! - [`ops`]: fused per-sample kernels (crop, flip, normalize, cast, layout change)
 //! - [`sampler`]: order, shuffling, shards and counter-based randomness
 //! - [`pool`]: recycled, budgeted, optionally page-locked batch buffers
 //! - [`pipeline`]: worker threads assembling batches in order into pooled buffers
 //! - [`cuda`]: the CUDA driver, loaded at run time: contexts, streams, events, pinned memory
+//! - [`view`]: the one view type (address + layout + dtype + device + keep-alive)
 //! - [`transfer`]: host -> device state machines (event-gated reuse, staging), GPU-free testable
 
 pub mod cuda;
@@ -30,6 +31,8 @@ pub mod pool;
 pub mod sampler;
 pub mod source;
 pub mod transfer;
+pub mod view;
 
 pub use dtype::DType;
 pub use layout::Layout;
+pub use view::View;

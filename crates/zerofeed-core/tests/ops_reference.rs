@@ -137,7 +137,7 @@ fn value(y: usize, x: usize, k: usize, dtype: DType) -> f64 {
 fn reference(plan: &Plan, s: &Sample, ops: &[OpSpec], key: SampleKey) -> Vec<f64> {
     let win = plan.window(key);
     let c = if s.shape.len() == 3 { s.shape[2] } else { 1 };
-    let chw = ops.contains(&OpSpec::ToChw);
+    let chw = ops.contains(&OpSpec::ToCHW);
     let mut out = vec![0f64; win.height * win.width * c];
     for y in 0..win.height {
         for x in 0..win.width {
@@ -249,7 +249,7 @@ fn crop_flip_normalize_all_layouts_and_dtypes() {
                 ];
                 check(&s, &base, 12);
                 let mut chw = base.clone();
-                chw.push(OpSpec::ToChw);
+                chw.push(OpSpec::ToCHW);
                 check(&s, &chw, 12);
             }
         }
@@ -273,7 +273,7 @@ fn casts_match_numpy_astype() {
                 &[OpSpec::RandomFlip { p: 0.5 }, OpSpec::Cast { dtype: to }],
                 6,
             );
-            check(&s, &[OpSpec::Cast { dtype: to }, OpSpec::ToChw], 1);
+            check(&s, &[OpSpec::Cast { dtype: to }, OpSpec::ToCHW], 1);
         }
     }
 }
@@ -303,7 +303,7 @@ fn copy_only_chains_gather() {
                 ],
                 8,
             );
-            check(&s, &[OpSpec::ToChw], 1);
+            check(&s, &[OpSpec::ToCHW], 1);
         }
     }
 }
@@ -330,7 +330,7 @@ fn two_dimensional_and_single_channel() {
             &[
                 OpSpec::RandomFlip { p: 0.5 },
                 normalize(DType::F16, 1),
-                OpSpec::ToChw,
+                OpSpec::ToCHW,
             ],
             8,
         );

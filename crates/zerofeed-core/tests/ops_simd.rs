@@ -110,7 +110,7 @@ fn has_f16c() -> bool {
 
 #[test]
 fn fast_path_is_picked_for_chw_and_half_outputs() {
-    let chw = [normalize(3, DType::F32), OpSpec::ToChw];
+    let chw = [normalize(3, DType::F32), OpSpec::ToCHW];
     let level = Plan::compile(&[8, 8, 3], DType::U8, &chw)
         .unwrap()
         .simd_level();
@@ -130,7 +130,7 @@ fn fast_path_is_picked_for_chw_and_half_outputs() {
     };
     assert_eq!(f16.simd_level(), want);
     // CHW with 4 channels stays on the portable path.
-    let chw4 = [normalize(4, DType::F32), OpSpec::ToChw];
+    let chw4 = [normalize(4, DType::F32), OpSpec::ToCHW];
     let p = Plan::compile(&[8, 8, 4], DType::U8, &chw4).unwrap();
     assert_eq!(p.simd_level(), SimdLevel::Scalar);
 }
@@ -165,7 +165,7 @@ fn chw_planes_every_width_flip_and_output_type() {
                 let ops = [
                     OpSpec::RandomFlip { p: flip },
                     normalize(3, dtype),
-                    OpSpec::ToChw,
+                    OpSpec::ToCHW,
                 ];
                 same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
             }
@@ -186,13 +186,13 @@ fn chw_crops_strides_and_large_streamed_outputs() {
             },
             OpSpec::RandomFlip { p: 0.5 },
             normalize(3, dtype),
-            OpSpec::ToChw,
+            OpSpec::ToCHW,
         ];
         same_as_scalar(&shape, &src, 5, &c_strides(&shape), &ops);
         let cast = [
             OpSpec::RandomFlip { p: 0.5 },
             OpSpec::Cast { dtype },
-            OpSpec::ToChw,
+            OpSpec::ToCHW,
         ];
         same_as_scalar(&shape, &src, 5, &c_strides(&shape), &cast);
         // Rows bottom-up and pixels right-to-left, and rows with gaps.
@@ -213,7 +213,7 @@ fn chw_crops_strides_and_large_streamed_outputs() {
                 },
                 OpSpec::RandomFlip { p: 0.5 },
                 normalize(3, dtype),
-                OpSpec::ToChw,
+                OpSpec::ToCHW,
             ];
             same_as_scalar(&big, &src, 0, &c_strides(&big), &ops);
         }
@@ -258,7 +258,7 @@ fn nan_and_infinity_outputs_match() {
                 },
             ];
             if chw {
-                ops.push(OpSpec::ToChw);
+                ops.push(OpSpec::ToCHW);
             }
             same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
         }
@@ -360,7 +360,7 @@ fn rounding_ties_round_to_even() {
                 },
             ];
             if chw {
-                ops.push(OpSpec::ToChw);
+                ops.push(OpSpec::ToCHW);
             }
             same_as_scalar(&shape, &src, 0, &c_strides(&shape), &ops);
         }

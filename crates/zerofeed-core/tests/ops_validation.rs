@@ -94,30 +94,30 @@ fn bad_arguments_name_op_and_fix() {
         ),
         (
             vec![8, 8],
-            vec![OpSpec::ToChw],
+            vec![OpSpec::ToCHW],
             "needs a 3-D (H, W, C) sample",
         ),
-        (vec![8], vec![OpSpec::ToChw], "needs a 3-D"),
+        (vec![8], vec![OpSpec::ToCHW], "needs a 3-D"),
         (
             vec![8, 8, 3],
-            vec![OpSpec::ToChw, OpSpec::ToChw],
-            "ops[1] ToChw: the sample is already CHW",
+            vec![OpSpec::ToCHW, OpSpec::ToCHW],
+            "ops[1] ToCHW: the sample is already CHW",
         ),
         (
             vec![8, 8, 3],
             vec![
-                OpSpec::ToChw,
+                OpSpec::ToCHW,
                 OpSpec::RandomCrop {
                     height: 2,
                     width: 2,
                 },
             ],
-            "comes after ToChw",
+            "comes after ToCHW",
         ),
         (
             vec![8, 8, 3],
-            vec![OpSpec::ToChw, OpSpec::RandomFlip { p: 0.5 }],
-            "move ToChw to the end",
+            vec![OpSpec::ToCHW, OpSpec::RandomFlip { p: 0.5 }],
+            "move ToCHW to the end",
         ),
         (
             vec![8, 8, 3],
@@ -215,7 +215,7 @@ fn shapes_and_dtypes_of_plans() {
             width: 5,
         },
         norm(vec![0.5], vec![0.25], DType::BF16),
-        OpSpec::ToChw,
+        OpSpec::ToCHW,
     ];
     let plan = Plan::compile(&[10, 12, 3], DType::U8, &ops).unwrap();
     assert_eq!(plan.output_shape(), &[3, 4, 5]);

@@ -2,23 +2,19 @@
 //! loader's device stage, and the DLPack stream hook of device views.
 
 use std::any::Any;
-use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
-use zerofeed_core::cuda::engine::{
-    DeviceKeep, DeviceStage, FieldPlan, HostField, Uploader, STAGING_CHUNK,
-};
+use zerofeed_core::cuda::engine::{DeviceKeep, DeviceStage, FieldPlan, HostField};
 use zerofeed_core::cuda::memory::PinnedHost;
-use zerofeed_core::cuda::{self, Context, CudaError, Event};
+use zerofeed_core::cuda::{self, upload, Context, CudaError};
 use zerofeed_core::dlpack::{device_type, DLDevice};
-use zerofeed_core::gather::gather;
-use zerofeed_core::transfer::Engine;
-use zerofeed_core::{DType, Layout};
+use zerofeed_core::view::{KeepAlive, View};
+use zerofeed_core::Layout;
 
-use crate::errors::{layout_error, raise, Kind};
-use crate::view::{parse_dtype, KeepAlive, PyView};
+use crate::errors::{layout_error, raise, view_error, Kind};
+use crate::view::{parse_dtype, PyView};
 
 /// Core CUDA errors to Python: no driver or a bad index is a DeviceError (ValueError).
 pub fn cuda_error(argument: &str, err: CudaError) -> PyErr {
@@ -28,13 +24,6 @@ pub fn cuda_error(argument: &str, err: CudaError) -> PyErr {
         _ => Kind::Device,
     };
     raise(kind, argument, err.to_string())
-}
-
-fn cuda_device(index: i64) -> DLDevice {
-    DLDevice {
-        device_type: device_type::CUDA,
-        device_id: index as i32,
-    }
 }
 
 #[pyfunction]
@@ -72,7 +61,7 @@ pub fn _cuda_check_device(index: i64) -> PyResult<()> {
 
 /// The DLPack producer's stream duty, called by `View.__dlpack__` for device views.
 pub fn before_export(view: &PyView, stream: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
-    let Some(keep) = view.keep.downcast_ref::<DeviceKeep>() else {
+    let Some(keep) = view.view().owner::<DeviceKeep>() else {
         return Ok(());
     };
     let stream = match stream {
@@ -89,32 +78,15 @@ pub fn before_export(view: &PyView, stream: Option<&Bound<'_, PyAny>>) -> PyResu
     keep.export_to(stream).map_err(|e| cuda_error("stream", e))
 }
 
-fn device_keep(view: &PyView) -> PyResult<&DeviceKeep> {
-    view.keep
-        .downcast_ref::<DeviceKeep>()
-        .ok_or_else(|| raise(Kind::Device, "obj", "not a zerofeed device view"))
-}
-
 /// Blocks until a device view's copy has arrived (for consumers that ignore streams).
 #[pyfunction]
 pub fn _cuda_wait(py: Python<'_>, view: PyRef<'_, PyView>) -> PyResult<()> {
-    let keep = device_keep(&view)?;
+    let keep = view
+        .view()
+        .owner::<DeviceKeep>()
+        .ok_or_else(|| raise(Kind::Device, "obj", "not a zerofeed device view"))?;
     py.detach(|| keep.wait_host())
         .map_err(|e| cuda_error("obj", e))
-}
-
-fn device_view(keep: DeviceKeep, shape: &[usize], dtype: DType, index: i64) -> PyResult<PyView> {
-    let layout =
-        Layout::c_contiguous(shape, dtype.itemsize()).map_err(|e| layout_error("obj", e))?;
-    let address = keep.ptr() as usize;
-    Ok(PyView {
-        keep: Arc::new(keep),
-        address,
-        layout,
-        dtype,
-        device: cuda_device(index),
-        readonly: false,
-    })
 }
 
 /// A C-contiguous array of `shape` and `dtype` in pinned (page-locked) host memory.
@@ -132,162 +104,22 @@ pub fn _pinned_empty(
     let memory = py
         .detach(|| PinnedHost::new(&context, layout.nbytes()))
         .map_err(|e| cuda_error("shape", e))?;
-    let address = memory.as_ptr() as usize;
-    Ok(PyView {
-        keep: Arc::new(memory),
-        address,
-        layout,
-        dtype,
-        device: DLDevice {
-            device_type: device_type::CUDA_HOST,
-            device_id: 0,
-        },
-        readonly: false,
-    })
+    let pinned = DLDevice {
+        device_type: device_type::CUDA_HOST,
+        device_id: 0,
+    };
+    View::from_owned(memory, &shape, dtype, pinned, false)
+        .map(PyView::from)
+        .map_err(|e| view_error("shape", e))
 }
 
-/// An address that may cross into the GIL-free closure; the view outlives the call.
-#[derive(Clone, Copy)]
-struct Addr(usize);
-
-/// Copies a host view to `cuda:device`: pinned sources directly, pageable ones through
-/// the pinned staging ring (contiguous: by bytes; strided: by rows along axis 0).
+/// Copies a host view to `cuda:device` (the strategy is `zerofeed_core::cuda::upload`).
 #[pyfunction]
 pub fn _to_device(py: Python<'_>, view: PyRef<'_, PyView>, device: i64) -> PyResult<PyView> {
-    if !view.device.is_host_accessible() {
-        return Err(raise(
-            Kind::Device,
-            "obj",
-            format!(
-                "the source is on {}; to_device copies host memory",
-                view.device.name()
-            ),
-        ));
-    }
-    let uploader = Uploader::for_device(device).map_err(|e| cuda_error("device", e))?;
-    let dtype = view.dtype;
-    let shape = view.layout.shape().to_vec();
-    let nbytes = view.layout.nbytes();
-    let contiguous = view.layout.is_c_contiguous();
-    let src = Addr(view.address);
-    let layout = view.layout.clone();
-    let pinned = view.device.device_type == device_type::CUDA_HOST;
-    let source: KeepAlive = view.keep.clone();
-    let keep = py.detach(move || -> Result<DeviceKeep, CudaError> {
-        let src = src;
-        let mut uploader = uploader.lock().unwrap_or_else(|e| e.into_inner());
-        // Below one staging chunk there is nothing to overlap: the driver's own pageable
-        // path beats the ring there (measured on an H200: 14 vs 6 GB/s at 1 MiB).
-        if contiguous && (pinned || nbytes < STAGING_CHUNK) {
-            // SAFETY: `source` keeps the host memory alive until the copy's event completes
-            // (pageable sources are even consumed before the call returns).
-            return unsafe { uploader.direct(src.0, nbytes, Arc::new(source)) };
-        }
-        if contiguous || layout.ndim() == 0 {
-            let fill = |range: std::ops::Range<usize>, out: &mut [u8]| {
-                // SAFETY: the view (borrowed for the call) keeps `nbytes` bytes from `src` alive.
-                let bytes = unsafe { std::slice::from_raw_parts(src.0 as *const u8, nbytes) };
-                out.copy_from_slice(&bytes[range]);
-            };
-            return uploader.staged(nbytes, 1, &fill);
-        }
-        let rows = layout.shape()[0];
-        let row_layout = Layout::new(
-            layout.shape()[1..].to_vec(),
-            layout.strides()[1..].to_vec(),
-            layout.itemsize(),
-        )
-        .map_err(|e| CudaError::Unsupported(e.to_string()))?;
-        let row_bytes = row_layout.nbytes();
-        let stride0 = layout.strides()[0];
-        let fill = |range: std::ops::Range<usize>, out: &mut [u8]| {
-            for (k, row) in range.enumerate() {
-                let start = (src.0 as *const u8).wrapping_offset(row as isize * stride0);
-                let dst = &mut out[k * row_bytes..(k + 1) * row_bytes];
-                // SAFETY: `row < rows`, so the row lies inside the borrowed view's memory.
-                unsafe { gather(start, &row_layout, dst) };
-            }
-        };
-        uploader.staged(rows, row_bytes, &fill)
-    });
-    let keep = keep.map_err(|e| cuda_error("obj", e))?;
-    device_view(keep, &shape, dtype, device)
-}
-
-/// Seconds per host-to-device copy of `view`'s bytes, straight from its memory (no
-/// staging: a pageable source is the naive copy), timed with events over `repeats`.
-#[pyfunction]
-pub fn _bench_h2d(
-    py: Python<'_>,
-    view: PyRef<'_, PyView>,
-    device: i64,
-    repeats: usize,
-) -> PyResult<f64> {
-    if !view.layout.is_c_contiguous() || !view.device.is_host_accessible() {
-        return Err(raise(
-            Kind::Layout,
-            "obj",
-            "the benchmark source must be a contiguous host array",
-        ));
-    }
-    let (src, len) = (Addr(view.address), view.layout.nbytes());
-    let run = move || -> Result<f64, CudaError> {
-        let src = src;
-        let context = Context::primary(device)?;
-        let engine = zerofeed_core::cuda::engine::CudaEngine::new(&context)?;
-        let dst = engine.alloc(len)?;
-        let result = (|| {
-            // SAFETY (both copies): the view is borrowed for the call and the stream is
-            // synchronized before returning; `dst` holds `len` bytes.
-            unsafe { engine.copy_h2d(dst, src.0 as *const u8, len)? }; // warm-up
-            engine.stream().synchronize()?;
-            let start = Event::new(&context, true)?;
-            let end = Event::new(&context, true)?;
-            start.record_raw(engine.stream().raw() as usize)?;
-            for _ in 0..repeats.max(1) {
-                unsafe { engine.copy_h2d(dst, src.0 as *const u8, len)? };
-            }
-            end.record_raw(engine.stream().raw() as usize)?;
-            end.synchronize()?;
-            Ok(f64::from(end.elapsed_ms(&start)?) * 1e-3 / repeats.max(1) as f64)
-        })();
-        // SAFETY: allocated above, no copy in flight (synchronized or failed).
-        let _ = engine.stream().synchronize();
-        unsafe { engine.free(dst) };
-        result
-    };
-    py.detach(run).map_err(|e| cuda_error("device", e))
-}
-
-fn parse_plan(item: &Bound<'_, PyAny>) -> PyResult<FieldPlan> {
-    if item.is_none() {
-        return Ok(FieldPlan::Copy);
-    }
-    let (height, width, channels, a, b, dtype, chw): (
-        usize,
-        usize,
-        usize,
-        Vec<f32>,
-        Vec<f32>,
-        String,
-        bool,
-    ) = item.extract()?;
-    if a.len() != channels || b.len() != channels {
-        return Err(raise(
-            Kind::Pipeline,
-            "ops",
-            "one coefficient per channel is needed",
-        ));
-    }
-    Ok(FieldPlan::Normalize {
-        height,
-        width,
-        channels,
-        a,
-        b,
-        dtype: parse_dtype("dtype", &dtype)?,
-        chw,
-    })
+    let source = view.view();
+    py.detach(|| upload::to_device(source, device))
+        .map(PyView::from)
+        .map_err(|e| cuda_error("obj", e))
 }
 
 /// A loader's device stage: host batches in, device batches out (see `zerofeed.cuda`).
@@ -298,17 +130,14 @@ pub struct PyDeviceStage {
     plans: Vec<FieldPlan>,
 }
 
-#[pymethods]
 impl PyDeviceStage {
-    /// `plans`: per field, None (copy) or `(h, w, c, a, b, dtype, chw)` for the kernel.
-    #[new]
-    fn new(
+    /// A stage for `plans` (from `Pipeline::device_plans`), `prefetch` copies in flight.
+    pub fn new(
         device: i64,
-        plans: Vec<Bound<'_, PyAny>>,
+        plans: Vec<FieldPlan>,
         prefetch: usize,
         budget: usize,
     ) -> PyResult<Self> {
-        let plans = plans.iter().map(parse_plan).collect::<PyResult<Vec<_>>>()?;
         let inner = DeviceStage::new(device, plans.clone(), prefetch, budget)
             .map_err(|e| cuda_error("device", e))?;
         Ok(PyDeviceStage {
@@ -317,7 +146,10 @@ impl PyDeviceStage {
             plans,
         })
     }
+}
 
+#[pymethods]
+impl PyDeviceStage {
     /// Queues one host batch (a tuple of views) and returns its device views.
     fn submit<'py>(
         &self,
@@ -327,20 +159,21 @@ impl PyDeviceStage {
         let mut fields = Vec::with_capacity(views.len());
         let mut holds: Vec<KeepAlive> = Vec::with_capacity(views.len());
         for v in &views {
-            if !v.layout.is_c_contiguous() || !v.device.is_host_accessible() {
+            let v = v.view();
+            let Some(bytes) = v.contiguous_bytes() else {
                 return Err(raise(
                     Kind::Layout,
                     "batch",
                     "device stage inputs are contiguous host batches",
                 ));
-            }
-            let samples = v.layout.shape().first().copied().unwrap_or(1);
+            };
+            let samples = v.layout().shape().first().copied().unwrap_or(1);
             fields.push(HostField {
-                address: v.address,
-                len: v.layout.nbytes(),
+                address: bytes.as_ptr() as usize,
+                len: bytes.len(),
                 samples,
             });
-            holds.push(v.keep.clone());
+            holds.push(v.keep().clone());
         }
         let hold: Box<dyn Any + Send> = Box::new(holds);
         // SAFETY: `hold` owns a clone of every view's keep-alive, so the host bytes live
@@ -350,9 +183,11 @@ impl PyDeviceStage {
             .map_err(|e| cuda_error("batch", e))?;
         let mut out = Vec::with_capacity(buffers.len());
         for ((buffer, plan), v) in buffers.into_iter().zip(&self.plans).zip(&views) {
-            let (shape, dtype) = plan.output(v.layout.shape(), v.dtype);
+            let (shape, dtype) = plan.output(v.view().layout().shape(), v.view().dtype());
             let keep = DeviceKeep::new(buffer, event.clone(), None);
-            out.push(Py::new(py, device_view(keep, &shape, dtype, self.device)?)?);
+            let view = upload::device_view(keep, &shape, dtype, self.device)
+                .map_err(|e| cuda_error("batch", e))?;
+            out.push(Py::new(py, PyView::from(view))?);
         }
         PyTuple::new(py, out)
     }
@@ -380,18 +215,4 @@ impl PyDeviceStage {
         d.set_item("host_buffers_released", released)?;
         Ok(d)
     }
-}
-
-/// A host pool whose buffers are CUDA-registered, after checking the pinned total
-/// (`max(budget, in_flight)`) against the available RAM, before anything is allocated.
-pub fn pinned_pool(
-    config: zerofeed_core::pool::PoolConfig,
-    device: i64,
-    in_flight: usize,
-) -> PyResult<Arc<zerofeed_core::pool::BufferPool>> {
-    let pinned = config.budget.max(in_flight) as u64;
-    cuda::memory::check_pinned_budget(pinned).map_err(|e| cuda_error("memory_budget", e))?;
-    let context = Context::primary(device).map_err(|e| cuda_error("device", e))?;
-    let pinner = Arc::new(cuda::memory::CudaPinner::new(context));
-    Ok(zerofeed_core::pool::BufferPool::with_pinner(config, pinner))
 }

@@ -12,8 +12,12 @@ use pyo3::types::{PyDict, PyType};
 
 use zerofeed_core::dlpack::DlpackError;
 use zerofeed_core::dtype::UnsupportedDType;
+use zerofeed_core::exchange::ExportError;
 use zerofeed_core::host::HostError;
 use zerofeed_core::layout::LayoutError;
+use zerofeed_core::pipeline::PipelineError;
+use zerofeed_core::source::ArraySourceError;
+use zerofeed_core::view::ViewError;
 
 static CLASSES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
 
@@ -115,4 +119,40 @@ pub fn host_error(argument: &str, err: HostError) -> PyErr {
         _ => Kind::Memory,
     };
     raise(kind, argument, err.to_string())
+}
+
+pub fn view_error(argument: &str, err: ViewError) -> PyErr {
+    match err {
+        ViewError::Layout(e) => layout_error(argument, e),
+        ViewError::Host(e) => host_error(argument, e),
+        ViewError::Dlpack(e) => dlpack_error(argument, e),
+        ViewError::ItemSize { .. } => raise(Kind::DType, argument, err.to_string()),
+        ViewError::ReadOnly => raise(Kind::ReadOnly, argument, err.to_string()),
+        ViewError::NotOnHost { .. } => raise(Kind::Device, argument, err.to_string()),
+        ViewError::OutOfBounds { .. } => raise(Kind::IndexOutOfRange, argument, err.to_string()),
+        _ => raise(Kind::UnsupportedSource, argument, err.to_string()),
+    }
+}
+
+/// A pipeline error names its own argument (the core decides which).
+pub fn pipeline_error(err: PipelineError) -> PyErr {
+    let kind = if err.is_memory() {
+        Kind::Memory
+    } else if matches!(
+        err,
+        PipelineError::Array(ArraySourceError::NotOnHost { .. })
+    ) {
+        Kind::Device
+    } else {
+        Kind::Pipeline
+    };
+    raise(kind, err.argument(), err.to_string())
+}
+
+pub fn export_error(err: ExportError) -> PyErr {
+    let kind = match err {
+        ExportError::ReadOnlyLegacy => Kind::ReadOnly,
+        _ => Kind::Export,
+    };
+    raise(kind, err.argument(), err.to_string())
 }

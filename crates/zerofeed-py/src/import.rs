@@ -8,11 +8,12 @@ use pyo3::prelude::*;
 
 use zerofeed_core::dlpack::DLDevice;
 use zerofeed_core::host::Alignment;
+use zerofeed_core::view::{KeepAlive, View};
 use zerofeed_core::{DType, Layout};
 
 use crate::dlpack::import_capsule;
-use crate::errors::{dtype_error, layout_error, raise, Kind};
-use crate::view::{parse_dtype, rust_buffer, PyView};
+use crate::errors::{dtype_error, layout_error, raise, view_error, Kind};
+use crate::view::{parse_dtype, PyView};
 
 /// Holds a Python object (a memoryview pinning a buffer export, or a DLPack producer) for
 /// as long as a view, or any export of it, lives.
@@ -106,14 +107,21 @@ pub fn _view_from_buffer(
     // SAFETY: releases exactly the export obtained above.
     unsafe { ffi::PyBuffer_Release(&mut buffer) };
     let (address, found_dtype, layout, source_readonly) = described?;
-    Ok(PyView {
-        keep: Arc::new(PythonOwner::new(memoryview)),
-        address,
-        layout,
-        dtype: override_dtype(found_dtype, dtype)?,
-        device: DLDevice::CPU,
-        readonly: check_readonly(readonly, source_readonly)?,
-    })
+    let keep: KeepAlive = Arc::new(PythonOwner::new(memoryview));
+    // SAFETY: the memoryview held by `keep` holds a buffer export of `obj`, which (by the
+    // buffer protocol) keeps `buf` with this shape and these strides valid until released;
+    // writable only when the exporter said so (`check_readonly` never loosens that).
+    let view = unsafe {
+        View::from_raw_parts(
+            address,
+            layout,
+            override_dtype(found_dtype, dtype)?,
+            DLDevice::CPU,
+            check_readonly(readonly, source_readonly)?,
+            keep,
+        )
+    };
+    view.map(PyView::from).map_err(|e| view_error("obj", e))
 }
 
 fn describe_buffer(buffer: &ffi::Py_buffer) -> PyResult<(usize, DType, Layout, bool)> {
@@ -177,17 +185,24 @@ pub fn _view_from_capsule(
 ) -> PyResult<PyView> {
     let imported = import_capsule(capsule)?;
     let readonly = check_readonly(readonly, imported.readonly)?;
-    Ok(PyView {
-        address: imported.data as usize,
-        layout: imported.layout,
-        dtype: imported.dtype,
-        device: imported.device,
-        readonly,
-        keep: Arc::new(DlpackOwner {
-            _tensor: imported.handle,
-            _producer: producer.map(PythonOwner::new),
-        }),
-    })
+    let keep: KeepAlive = Arc::new(DlpackOwner {
+        _tensor: imported.handle,
+        _producer: producer.map(PythonOwner::new),
+    });
+    // SAFETY: the DLPack contract: the producer keeps the tensor's memory (on its device)
+    // valid until its deleter runs, which happens when `keep`'s handle drops; read-only
+    // tensors stay read-only (`check_readonly`).
+    let view = unsafe {
+        View::from_raw_parts(
+            imported.data as usize,
+            imported.layout,
+            imported.dtype,
+            imported.device,
+            readonly,
+            keep,
+        )
+    };
+    view.map(PyView::from).map_err(|e| view_error("obj", e))
 }
 
 /// A view of raw memory described by `__array_interface__`; `owner` must keep it alive.
@@ -214,14 +229,12 @@ pub fn _view_from_address(
             "the array interface reports a null data pointer",
         ));
     }
-    Ok(PyView {
-        keep: Arc::new(PythonOwner::new(owner)),
-        address,
-        layout,
-        dtype,
-        device: DLDevice::CPU,
-        readonly,
-    })
+    let keep: KeepAlive = Arc::new(PythonOwner::new(owner));
+    // SAFETY: `__array_interface__`'s contract: `owner` (the object that reported it) keeps
+    // the described host memory valid while it lives, writable unless it said read-only.
+    let view =
+        unsafe { View::from_raw_parts(address, layout, dtype, DLDevice::CPU, readonly, keep) };
+    view.map(PyView::from).map_err(|e| view_error("obj", e))
 }
 
 /// Parses `align`: a power of two, `"page"` or `"huge"`.
@@ -260,15 +273,7 @@ pub fn parse_alignment(align: &Bound<'_, PyAny>) -> PyResult<Alignment> {
 pub fn _empty(shape: Vec<usize>, dtype: &str, align: &Bound<'_, PyAny>) -> PyResult<PyView> {
     let dtype = parse_dtype("dtype", dtype)?;
     let alignment = parse_alignment(align)?;
-    let layout =
-        Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;
-    let buffer = rust_buffer(layout.nbytes(), alignment)?;
-    Ok(PyView {
-        address: buffer.as_ptr() as usize,
-        keep: Arc::new(buffer),
-        layout,
-        dtype,
-        device: DLDevice::CPU,
-        readonly: false,
-    })
+    View::empty(&shape, dtype, alignment)
+        .map(PyView::from)
+        .map_err(|e| view_error("shape", e))
 }

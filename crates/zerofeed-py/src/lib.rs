@@ -1,7 +1,7 @@
 //! `zerofeed._zerofeed`: PyO3 bindings of zerofeed-core.
 //!
 //! Only argument parsing, error mapping and GIL release live here; every decision is made
-//! in the core. Modules mirror the core's: `view` (layout + exchange), `dlpack`, `import`, `source`, `pipeline`.
+//! in the core. Modules mirror the core's: `view`, `dlpack`, `import`, `source`, `ops`, `pipeline`, `cuda`.
 
 use pyo3::prelude::*;
 
@@ -9,6 +9,7 @@ mod cuda;
 mod dlpack;
 mod errors;
 mod import;
+mod ops;
 mod pipeline;
 mod source;
 mod view;
@@ -17,6 +18,13 @@ mod view;
 fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<view::PyView>()?;
     m.add_class::<pipeline::PyPipeline>()?;
+    m.add_class::<ops::PyOp>()?;
+    m.add_class::<ops::PyRandomCrop>()?;
+    m.add_class::<ops::PyCenterCrop>()?;
+    m.add_class::<ops::PyRandomFlip>()?;
+    m.add_class::<ops::PyNormalize>()?;
+    m.add_class::<ops::PyCast>()?;
+    m.add_class::<ops::PyToCHW>()?;
     m.add_class::<pipeline::PyEpoch>()?;
     m.add_function(wrap_pyfunction!(errors::_register_errors, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_buffer, m)?)?;
@@ -36,10 +44,15 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
         wrap_pyfunction!(cuda::_cuda_wait, m)?,
         wrap_pyfunction!(cuda::_pinned_empty, m)?,
         wrap_pyfunction!(cuda::_to_device, m)?,
-        wrap_pyfunction!(cuda::_bench_h2d, m)?,
     ] {
         m.add_function(f)?;
     }
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The core's lists, so that the Python front never writes them again.
+    m.add("_TARGETS", zerofeed_core::exchange::Target::NAMES.to_vec())?;
+    m.add(
+        "_HOST_DEVICE_TYPES",
+        zerofeed_core::dlpack::HOST_ACCESSIBLE.to_vec(),
+    )?;
     Ok(())
 }

@@ -1,167 +1,108 @@
-//! Bindings of the pipeline: `_Pipeline` (fields, order, pool) and `_Epoch` (an iterator
-//! of batches whose buffers come back to the pool when Python lets go of them).
+//! Bindings of the pipeline: `_Pipeline` (source, order, pool) and `_Epoch` (an iterator of
+//! batches whose buffers come back to the pool when Python lets go of them). Every rule
+//! (validation, sizes, memory policy, the device split) is the core's `pipeline::build`.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList, PyTuple};
 
-use zerofeed_core::dlpack::DLDevice;
+use zerofeed_core::cuda::engine::FieldPlan;
 use zerofeed_core::ops::OpSpec;
-use zerofeed_core::pipeline::{EpochRun, Field, Pipeline, PipelineConfig, PipelineError};
-use zerofeed_core::pool::{BufferPool, PoolConfig};
-use zerofeed_core::sampler::{Sampler, Shard};
-use zerofeed_core::Layout;
+use zerofeed_core::pipeline::{self, Batch, EpochRun, LoaderConfig, Pipeline};
+use zerofeed_core::sampler::Shard;
+use zerofeed_core::source::{field_label, ArraySource, Source};
 
-use crate::errors::{layout_error, raise, Kind};
-use crate::view::{parse_dtype, PyView};
-
-fn pipeline_error(argument: &str, err: PipelineError) -> PyErr {
-    let kind = match err {
-        PipelineError::Memory(_) => Kind::Memory,
-        _ => Kind::Pipeline,
-    };
-    raise(kind, argument, err.to_string())
-}
-
-/// Parses one op from its Python description: `(name, *args)` as `zerofeed.ops` builds it.
-fn parse_op(op: &Bound<'_, PyTuple>) -> PyResult<OpSpec> {
-    let name: String = op.get_item(0)?.extract()?;
-    let arg = |i: usize| op.get_item(i);
-    let spec = match name.as_str() {
-        "RandomCrop" => OpSpec::RandomCrop {
-            height: arg(1)?.extract()?,
-            width: arg(2)?.extract()?,
-        },
-        "CenterCrop" => OpSpec::CenterCrop {
-            height: arg(1)?.extract()?,
-            width: arg(2)?.extract()?,
-        },
-        "RandomFlip" => OpSpec::RandomFlip {
-            p: arg(1)?.extract()?,
-        },
-        "Normalize" => OpSpec::Normalize {
-            mean: arg(1)?.extract()?,
-            std: arg(2)?.extract()?,
-            scale: arg(3)?.extract()?,
-            dtype: parse_dtype("dtype", &arg(4)?.extract::<String>()?)?,
-        },
-        "Cast" => OpSpec::Cast {
-            dtype: parse_dtype("dtype", &arg(1)?.extract::<String>()?)?,
-        },
-        "ToCHW" => OpSpec::ToChw,
-        other => {
-            return Err(raise(
-                Kind::Pipeline,
-                "ops",
-                format!("unknown op {other:?}; use RandomCrop, CenterCrop, RandomFlip, Normalize, Cast or ToCHW"),
-            ))
-        }
-    };
-    Ok(spec)
-}
+use crate::cuda::PyDeviceStage;
+use crate::errors::{pipeline_error, raise, view_error, Kind};
+use crate::ops::op_chain;
+use crate::view::PyView;
 
 /// The engine behind `zerofeed.Loader`.
 #[pyclass(frozen, module = "zerofeed", name = "_Pipeline")]
 pub struct PyPipeline {
     inner: Arc<Pipeline>,
+    /// The ops that run on the GPU (normalize_on_device), one (maybe empty) list per field.
+    device_tails: Vec<Vec<OpSpec>>,
+}
+
+/// Reads an integer argument of any size as usize, or a typed error naming it.
+fn count(argument: &'static str, value: &Bound<'_, PyAny>, min: usize) -> PyResult<usize> {
+    let fail = || {
+        raise(
+            Kind::Pipeline,
+            argument,
+            format!("{argument}={value} must be an integer >= {min}"),
+        )
+    };
+    if value.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(fail());
+    }
+    match value.extract::<u128>() {
+        // Sizes beyond usize are errors of their own (overflow), named by the core.
+        Ok(n) if n >= min as u128 => Ok(usize::try_from(n).unwrap_or(usize::MAX)),
+        _ => Err(fail()),
+    }
 }
 
 #[pymethods]
 impl PyPipeline {
-    /// `fields`: a list of `(name, View, [op tuples])`.
+    /// `fields`: a list of `(name, View, [Op, ...])`.
     #[new]
-    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None))]
+    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        fields: Vec<(String, PyRef<'_, PyView>, Vec<Bound<'_, PyTuple>>)>,
-        batch_size: usize,
+        py: Python<'_>,
+        fields: Vec<(String, PyRef<'_, PyView>, Bound<'_, PyAny>)>,
+        batch_size: &Bound<'_, PyAny>,
         shuffle: bool,
         seed: u64,
         drop_last: bool,
-        workers: usize,
-        prefetch: usize,
+        workers: &Bound<'_, PyAny>,
+        prefetch: &Bound<'_, PyAny>,
         pin: bool,
         rank: usize,
         world_size: usize,
-        memory_budget: Option<usize>,
+        memory_budget: Option<&Bound<'_, PyAny>>,
         pin_device: Option<i64>,
+        normalize_on_device: bool,
     ) -> PyResult<PyPipeline> {
-        if batch_size == 0 {
-            return Err(raise(
-                Kind::Pipeline,
-                "batch_size",
-                "batch_size must be at least 1",
-            ));
-        }
-        let mut built = Vec::with_capacity(fields.len());
+        let mut arrays = Vec::with_capacity(fields.len());
+        let mut chains = Vec::with_capacity(fields.len());
         for (name, view, ops) in &fields {
-            if !view.device.is_host_accessible() {
-                return Err(raise(
-                    Kind::Device,
-                    "source",
-                    format!("field {name:?} is on {}; the Loader reads host memory (NumPy arrays, .npy files)", view.device.name()),
-                ));
-            }
-            let specs = ops.iter().map(parse_op).collect::<PyResult<Vec<_>>>()?;
-            let field = Field::new(
-                name.clone(),
-                view.address,
-                view.layout.clone(),
-                view.dtype,
-                Arc::new(view.keep.clone()),
-                &specs,
-            )
-            .map_err(|e| pipeline_error("ops", e))?;
-            built.push(field);
+            chains.push(op_chain(&field_label(name), ops)?);
+            arrays.push((name.clone(), view.view().clone()));
         }
-        let len = built.first().map_or(0, |f| f.len());
-        let shard = Shard::new(rank, world_size)
-            .map_err(|e| raise(Kind::Pipeline, "shard", e.to_string()))?;
-        let sampler = Sampler::new(len, shuffle, seed, drop_last, Some(shard))
-            .map_err(|e| raise(Kind::Pipeline, "shard", e.to_string()))?;
-        let batch_bytes: usize = built.iter().map(|f| f.sample_nbytes() * batch_size).sum();
-        let default_budget = (prefetch + workers + 2) * batch_bytes;
-        let budget = memory_budget.unwrap_or(default_budget);
-        if let Some(budget) = memory_budget {
-            if budget < batch_bytes {
-                return Err(raise(
-                    Kind::Memory,
-                    "memory_budget",
-                    format!("memory_budget={budget} bytes is smaller than one batch ({batch_bytes} bytes); raise it or lower batch_size"),
-                ));
-            }
-        }
-        let in_flight = (prefetch + workers + 1) * batch_bytes;
-        if let Some(available) = zerofeed_core::host::available_memory() {
-            if in_flight as u64 > available {
-                return Err(raise(
-                    Kind::Memory,
-                    "batch_size",
-                    format!(
-                        "{} batches in flight need {in_flight} bytes but only {available} bytes of RAM are available; lower batch_size, prefetch or workers",
-                        prefetch + workers + 1
-                    ),
-                ));
-            }
-        }
-        let config = PoolConfig { budget, pin };
-        let pool = match (pin, pin_device) {
-            // CUDA loaders: buffers registered with the driver once (see zerofeed.cuda).
-            (true, Some(device)) => crate::cuda::pinned_pool(config, device, in_flight)?,
-            _ => BufferPool::new(config),
+        let source = ArraySource::new(arrays).map_err(|e| pipeline_error(e.into()))?;
+        let (chains, device_tails) = if normalize_on_device {
+            pipeline::split_device_ops(source.fields(), chains).map_err(pipeline_error)?
+        } else {
+            let none = vec![Vec::new(); chains.len()];
+            (chains, none)
         };
-        let config = PipelineConfig {
-            batch_size,
+        let config = LoaderConfig {
+            batch_size: count("batch_size", batch_size, 1)?,
+            shuffle,
+            seed,
             drop_last,
-            workers,
-            prefetch,
+            workers: count("workers", workers, 1)?,
+            prefetch: count("prefetch", prefetch, 0)?,
+            pin,
+            shard: Shard::new(rank, world_size)
+                .map_err(|e| raise(Kind::Pipeline, "shard", e.to_string()))?,
+            memory_budget: memory_budget
+                .map(|b| count("memory_budget", b, 0))
+                .transpose()?,
+            pin_device,
         };
-        let inner =
-            Pipeline::new(built, sampler, config, pool).map_err(|e| pipeline_error("source", e))?;
+        let source: Arc<dyn Source> = Arc::new(source);
+        let inner = py
+            .detach(|| pipeline::build(source, &chains, &config))
+            .map_err(pipeline_error)?;
         Ok(PyPipeline {
             inner: Arc::new(inner),
+            device_tails,
         })
     }
 
@@ -178,7 +119,7 @@ impl PyPipeline {
             .iter()
             .map(|f| {
                 (
-                    f.name.clone(),
+                    f.name().to_owned(),
                     f.output_shape().to_vec(),
                     f.output_dtype().name(),
                 )
@@ -197,14 +138,42 @@ impl PyPipeline {
         self.inner.sampler().epoch_order(epoch)
     }
 
+    /// `(copies, bytes)` made converting this pipeline's batches (never other loaders').
+    fn copy_stats(&self) -> (u64, u64) {
+        self.inner.copies().snapshot()
+    }
+
+    /// The device stage of a `device="cuda:N"` loader: a copy stream, a device pool and,
+    /// with `normalize_on_device`, the normalize kernel.
+    fn device_stage(&self, device: i64, prefetch: usize) -> PyResult<PyDeviceStage> {
+        let plans = self.device_plans()?;
+        let budget = self.inner.device_budget(&plans, prefetch);
+        PyDeviceStage::new(device, plans, prefetch.max(1), budget)
+    }
+
+    /// `[(name, sample_shape, dtype)]` of the batches as they arrive on the device.
+    fn device_field_specs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let plans = self.device_plans()?;
+        let specs: Vec<(String, Vec<usize>, &'static str)> = self
+            .inner
+            .fields()
+            .iter()
+            .zip(self.inner.device_output(&plans))
+            .map(|(f, (shape, dtype))| (f.name().to_owned(), shape, dtype.name()))
+            .collect();
+        PyList::new(py, specs)
+    }
+
     /// Starts workers for `epoch` at batch `first_batch`.
-    fn start(&self, py: Python<'_>, epoch: u64, first_batch: usize) -> PyEpoch {
+    fn start(&self, py: Python<'_>, epoch: u64, first_batch: usize) -> PyResult<PyEpoch> {
         let pipeline = self.inner.clone();
-        let run = py.detach(move || pipeline.start(epoch, first_batch));
-        PyEpoch {
-            run: std::sync::Mutex::new(Some(run)),
+        let run = py
+            .detach(move || pipeline.start(epoch, first_batch))
+            .map_err(pipeline_error)?;
+        Ok(PyEpoch {
+            run: Mutex::new(Some(run)),
             pipeline: self.inner.clone(),
-        }
+        })
     }
 
     /// Counters: batches, samples, bytes, waits, pool and pinning figures.
@@ -227,19 +196,30 @@ impl PyPipeline {
         d.set_item("pinned_bytes", pool.pinned_bytes)?;
         d.set_item("pin_failures", pool.pin_failures)?;
         d.set_item("pin_error", self.inner.pool().pin_error())?;
+        let (copies, copied) = self.inner.copies().snapshot();
+        d.set_item("conversion_copies", copies)?;
+        d.set_item("conversion_bytes_copied", copied)?;
         Ok(d)
+    }
+}
+
+impl PyPipeline {
+    fn device_plans(&self) -> PyResult<Vec<FieldPlan>> {
+        self.inner
+            .device_plans(&self.device_tails)
+            .map_err(pipeline_error)
     }
 }
 
 /// One epoch's batches, in order. Closing (or dropping) it stops and joins the workers.
 #[pyclass(frozen, module = "zerofeed", name = "_Epoch")]
 pub struct PyEpoch {
-    run: std::sync::Mutex<Option<EpochRun>>,
+    run: Mutex<Option<EpochRun>>,
     pipeline: Arc<Pipeline>,
 }
 
 impl PyEpoch {
-    fn next_batch(&self, py: Python<'_>) -> PyResult<Option<zerofeed_core::pipeline::Batch>> {
+    fn next_batch(&self, py: Python<'_>) -> PyResult<Option<Batch>> {
         py.detach(|| {
             let mut guard = self.run.lock().unwrap_or_else(|e| e.into_inner());
             match guard.as_mut() {
@@ -247,7 +227,7 @@ impl PyEpoch {
                 Some(run) => run.next_batch().transpose(),
             }
         })
-        .map_err(|e| pipeline_error("source", e))
+        .map_err(pipeline_error)
     }
 }
 
@@ -262,23 +242,14 @@ impl PyEpoch {
         let Some(batch) = self.next_batch(py)? else {
             return Err(PyStopIteration::new_err(()));
         };
-        let mut views = Vec::with_capacity(batch.buffers.len());
-        for (field, buffer) in self.pipeline.fields().iter().zip(batch.buffers) {
-            let mut shape = vec![batch.len];
-            shape.extend_from_slice(field.output_shape());
-            let dtype = field.output_dtype();
-            let layout = Layout::c_contiguous(&shape, dtype.itemsize())
-                .map_err(|e| layout_error("source", e))?;
-            let view = PyView {
-                address: buffer.as_ptr() as usize,
-                keep: Arc::new(buffer),
-                layout,
-                dtype,
-                device: DLDevice::CPU,
-                readonly: false,
-            };
-            views.push(Py::new(py, view)?);
-        }
+        let views = self
+            .pipeline
+            .batch_views(batch)
+            .map_err(|e| view_error("source", e))?;
+        let views = views
+            .into_iter()
+            .map(|v| Py::new(py, PyView::from(v)))
+            .collect::<PyResult<Vec<_>>>()?;
         PyTuple::new(py, views)
     }
 

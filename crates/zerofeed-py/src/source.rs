@@ -1,15 +1,15 @@
 //! `zerofeed.open_npy`: memory-mapped, fully validated `.npy` files as read-only views.
 
-use std::path::PathBuf;
-use std::sync::Arc;
-
 use pyo3::prelude::*;
+use std::path::PathBuf;
 
 use zerofeed_core::dlpack::DLDevice;
 use zerofeed_core::source::{NpyFile, SourceError};
 use zerofeed_core::Layout;
 
-use crate::errors::{layout_error, raise, Kind};
+use zerofeed_core::view::View;
+
+use crate::errors::{layout_error, raise, view_error, Kind};
 use crate::view::PyView;
 
 /// Maps a source error to the matching exception, naming the file.
@@ -33,18 +33,14 @@ pub fn open(path: PathBuf) -> PyResult<NpyFile> {
 pub fn _open_npy(py: Python<'_>, path: PathBuf) -> PyResult<PyView> {
     let file = py.detach(|| open(path))?;
     let header = file.header();
+    let dtype = header.dtype;
     let layout = Layout::new(
         header.shape.clone(),
         header.byte_strides(),
-        header.dtype.itemsize(),
+        dtype.itemsize(),
     )
     .map_err(|e| layout_error("path", e))?;
-    Ok(PyView {
-        address: file.data_ptr() as usize,
-        dtype: header.dtype,
-        layout,
-        device: DLDevice::CPU,
-        readonly: true,
-        keep: Arc::new(file),
-    })
+    View::over_owned(file, layout, dtype, DLDevice::CPU, true)
+        .map(PyView::from)
+        .map_err(|e| view_error("path", e))
 }

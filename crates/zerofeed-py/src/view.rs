@@ -4,166 +4,64 @@
 //! makes new views sharing the handle; the buffer protocol and DLPack hand out the same
 //! bytes, each export holding the handle until its consumer lets go.
 
-use std::any::Any;
 use std::ffi::{c_int, CString};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyEllipsis, PyList, PySlice, PyTuple};
 
-use zerofeed_core::dlpack::{self as core_dlpack, DLDevice, ExportSpec};
-use zerofeed_core::exchange::{self, ExportPlan, Route, Target, ViewFacts};
-use zerofeed_core::gather::gather;
-use zerofeed_core::host::{AlignedBuffer, Alignment};
+use zerofeed_core::dlpack::DLDevice;
+use zerofeed_core::exchange::{self, DlpackExport, ExportPlan, Route, Target};
+use zerofeed_core::host::Alignment;
 use zerofeed_core::layout::{alignment_of, IndexItem};
-use zerofeed_core::{DType, Layout};
+use zerofeed_core::view::{process_copies, Exported, View};
+use zerofeed_core::DType;
 
 use crate::dlpack::{legacy_capsule, versioned_capsule};
-use crate::errors::{dtype_error, host_error, layout_error, raise, Kind};
-
-/// Whatever keeps a view's memory alive: a memoryview, a DLPack handle, a Rust buffer.
-pub type KeepAlive = Arc<dyn Any + Send + Sync>;
+use crate::errors::{dtype_error, export_error, raise, view_error, Kind};
 
 /// A zero-copy N-d strided view of a buffer. Create one with `zerofeed.view(obj)`.
 #[pyclass(frozen, module = "zerofeed", name = "View")]
 pub struct PyView {
-    pub keep: KeepAlive,
-    pub address: usize,
-    pub layout: Layout,
-    pub dtype: DType,
-    pub device: DLDevice,
-    pub readonly: bool,
+    inner: View,
 }
 
-/// An address that may cross into a GIL-free closure; the view it came from outlives the call.
-#[derive(Clone, Copy)]
-struct SendPtr(*const u8);
-// SAFETY: only used while the owning view (and so the memory) is alive and borrowed.
-unsafe impl Send for SendPtr {}
-
-impl SendPtr {
-    // A method call makes closures capture the whole wrapper, not its raw-pointer field.
-    fn get(self) -> *const u8 {
-        self.0
+impl From<View> for PyView {
+    fn from(inner: View) -> PyView {
+        PyView { inner }
     }
 }
 
-/// Copies made by views in this process, and their bytes (`zerofeed.copy_stats()`).
-static COPIES: AtomicU64 = AtomicU64::new(0);
-static COPIED_BYTES: AtomicU64 = AtomicU64::new(0);
-
-/// `(copies, bytes)` made by `View.copy` and the conversions that needed one.
+/// `(copies, bytes)` made by `View.copy` and the conversions that needed one, process-wide.
 #[pyfunction]
 pub fn _copy_stats() -> (u64, u64) {
-    (
-        COPIES.load(Ordering::Relaxed),
-        COPIED_BYTES.load(Ordering::Relaxed),
-    )
-}
-
-/// Aligned Rust memory behind `zerofeed.empty` and every copy.
-pub fn rust_buffer(nbytes: usize, align: Alignment) -> PyResult<AlignedBuffer> {
-    AlignedBuffer::new(nbytes, align).map_err(|e| host_error("align", e))
+    process_copies().snapshot()
 }
 
 impl PyView {
-    pub fn facts(&self) -> ViewFacts<'_> {
-        ViewFacts {
-            address: self.address,
-            layout: &self.layout,
-            dtype: self.dtype,
-            device: self.device,
-            readonly: self.readonly,
-        }
-    }
-
-    fn with_layout(&self, layout: Layout, byte_offset: isize) -> PyView {
-        PyView {
-            keep: self.keep.clone(),
-            address: self.address.wrapping_add_signed(byte_offset),
-            layout,
-            dtype: self.dtype,
-            device: self.device,
-            readonly: self.readonly,
-        }
-    }
-
-    fn permuted(&self, axes: &[usize]) -> PyResult<PyView> {
-        let layout = if axes.is_empty() {
-            self.layout.transpose(None)
-        } else {
-            self.layout.transpose(Some(axes))
-        }
-        .map_err(|e| layout_error("axes", e))?;
-        Ok(self.with_layout(layout, 0))
-    }
-
-    fn require_host(&self, what: &str) -> PyResult<()> {
-        if self.device.is_host_accessible() {
-            return Ok(());
-        }
-        Err(raise(
-            Kind::Device,
-            "obj",
-            format!(
-                "{what} needs host memory but the view is on {}; move it with a GPU framework first",
-                self.device.name()
-            ),
-        ))
+    /// The core view.
+    pub fn view(&self) -> &View {
+        &self.inner
     }
 
     /// A packed, aligned copy owned by Rust (the GIL is released while bytes move).
     pub fn packed_copy(&self, py: Python<'_>, align: usize) -> PyResult<PyView> {
-        self.require_host("copying")?;
-        let layout = Layout::c_contiguous(self.layout.shape(), self.dtype.itemsize())
-            .map_err(|e| layout_error("obj", e))?;
-        let mut buffer = rust_buffer(layout.nbytes(), Alignment::Bytes(align))?;
-        let src = SendPtr(self.address as *const u8);
-        let source_layout = &self.layout;
-        let destination = buffer.as_mut_slice();
-        py.detach(move || {
-            // SAFETY: `self` is borrowed for the call, so its keep-alive holds the memory,
-            // and its layout only addresses bytes of that memory.
-            unsafe { gather(src.get(), source_layout, destination) }
-        });
-        COPIES.fetch_add(1, Ordering::Relaxed);
-        COPIED_BYTES.fetch_add(layout.nbytes() as u64, Ordering::Relaxed);
-        let address = buffer.as_ptr() as usize;
-        Ok(PyView {
-            keep: Arc::new(buffer),
-            address,
-            layout,
-            dtype: self.dtype,
-            device: DLDevice::CPU,
-            readonly: false,
-        })
+        let inner = &self.inner;
+        py.detach(|| inner.packed_copy(Alignment::Bytes(align)))
+            .map(PyView::from)
+            .map_err(|e| view_error("obj", e))
     }
 
     /// Exports as a DLPack capsule without any copy (callers decide about copies first).
     pub fn capsule(&self, py: Python<'_>, legacy: bool, copied: bool) -> PyResult<Py<PyAny>> {
-        let spec = ExportSpec {
-            data: self.address as *mut u8,
-            device: self.device,
-            dtype: self.dtype,
-            layout: self.layout.clone(),
-            readonly: self.readonly,
-        };
-        let owner: Box<dyn Any + Send> = Box::new(self.keep.clone());
-        if legacy {
-            let managed = core_dlpack::export_legacy(spec, owner)
-                .map_err(|e| crate::errors::dlpack_error("obj", e))?;
-            legacy_capsule(py, managed)
-        } else {
-            let managed = core_dlpack::export_versioned(spec, owner)
-                .map_err(|e| crate::errors::dlpack_error("obj", e))?;
-            if copied {
-                // SAFETY: freshly exported, not yet shared.
-                unsafe { (*managed.as_ptr()).flags |= core_dlpack::FLAG_IS_COPIED };
-            }
-            versioned_capsule(py, managed)
+        match self
+            .inner
+            .export_dlpack(!legacy, copied)
+            .map_err(|e| view_error("obj", e))?
+        {
+            Exported::Legacy(managed) => legacy_capsule(py, managed),
+            Exported::Versioned(managed) => versioned_capsule(py, managed),
         }
     }
 }
@@ -245,96 +143,94 @@ impl PyView {
     /// The shape, one entry per axis.
     #[getter]
     fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        shape_tuple(py, self.layout.shape().iter().map(|&n| n as i64))
+        shape_tuple(py, self.inner.layout().shape().iter().map(|&n| n as i64))
     }
 
     /// Byte strides, one per axis (may be negative or zero), as NumPy reports them.
     #[getter]
     fn strides<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        shape_tuple(py, self.layout.strides().iter().map(|&s| s as i64))
+        shape_tuple(py, self.inner.layout().strides().iter().map(|&s| s as i64))
     }
 
     /// The element type's NumPy name, e.g. `"float32"`.
     #[getter]
     fn dtype(&self) -> &'static str {
-        self.dtype.name()
+        self.inner.dtype().name()
     }
 
     #[getter]
     fn ndim(&self) -> usize {
-        self.layout.ndim()
+        self.inner.layout().ndim()
     }
 
     #[getter]
     fn size(&self) -> usize {
-        self.layout.size()
+        self.inner.layout().size()
     }
 
     #[getter]
     fn nbytes(&self) -> usize {
-        self.layout.nbytes()
+        self.inner.layout().nbytes()
     }
 
     #[getter]
     fn itemsize(&self) -> usize {
-        self.dtype.itemsize()
+        self.inner.dtype().itemsize()
     }
 
     /// Address of the first element.
     #[getter]
     fn ptr(&self) -> usize {
-        self.address
+        self.inner.address()
     }
 
     #[getter]
     fn readonly(&self) -> bool {
-        self.readonly
+        self.inner.readonly()
     }
 
     /// Where the data lives: `"cpu"`, `"cuda:0"`, `"cuda_host"`...
     #[getter]
     fn device(&self) -> String {
-        self.device.name()
+        self.inner.device().name()
     }
 
     #[getter]
     fn is_c_contiguous(&self) -> bool {
-        self.layout.is_c_contiguous()
+        self.inner.layout().is_c_contiguous()
     }
 
     #[getter]
     fn is_f_contiguous(&self) -> bool {
-        self.layout.is_f_contiguous()
+        self.inner.layout().is_f_contiguous()
     }
 
     /// The largest power of two dividing `ptr`, capped at 4096.
     #[getter]
     fn alignment(&self) -> usize {
-        alignment_of(self.address)
+        alignment_of(self.inner.address())
     }
 
     /// The same view, read-only (`True`) or checked writable (`False`: fails on read-only data).
     fn _with_readonly(&self, readonly: bool) -> PyResult<PyView> {
-        if !readonly && self.readonly {
-            return Err(raise(
-                Kind::ReadOnly,
-                "readonly",
-                "readonly=False but the view is read-only",
-            ));
-        }
-        let mut view = self.with_layout(self.layout.clone(), 0);
-        view.readonly = readonly;
-        Ok(view)
+        self.inner
+            .with_readonly(readonly)
+            .map(PyView::from)
+            .map_err(|e| view_error("readonly", e))
     }
 
     /// The transpose (axes reversed).
     #[getter(T)]
     fn transposed(&self) -> PyResult<PyView> {
-        self.permuted(&[])
+        self.inner
+            .transpose(None)
+            .map(PyView::from)
+            .map_err(|e| view_error("axes", e))
     }
 
     fn __len__(&self) -> PyResult<usize> {
-        self.layout
+        self.inner
+            .layout()
             .shape()
             .first()
             .copied()
@@ -349,11 +245,10 @@ impl PyView {
                 .collect::<PyResult<_>>()?,
             Err(_) => vec![index_item(key)?],
         };
-        let indexed = self
-            .layout
+        self.inner
             .index(&items)
-            .map_err(|e| layout_error("key", e))?;
-        Ok(self.with_layout(indexed.layout, indexed.byte_offset))
+            .map(PyView::from)
+            .map_err(|e| view_error("key", e))
     }
 
     /// Permutes the axes (no axes: reverse them). Always a view.
@@ -365,7 +260,11 @@ impl PyView {
             } else {
                 axes.extract()?
             };
-        self.permuted(&axes)
+        let axes = (!axes.is_empty()).then_some(axes.as_slice());
+        self.inner
+            .transpose(axes)
+            .map(PyView::from)
+            .map_err(|e| view_error("axes", e))
     }
 
     /// A packed, C-contiguous copy in fresh Rust memory aligned to `align` bytes.
@@ -373,6 +272,7 @@ impl PyView {
     fn copy(&self, py: Python<'_>, align: usize) -> PyResult<PyView> {
         self.packed_copy(py, align)
     }
+
     /// A view with a new shape (one entry may be -1); ValueError when strides forbid it.
     #[pyo3(signature = (*shape))]
     fn reshape(&self, shape: &Bound<'_, PyTuple>) -> PyResult<PyView> {
@@ -382,14 +282,13 @@ impl PyView {
             } else {
                 shape.extract()?
             };
-        let layout = self
-            .layout
+        self.inner
             .reshape(&dims)
-            .map_err(|e| layout_error("shape", e))?;
-        Ok(self.with_layout(layout, 0))
+            .map(PyView::from)
+            .map_err(|e| view_error("shape", e))
     }
 
-    /// DLPack export (Python array API semantics).
+    /// DLPack export (Python array API semantics; the decision is `exchange::dlpack_decision`).
     #[pyo3(signature = (*, stream = None, max_version = None, dl_device = None, copy = None))]
     fn __dlpack__(
         &self,
@@ -402,48 +301,21 @@ impl PyView {
         // Device views: the consumer's stream waits on the copy's event (host: a no-op).
         crate::cuda::before_export(self, stream)?;
         let versioned = max_version.is_some_and(|(major, _)| major >= 1);
-        if let Some((device_type, device_id)) = dl_device {
-            let wanted = DLDevice {
-                device_type,
-                device_id,
-            };
-            if wanted != self.device
-                && !(wanted.is_host_accessible() && self.device.is_host_accessible())
-            {
-                return Err(raise(
-                    Kind::Export,
-                    "dl_device",
-                    format!(
-                        "the view is on {} and cannot be exported to {}",
-                        self.device.name(),
-                        wanted.name()
-                    ),
-                ));
-            }
+        let wanted = dl_device.map(|(device_type, device_id)| DLDevice {
+            device_type,
+            device_id,
+        });
+        match exchange::dlpack_decision(&self.inner.facts(), versioned, copy, wanted)
+            .map_err(export_error)?
+        {
+            DlpackExport::Copy => self.packed_copy(py, 64)?.capsule(py, !versioned, true),
+            DlpackExport::Share => self.capsule(py, !versioned, false),
         }
-        let needs_copy = !self.layout.strides_are_element_multiples();
-        if copy == Some(false) && needs_copy {
-            return Err(raise(
-                Kind::Export,
-                "copy",
-                "copy=False but the strides are not whole items, which DLPack cannot express",
-            ));
-        }
-        if copy == Some(true) || needs_copy {
-            return self.packed_copy(py, 64)?.capsule(py, !versioned, true);
-        }
-        if !versioned && self.readonly {
-            return Err(raise(
-                Kind::ReadOnly,
-                "max_version",
-                "the view is read-only and a legacy DLPack capsule cannot say so; ask for max_version=(1, 0) or pass copy=True",
-            ));
-        }
-        self.capsule(py, !versioned, false)
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
-        (self.device.device_type, self.device.device_id)
+        let device = self.inner.device();
+        (device.device_type, device.device_id)
     }
 
     /// A legacy capsule even for read-only data: only for consumers whose tensors are
@@ -465,7 +337,7 @@ impl PyView {
             Ok(t) => t,
             Err(e) => return Err(raise(Kind::Layout, "target", e.to_string())),
         };
-        plan_dict(py, &exchange::plan(&self.facts(), target))
+        plan_dict(py, &exchange::plan(&self.inner.facts(), target))
     }
 
     unsafe fn __getbuffer__(
@@ -474,16 +346,17 @@ impl PyView {
         flags: c_int,
     ) -> PyResult<()> {
         let owner = slf.clone();
-        let this = slf.get();
-        this.require_host("the buffer protocol")?;
-        if flags & ffi::PyBUF_WRITABLE != 0 && this.readonly {
+        let this = slf.get().view();
+        this.require_host("the buffer protocol")
+            .map_err(|e| view_error("obj", e))?;
+        if flags & ffi::PyBUF_WRITABLE != 0 && this.readonly() {
             return Err(raise(
                 Kind::ReadOnly,
                 "flags",
                 "the view is read-only; request a read-only buffer (np.asarray works) or copy it",
             ));
         }
-        let layout = &this.layout;
+        let layout = this.layout();
         let wants = |bits: c_int| flags & bits == bits;
         let contiguous_ok = if wants(ffi::PyBUF_C_CONTIGUOUS) {
             layout.is_c_contiguous()
@@ -502,7 +375,7 @@ impl PyView {
                 "the consumer asked for a contiguous buffer but the view is strided; use np.asarray(view) (strided) or view.copy()",
             ));
         }
-        let format = CString::new(this.dtype.buffer_format()).expect("formats have no NUL");
+        let format = CString::new(this.dtype().buffer_format()).expect("formats have no NUL");
         let parts = Box::new(BufferParts {
             shape: layout
                 .shape()
@@ -522,10 +395,10 @@ impl PyView {
         // which keeps the memory alive until the buffer is released.
         unsafe {
             (*view).obj = owner.into_any().into_ptr();
-            (*view).buf = this.address as *mut std::ffi::c_void;
+            (*view).buf = this.address() as *mut std::ffi::c_void;
             (*view).len = layout.nbytes() as ffi::Py_ssize_t;
-            (*view).readonly = c_int::from(this.readonly);
-            (*view).itemsize = this.dtype.itemsize() as ffi::Py_ssize_t;
+            (*view).readonly = c_int::from(this.readonly());
+            (*view).itemsize = this.dtype().itemsize() as ffi::Py_ssize_t;
             (*view).format = if wants(ffi::PyBUF_FORMAT) {
                 (*parts).format.as_ptr() as *mut _
             } else {
@@ -561,12 +434,12 @@ impl PyView {
     fn __repr__(&self) -> String {
         format!(
             "View(shape={:?}, dtype={}, strides={:?}, device={}, readonly={}, ptr=0x{:x})",
-            self.layout.shape(),
-            self.dtype,
-            self.layout.strides(),
-            self.device.name(),
-            self.readonly,
-            self.address
+            self.inner.layout().shape(),
+            self.inner.dtype(),
+            self.inner.layout().strides(),
+            self.inner.device().name(),
+            self.inner.readonly(),
+            self.inner.address()
         )
     }
 }

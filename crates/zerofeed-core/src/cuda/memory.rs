@@ -118,6 +118,17 @@ impl Drop for PinnedHost {
     }
 }
 
+// SAFETY: pinned host memory from `cuMemHostAlloc`, `len()` bytes at a fixed address until
+// the PinnedHost is dropped.
+unsafe impl crate::view::OwnedBytes for PinnedHost {
+    fn bytes_ptr(&self) -> *const u8 {
+        self.as_ptr()
+    }
+    fn bytes_len(&self) -> usize {
+        self.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,3 +140,4 @@ mod tests {
         check_pinned_budget(4096).unwrap();
     }
 }
+

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod ffi;
 pub mod kernel;
 pub mod memory;
+pub mod upload;
 
 use std::ffi::{c_char, c_int, CStr};
 use std::sync::{Arc, OnceLock};

@@ -90,7 +90,7 @@ impl Plan {
                         op_index: i as u64,
                     });
                 }
-                OpSpec::ToChw => {
+                OpSpec::ToCHW => {
                     if rank != 3 {
                         return Err(OpsError::LayoutNeeds3d {
                             op: name(),
@@ -98,7 +98,7 @@ impl Plan {
                         });
                     }
                     if chw {
-                        return Err(OpsError::DuplicateToChw { op: name() });
+                        return Err(OpsError::DuplicateToCHW { op: name() });
                     }
                     chw = true;
                 }
@@ -119,7 +119,7 @@ impl Plan {
                     scale,
                     dtype,
                 } => {
-                    let (a, b) = normalize_coefs(&name(), mean, std, *scale, c)?;
+                    let (a, b) = normalize_coefficients(&name(), mean, std, *scale, c, *dtype)?;
                     if !dtype.is_float() {
                         return Err(OpsError::NormalizeDType {
                             op: name(),
@@ -208,13 +208,19 @@ fn fast_kernel(input: DType, stages: &[Stage], c: usize, planar: bool) -> Option
     }
 }
 
-/// `a_c = scale / std_c`, `b_c = -mean_c / std_c`, one per channel, after validation.
-fn normalize_coefs(
+/// `a_c = scale / std_c`, `b_c = -mean_c / std_c`, one per channel, after validation: the
+/// one place (host kernels and the GPU kernel alike) where Normalize's inputs are checked.
+///
+/// Besides NaN/inf/zero inputs, coefficients that overflow the precision the kernel computes
+/// in (float64 for float64 outputs, float32 otherwise) are refused: `std=1e-320` or
+/// `mean=1e308, std=1e-300` would otherwise make every output inf or NaN.
+pub fn normalize_coefficients(
     op: &str,
     mean: &[f64],
     std: &[f64],
     scale: f64,
     channels: usize,
+    out: DType,
 ) -> Result<(Vec<f64>, Vec<f64>), OpsError> {
     for (what, v) in [("mean", mean), ("std", std)] {
         if v.len() != channels && v.len() != 1 {
@@ -252,10 +258,32 @@ fn normalize_coefs(
         });
     }
     let pick = |v: &[f64], k: usize| if v.len() == 1 { v[0] } else { v[k] };
-    let a = (0..channels).map(|k| scale / pick(std, k)).collect();
-    let b = (0..channels)
+    let a: Vec<f64> = (0..channels).map(|k| scale / pick(std, k)).collect();
+    let b: Vec<f64> = (0..channels)
         .map(|k| -pick(mean, k) / pick(std, k))
         .collect();
+    let representable = |v: f64| {
+        if out == DType::F64 {
+            v.is_finite()
+        } else {
+            (v as f32).is_finite()
+        }
+    };
+    for (what, values) in [("scale / std", &a), ("-mean / std", &b)] {
+        if let Some((index, &value)) = values.iter().enumerate().find(|(_, v)| !representable(**v))
+        {
+            return Err(OpsError::CoefficientOverflow {
+                op: op.into(),
+                what: format!("{what} for channel {index}"),
+                value,
+                precision: if out == DType::F64 {
+                    "float64"
+                } else {
+                    "float32"
+                },
+            });
+        }
+    }
     Ok((a, b))
 }
 

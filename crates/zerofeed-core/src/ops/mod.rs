@@ -24,6 +24,7 @@
 //!   a value (`uint8 -> float32` before `Normalize`) are folded away.
 
 mod compile;
+pub use compile::normalize_coefficients;
 mod elem;
 mod kernels;
 mod run;
@@ -79,7 +80,7 @@ pub enum OpSpec {
         dtype: DType,
     },
     /// `(H, W, C) -> (C, H, W)`.
-    ToChw,
+    ToCHW,
 }
 
 impl fmt::Display for OpSpec {
@@ -90,8 +91,103 @@ impl fmt::Display for OpSpec {
             OpSpec::RandomFlip { p } => write!(f, "RandomFlip(p={p})"),
             OpSpec::Normalize { dtype, .. } => write!(f, "Normalize(dtype={dtype})"),
             OpSpec::Cast { dtype } => write!(f, "Cast({dtype})"),
-            OpSpec::ToChw => f.write_str("ToChw"),
+            OpSpec::ToCHW => f.write_str("ToCHW"),
         }
+    }
+}
+
+/// An op whose own arguments are wrong, whatever the sample: names the argument.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[error("{op}: {reason}")]
+pub struct InvalidOp {
+    /// The op, e.g. `RandomFlip`.
+    pub op: &'static str,
+    /// The constructor argument at fault, e.g. `"p"`.
+    pub argument: &'static str,
+    /// What is wrong and how to fix it.
+    pub reason: String,
+}
+
+impl OpSpec {
+    /// The op's name as users write it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            OpSpec::RandomCrop { .. } => "RandomCrop",
+            OpSpec::CenterCrop { .. } => "CenterCrop",
+            OpSpec::RandomFlip { .. } => "RandomFlip",
+            OpSpec::Normalize { .. } => "Normalize",
+            OpSpec::Cast { .. } => "Cast",
+            OpSpec::ToCHW => "ToCHW",
+        }
+    }
+
+    /// Checks the op's own arguments (what does not depend on the sample), so that a bad op
+    /// fails where it is written, not when a loader compiles it. Normalize's coefficients
+    /// are checked here by the same function the kernels use.
+    pub fn validate(&self) -> Result<(), InvalidOp> {
+        let invalid = |argument: &'static str, reason: String| InvalidOp {
+            op: self.name(),
+            argument,
+            reason,
+        };
+        match self {
+            OpSpec::RandomCrop { height, width } | OpSpec::CenterCrop { height, width } => {
+                for (argument, value) in [("height", height), ("width", width)] {
+                    if *value == 0 {
+                        return Err(invalid(
+                            argument,
+                            format!("{argument}=0 must be at least 1"),
+                        ));
+                    }
+                }
+            }
+            OpSpec::RandomFlip { p } => {
+                if !(0.0..=1.0).contains(p) {
+                    return Err(invalid(
+                        "p",
+                        format!("p={p} must be a probability in [0, 1]"),
+                    ));
+                }
+            }
+            OpSpec::Normalize {
+                mean,
+                std,
+                scale,
+                dtype,
+            } => {
+                for (argument, values) in [("mean", mean), ("std", std)] {
+                    if values.is_empty() {
+                        return Err(invalid(
+                            argument,
+                            format!(
+                                "{argument} is empty; give one value per channel (or one for all)"
+                            ),
+                        ));
+                    }
+                }
+                if !dtype.is_float() {
+                    return Err(invalid(
+                        "dtype",
+                        format!("Normalize writes float32, float16, bfloat16 or float64, not {dtype}; add Cast({dtype}) after it"),
+                    ));
+                }
+                let channels = mean.len().max(std.len());
+                compile::normalize_coefficients(self.name(), mean, std, *scale, channels, *dtype)
+                    .map_err(|err| {
+                    let argument = match &err {
+                        OpsError::ChannelMismatch { what, .. } => what,
+                        OpsError::NonFinite { what, .. } if what == "scale" => "scale",
+                        OpsError::NonFinite { .. } => "mean",
+                        _ => "std",
+                    };
+                    let text = err.to_string();
+                    let reason = text.strip_prefix("Normalize: ").unwrap_or(&text).to_owned();
+                    invalid(argument, reason)
+                })?;
+            }
+            OpSpec::Cast { .. } | OpSpec::ToCHW => {}
+        }
+        Ok(())
     }
 }
 
@@ -138,7 +234,7 @@ pub enum OpsError {
     /// Crops and flips need an image.
     #[error("{op} needs an image sample (H, W) or (H, W, C), got shape {shape:?}")]
     NotAnImage { op: String, shape: Vec<usize> },
-    /// `ToChw` needs a channel axis.
+    /// `ToCHW` needs a channel axis.
     #[error("{op} needs a 3-D (H, W, C) sample, got shape {shape:?}; 2-D samples have no channel axis to move")]
     LayoutNeeds3d { op: String, shape: Vec<usize> },
     /// Crop sizes start at 1.
@@ -178,15 +274,23 @@ pub enum OpsError {
         what: String,
         value: f64,
     },
+    /// Normalize's coefficients do not fit the precision the kernel computes in.
+    #[error("{op}: {what} is {value}, which overflows {precision}; use a std and mean of ordinary magnitude (e.g. std=0.229, not 1e-320)")]
+    CoefficientOverflow {
+        op: String,
+        what: String,
+        value: f64,
+        precision: &'static str,
+    },
     /// `Normalize` writes floats only.
     #[error("{op}: Normalize writes float32, float16, bfloat16 or float64, not {dtype}; normalize to float32 and add Cast({dtype}) after it")]
     NormalizeDType { op: String, dtype: DType },
-    /// `ToChw` twice.
-    #[error("{op}: the sample is already CHW; use ToChw once")]
-    DuplicateToChw { op: String },
-    /// A crop or flip after `ToChw`.
+    /// `ToCHW` twice.
+    #[error("{op}: the sample is already CHW; use ToCHW once")]
+    DuplicateToCHW { op: String },
+    /// A crop or flip after `ToCHW`.
     #[error(
-        "{op} comes after ToChw; crops and flips act on HWC samples, so move ToChw to the end"
+        "{op} comes after ToCHW; crops and flips act on HWC samples, so move ToCHW to the end"
     )]
     SpatialAfterLayout { op: String },
     /// `run` got a stride list of the wrong length.

@@ -1,11 +1,14 @@
-//! Array sources: memory-mapped `.npy` files with fully validated headers.
+//! Where samples come from: the [`Source`] trait, arrays ([`ArraySource`]), and
+//! memory-mapped `.npy` files with fully validated headers.
 //!
 //! [`parse_npy_header`] checks a header byte by byte (it never panics, whatever the
 //! input); [`NpyFile`] maps a file read-only and hands out exactly its array bytes,
 //! without copying them. Every error names the file and the header field at fault.
 
+mod array;
 mod npy;
 mod pydict;
+mod sample;
 
 use std::fs::File;
 use std::io;
@@ -15,7 +18,9 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 use thiserror::Error;
 
+pub use array::{ArraySource, ArraySourceError};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
+pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
 
 /// Why a source could not be opened. Every message starts with the path.
 #[derive(Debug, Error)]

@@ -1,0 +1,545 @@
+//! The pipeline: worker threads that assemble batches, in order, into pooled buffers.
+//!
+//! An epoch is a fixed sequence of batches (from the [`Sampler`]). Workers claim batch
+//! numbers in order, but no further ahead of the consumer than `prefetch + workers`, ask the
+//! [`Source`] for each sample, run each field's fused op chain straight into the batch's
+//! buffer, and publish the finished batch. The consumer takes batches strictly in order.
+//! Every random choice is keyed by (seed, epoch, sample index), so the bytes do not depend
+//! on the number of workers or on timing, and an epoch can restart at any batch.
+//!
+//! [`build`] is the one place where a loader's options become a pipeline: validation,
+//! size arithmetic (checked), the memory budget and RAM check, and the pool choice.
+
+mod device;
+mod memory;
+mod run;
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::cuda::CudaError;
+use crate::dtype::DType;
+use crate::gather::gather;
+use crate::host::HostError;
+use crate::ops::{OpSpec, OpsError, Plan, SampleKey};
+use crate::pool::{BufferPool, PooledBuffer};
+use crate::sampler::{num_batches, Sampler, SamplerError, Shard};
+use crate::source::{ArraySourceError, FieldSpec, Sample, SampleError, Source};
+use crate::view::{CopyCounter, View, ViewError};
+
+pub use device::split_device_ops;
+pub use memory::{plan_memory, MemoryPlan};
+pub use run::EpochRun;
+
+/// What can go wrong building or running a pipeline. [`PipelineError::argument`] names the
+/// loader argument at fault, so that bindings never have to decide it.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// An op chain does not fit its field.
+    #[error("{label}: {source}")]
+    Ops {
+        /// `field "image"` or `the source`.
+        label: String,
+        /// What is wrong with the chain.
+        source: OpsError,
+    },
+    /// One op chain per field is needed.
+    #[error("{given} op chains for {fields} fields; give one chain (possibly empty) per field")]
+    OpsCount {
+        /// Chains given.
+        given: usize,
+        /// Fields in the source.
+        fields: usize,
+    },
+    /// The arrays do not form a source.
+    #[error(transparent)]
+    Array(#[from] ArraySourceError),
+    /// The sampler was built for another number of samples.
+    #[error("the sampler covers {sampler} samples but the source has {source_len}; build the sampler for the source's length")]
+    SamplerMismatch {
+        /// The sampler's length.
+        sampler: usize,
+        /// The source's length.
+        source_len: usize,
+    },
+    /// A sample could not be read.
+    #[error("{label}: {source}")]
+    Sample {
+        /// The field.
+        label: String,
+        /// Why.
+        source: SampleError,
+    },
+    /// A source returned a sample of another shape than it declared.
+    #[error("{label}: the source declared samples of shape {expected:?} but sample {index} has shape {found:?}")]
+    SampleShape {
+        /// The field.
+        label: String,
+        /// The sample's index.
+        index: usize,
+        /// Declared shape.
+        expected: Vec<usize>,
+        /// The sample's shape.
+        found: Vec<usize>,
+    },
+    /// Encoded samples need a decoder, which this field does not have.
+    #[error("{label}: the source gives encoded bytes and no decoder is configured for them")]
+    NeedsDecoder {
+        /// The field.
+        label: String,
+    },
+    /// The ops cannot be split between host and GPU as `normalize_on_device` needs.
+    #[error("normalize_on_device=True: {label}: {reason}")]
+    DeviceOps {
+        /// The field.
+        label: String,
+        /// Why.
+        reason: String,
+    },
+    /// A field with samples of varying shape needs an op chain that fixes the shape.
+    #[error("{label}: samples differ in shape; add an op that gives them one shape")]
+    VariableShape {
+        /// The field.
+        label: String,
+    },
+    /// Sampler or batching arguments.
+    #[error("{0}")]
+    Sampler(#[from] SamplerError),
+    /// A batch buffer could not be allocated.
+    #[error("batch buffer: {0}")]
+    Memory(#[from] HostError),
+    /// `memory_budget` cannot hold one batch.
+    #[error("memory_budget={budget} bytes is smaller than one batch ({batch_bytes} bytes); raise it or lower batch_size")]
+    BudgetTooSmall {
+        /// The budget given.
+        budget: usize,
+        /// One batch of every field.
+        batch_bytes: usize,
+    },
+    /// The batches in flight do not fit in RAM.
+    #[error("{batches} batches in flight need {needed} bytes but only {available} bytes of RAM are available; lower {argument}")]
+    NotEnoughRam {
+        /// The argument to lower first.
+        argument: &'static str,
+        /// Batches in flight (`prefetch + workers + 1`).
+        batches: usize,
+        /// Bytes they need.
+        needed: u128,
+        /// Bytes of RAM available.
+        available: u64,
+    },
+    /// A product of sizes does not fit in memory at all.
+    #[error("{argument}={value} makes {what} overflow; use a smaller {argument}")]
+    Overflow {
+        /// The argument at fault.
+        argument: &'static str,
+        /// Its value.
+        value: usize,
+        /// What overflowed.
+        what: &'static str,
+    },
+    /// `workers` must be at least 1.
+    #[error("workers={0} is not valid; use at least 1 (or None for one per core)")]
+    Workers(usize),
+    /// The pinned (CUDA-registered) pool could not be set up.
+    #[error("{0}")]
+    Cuda(#[from] CudaError),
+    /// A worker panicked; the batch is lost, the process lives.
+    #[error("a worker thread failed: {0}")]
+    WorkerPanic(String),
+    /// The pipeline could not start its workers.
+    #[error("could not start a worker thread: {0}")]
+    Spawn(String),
+}
+
+impl PipelineError {
+    /// The loader argument the error is about.
+    pub fn argument(&self) -> &'static str {
+        match self {
+            PipelineError::Ops { .. } | PipelineError::OpsCount { .. } => "ops",
+            PipelineError::Sampler(SamplerError::ZeroBatchSize) => "batch_size",
+            PipelineError::Sampler(_) => "shard",
+            PipelineError::Memory(_) | PipelineError::BudgetTooSmall { .. } => "memory_budget",
+            PipelineError::Cuda(CudaError::PinnedBudget { .. }) => "memory_budget",
+            PipelineError::Cuda(_) => "device",
+            PipelineError::NotEnoughRam { argument, .. } => argument,
+            PipelineError::Overflow { argument, .. } => argument,
+            PipelineError::Workers(_) | PipelineError::Spawn(_) => "workers",
+            PipelineError::DeviceOps { .. } => "normalize_on_device",
+            _ => "source",
+        }
+    }
+
+    /// True for errors about memory (the bindings raise MemoryBudgetError for them).
+    pub fn is_memory(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Memory(_)
+                | PipelineError::BudgetTooSmall { .. }
+                | PipelineError::NotEnoughRam { .. }
+                | PipelineError::Cuda(CudaError::PinnedBudget { .. })
+        )
+    }
+}
+
+/// One field of the source and its compiled op chain.
+pub struct Field {
+    spec: FieldSpec,
+    /// The compiled chain; `None` gathers samples as they are.
+    plan: Option<Plan>,
+    /// The input shape every sample must have (checked per sample).
+    input_shape: Vec<usize>,
+    output_shape: Vec<usize>,
+    output_dtype: DType,
+    sample_nbytes: usize,
+}
+
+impl Field {
+    fn new(spec: &FieldSpec, ops: &[OpSpec]) -> Result<Field, PipelineError> {
+        let label = spec.label();
+        let Some(shape) = spec.shape.clone() else {
+            return Err(PipelineError::VariableShape { label });
+        };
+        let plan = if ops.is_empty() {
+            None
+        } else {
+            Some(
+                Plan::compile(&shape, spec.dtype, ops)
+                    .map_err(|source| PipelineError::Ops { label, source })?,
+            )
+        };
+        let (output_shape, output_dtype) = match &plan {
+            Some(plan) => (plan.output_shape().to_vec(), plan.output_dtype()),
+            None => (shape.clone(), spec.dtype),
+        };
+        let sample_nbytes = match &plan {
+            Some(plan) => plan.output_nbytes(),
+            // The shape came from a valid layout, so this product fits.
+            None => shape.iter().product::<usize>() * spec.dtype.itemsize(),
+        };
+        Ok(Field {
+            spec: spec.clone(),
+            plan,
+            input_shape: shape,
+            output_shape,
+            output_dtype,
+            sample_nbytes,
+        })
+    }
+
+    /// The field's name (empty for a single-array source).
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// The shape of one output sample.
+    pub fn output_shape(&self) -> &[usize] {
+        &self.output_shape
+    }
+
+    /// The dtype of the output.
+    pub fn output_dtype(&self) -> DType {
+        self.output_dtype
+    }
+
+    /// Bytes of one output sample.
+    pub fn sample_nbytes(&self) -> usize {
+        self.sample_nbytes
+    }
+
+    /// Writes one sample, processed, into `dst` (`sample_nbytes` long).
+    fn produce(
+        &self,
+        sample: Sample<'_>,
+        index: usize,
+        key: SampleKey,
+        dst: &mut [u8],
+    ) -> Result<(), PipelineError> {
+        let Sample::Strided(sample) = sample else {
+            return Err(PipelineError::NeedsDecoder {
+                label: self.spec.label(),
+            });
+        };
+        let layout = sample.layout();
+        if layout.shape() != self.input_shape.as_slice() {
+            return Err(PipelineError::SampleShape {
+                label: self.spec.label(),
+                index,
+                expected: self.input_shape.clone(),
+                found: layout.shape().to_vec(),
+            });
+        }
+        match &self.plan {
+            // SAFETY: `SampleRef` guarantees that its layout addresses only readable bytes
+            // of a view borrowed for this call; the plan was compiled for exactly this shape
+            // (checked above), and `dst` is a distinct pooled buffer.
+            Some(plan) => unsafe { plan.run(sample.ptr(), layout.strides(), key, dst) },
+            // SAFETY: as above; `dst` holds exactly the packed sample.
+            None => unsafe { gather(sample.ptr(), layout, dst) },
+        }
+        Ok(())
+    }
+}
+
+/// Batch size, workers and look-ahead.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Samples per batch (>= 1).
+    pub batch_size: usize,
+    /// Drop the last partial batch of each epoch.
+    pub drop_last: bool,
+    /// Worker threads (>= 1).
+    pub workers: usize,
+    /// Batches prepared ahead of the consumer, beyond one per worker.
+    pub prefetch: usize,
+}
+
+/// Everything `zerofeed.Loader` configures, in the engine's terms.
+#[derive(Clone, Debug)]
+pub struct LoaderConfig {
+    /// Samples per batch.
+    pub batch_size: usize,
+    /// Shuffle every epoch.
+    pub shuffle: bool,
+    /// The seed of every random choice.
+    pub seed: u64,
+    /// Drop the last partial batch (and shard evenly).
+    pub drop_last: bool,
+    /// Worker threads.
+    pub workers: usize,
+    /// Batches prepared ahead.
+    pub prefetch: usize,
+    /// Page-lock batch buffers.
+    pub pin: bool,
+    /// This process's share.
+    pub shard: Shard,
+    /// Idle bytes the pool may keep; `None`: room for every batch in flight plus one.
+    pub memory_budget: Option<usize>,
+    /// Register buffers with this CUDA device instead of `mlock` (when `pin`).
+    pub pin_device: Option<i64>,
+}
+
+/// Counters shared by every epoch of a pipeline.
+#[derive(Debug, Default)]
+pub struct PipelineStats {
+    /// Batches produced.
+    pub batches: AtomicU64,
+    /// Samples produced.
+    pub samples: AtomicU64,
+    /// Output bytes written.
+    pub bytes: AtomicU64,
+    /// Nanoseconds workers spent waiting for the consumer to make room.
+    pub worker_wait_ns: AtomicU64,
+    /// Nanoseconds the consumer spent waiting for a batch.
+    pub consumer_wait_ns: AtomicU64,
+}
+
+/// A finished batch: one pooled buffer per field (in field order), `len` samples each.
+pub struct Batch {
+    /// The batch's number in its epoch.
+    pub index: usize,
+    /// Samples in it (less than the batch size only for a last partial batch).
+    pub len: usize,
+    /// One buffer per field, each a full-size batch slot.
+    pub buffers: Vec<PooledBuffer>,
+}
+
+/// Source, order and pool: everything needed to run epochs.
+pub struct Pipeline {
+    source: Arc<dyn Source>,
+    fields: Arc<Vec<Field>>,
+    sampler: Sampler,
+    config: PipelineConfig,
+    pool: Arc<BufferPool>,
+    stats: Arc<PipelineStats>,
+    copies: Arc<CopyCounter>,
+}
+
+/// Turns a loader's options into a running-ready pipeline: checks every argument and every
+/// product of sizes, compiles the op chains, applies the memory policy (default budget,
+/// budget >= one batch, batches in flight within the available RAM) and picks the pool
+/// (plain, `mlock`ed, or CUDA-registered).
+pub fn build(
+    source: Arc<dyn Source>,
+    ops: &[Vec<OpSpec>],
+    config: &LoaderConfig,
+) -> Result<Pipeline, PipelineError> {
+    if config.batch_size == 0 {
+        return Err(SamplerError::ZeroBatchSize.into());
+    }
+    if config.workers == 0 {
+        return Err(PipelineError::Workers(0));
+    }
+    let fields = compile_fields(source.as_ref(), ops)?;
+    let sampler = Sampler::new(
+        source.len(),
+        config.shuffle,
+        config.seed,
+        config.drop_last,
+        Some(config.shard),
+    )?;
+    let sample_bytes = fields.iter().map(Field::sample_nbytes).collect::<Vec<_>>();
+    let plan = plan_memory(
+        &sample_bytes,
+        config.batch_size,
+        config.workers,
+        config.prefetch,
+        config.memory_budget,
+        crate::host::available_memory(),
+    )?;
+    let pool = memory::make_pool(&plan, config.pin, config.pin_device)?;
+    let pipeline_config = PipelineConfig {
+        batch_size: config.batch_size,
+        drop_last: config.drop_last,
+        workers: config.workers,
+        prefetch: config.prefetch,
+    };
+    Pipeline::with_fields(source, fields, sampler, pipeline_config, pool)
+}
+
+fn compile_fields(source: &dyn Source, ops: &[Vec<OpSpec>]) -> Result<Vec<Field>, PipelineError> {
+    let specs = source.fields();
+    if ops.len() != specs.len() {
+        return Err(PipelineError::OpsCount {
+            given: ops.len(),
+            fields: specs.len(),
+        });
+    }
+    specs
+        .iter()
+        .zip(ops)
+        .map(|(spec, chain)| Field::new(spec, chain))
+        .collect()
+}
+
+impl Pipeline {
+    /// A pipeline over `source` with one op chain per field (empty: samples as they are).
+    /// Fails with [`PipelineError::SamplerMismatch`] unless the sampler covers exactly the
+    /// source's samples, so no sampler can make workers read past a source.
+    pub fn new(
+        source: Arc<dyn Source>,
+        ops: &[Vec<OpSpec>],
+        sampler: Sampler,
+        config: PipelineConfig,
+        pool: Arc<BufferPool>,
+    ) -> Result<Pipeline, PipelineError> {
+        let fields = compile_fields(source.as_ref(), ops)?;
+        Pipeline::with_fields(source, fields, sampler, config, pool)
+    }
+
+    fn with_fields(
+        source: Arc<dyn Source>,
+        fields: Vec<Field>,
+        sampler: Sampler,
+        config: PipelineConfig,
+        pool: Arc<BufferPool>,
+    ) -> Result<Pipeline, PipelineError> {
+        if sampler.len() != source.len() {
+            return Err(PipelineError::SamplerMismatch {
+                sampler: sampler.len(),
+                source_len: source.len(),
+            });
+        }
+        if config.workers == 0 {
+            return Err(PipelineError::Workers(0));
+        }
+        num_batches(
+            sampler.samples_per_epoch(),
+            config.batch_size,
+            config.drop_last,
+        )?;
+        Ok(Pipeline {
+            source,
+            fields: Arc::new(fields),
+            sampler,
+            config,
+            pool,
+            stats: Arc::default(),
+            copies: Arc::default(),
+        })
+    }
+
+    /// The fields, in output order.
+    pub fn fields(&self) -> &[Field] {
+        &self.fields
+    }
+
+    /// The source samples come from.
+    pub fn source(&self) -> &Arc<dyn Source> {
+        &self.source
+    }
+
+    /// Batch size, workers, look-ahead.
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// The order of every epoch.
+    pub fn sampler(&self) -> &Sampler {
+        &self.sampler
+    }
+
+    /// Where batch buffers come from.
+    pub fn pool(&self) -> &Arc<BufferPool> {
+        &self.pool
+    }
+
+    /// Production counters.
+    pub fn stats(&self) -> &PipelineStats {
+        &self.stats
+    }
+
+    /// Copies made by conversions of this pipeline's batches (and views derived from them).
+    pub fn copies(&self) -> &Arc<CopyCounter> {
+        &self.copies
+    }
+
+    /// Batches per epoch.
+    pub fn num_batches(&self) -> usize {
+        num_batches(
+            self.sampler.samples_per_epoch(),
+            self.config.batch_size,
+            self.config.drop_last,
+        )
+        .expect("validated in new")
+    }
+
+    /// Bytes of one full batch, all fields together (fits: checked by [`build`]).
+    pub fn batch_nbytes(&self) -> usize {
+        self.fields
+            .iter()
+            .map(|f| f.sample_nbytes() * self.config.batch_size)
+            .sum()
+    }
+
+    /// The batch's buffers as views: `(len, *output_shape)` of each field's output dtype,
+    /// counting their copies in this pipeline's counter.
+    pub fn batch_views(&self, batch: Batch) -> Result<Vec<View>, ViewError> {
+        let mut views = Vec::with_capacity(batch.buffers.len());
+        for (field, buffer) in self.fields.iter().zip(batch.buffers) {
+            let mut shape = Vec::with_capacity(field.output_shape.len() + 1);
+            shape.push(batch.len);
+            shape.extend_from_slice(&field.output_shape);
+            let view = View::from_owned(
+                buffer,
+                &shape,
+                field.output_dtype,
+                crate::dlpack::DLDevice::CPU,
+                false,
+            )?;
+            views.push(view.with_copy_counter(self.copies.clone()));
+        }
+        Ok(views)
+    }
+
+    /// Starts workers for `epoch`, beginning at batch `first_batch` (to resume).
+    pub fn start(&self, epoch: u64, first_batch: usize) -> Result<EpochRun, PipelineError> {
+        run::start(self, epoch, first_batch)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! One epoch in progress: the claim/publish protocol between workers and the consumer.
+
+use std::any::Any;
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::ops::SampleKey;
+use crate::pool::BufferPool;
+use crate::source::Source;
+
+use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
+
+struct State {
+    next_job: usize,
+    consumed: usize,
+    ready: BTreeMap<usize, Result<Batch, PipelineError>>,
+    stop: bool,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Workers wait here for room in the window.
+    work: Condvar,
+    /// The consumer waits here for its next batch.
+    done: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A worker that panicked while holding the lock cannot leave the state half-written
+        // (every update is a single assignment or insert), so poisoning is ignored.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What every worker of one epoch shares.
+struct Job {
+    source: Arc<dyn Source>,
+    fields: Arc<Vec<Field>>,
+    order: Arc<Vec<usize>>,
+    epoch: u64,
+    seed: u64,
+    batch_size: usize,
+    window: usize,
+    end: usize,
+    pool: Arc<BufferPool>,
+    stats: Arc<PipelineStats>,
+    shared: Arc<Shared>,
+}
+
+pub(super) fn start(
+    pipeline: &Pipeline,
+    epoch: u64,
+    first_batch: usize,
+) -> Result<EpochRun, PipelineError> {
+    let order = Arc::new(pipeline.sampler.epoch_order(epoch));
+    let end = pipeline.num_batches();
+    let shared = Arc::new(Shared {
+        state: Mutex::new(State {
+            next_job: first_batch.min(end),
+            consumed: first_batch.min(end),
+            ready: BTreeMap::new(),
+            stop: false,
+        }),
+        work: Condvar::new(),
+        done: Condvar::new(),
+    });
+    let job = Arc::new(Job {
+        source: pipeline.source.clone(),
+        fields: pipeline.fields.clone(),
+        order,
+        epoch,
+        seed: pipeline.sampler.seed(),
+        batch_size: pipeline.config.batch_size,
+        window: pipeline
+            .config
+            .prefetch
+            .saturating_add(pipeline.config.workers),
+        end,
+        pool: pipeline.pool.clone(),
+        stats: pipeline.stats.clone(),
+        shared: shared.clone(),
+    });
+    let mut run = EpochRun {
+        shared,
+        threads: Vec::with_capacity(pipeline.config.workers.min(1024)),
+        end,
+        stats: pipeline.stats.clone(),
+    };
+    for i in 0..pipeline.config.workers {
+        let job = job.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("zerofeed-worker-{i}"))
+            .spawn(move || job.work());
+        match spawned {
+            Ok(thread) => run.threads.push(thread),
+            // Dropping `run` stops and joins the workers already started.
+            Err(err) => return Err(PipelineError::Spawn(err.to_string())),
+        }
+    }
+    Ok(run)
+}
+
+impl Job {
+    fn work(&self) {
+        loop {
+            let claimed = {
+                let mut state = self.shared.lock();
+                let waited = Instant::now();
+                while !state.stop
+                    && state.next_job < self.end
+                    && state.next_job >= state.consumed.saturating_add(self.window)
+                {
+                    state = self
+                        .shared
+                        .work
+                        .wait(state)
+                        .unwrap_or_else(|e| e.into_inner());
+                }
+                self.stats
+                    .worker_wait_ns
+                    .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                if state.stop || state.next_job >= self.end {
+                    return;
+                }
+                state.next_job += 1;
+                state.next_job - 1
+            };
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(claimed)))
+                    .unwrap_or_else(|panic| Err(PipelineError::WorkerPanic(panic_message(&panic))));
+            let mut state = self.shared.lock();
+            state.ready.insert(claimed, result);
+            self.shared.done.notify_all();
+        }
+    }
+
+    fn build(&self, index: usize) -> Result<Batch, PipelineError> {
+        let start = index * self.batch_size;
+        let samples = &self.order[start..(start + self.batch_size).min(self.order.len())];
+        let mut buffers = Vec::with_capacity(self.fields.len());
+        for (number, field) in self.fields.iter().enumerate() {
+            let sample_bytes = field.sample_nbytes();
+            // Full-size buffers even for a short last batch, so that every buffer is reusable.
+            let mut buffer = self.pool.take(sample_bytes * self.batch_size)?;
+            let slots = buffer.as_mut_slice().chunks_exact_mut(sample_bytes.max(1));
+            for (&sample, slot) in samples.iter().zip(slots) {
+                let key = SampleKey {
+                    seed: self.seed,
+                    epoch: self.epoch,
+                    index: sample as u64,
+                };
+                let data =
+                    self.source
+                        .sample(sample, number)
+                        .map_err(|source| PipelineError::Sample {
+                            label: crate::source::field_label(field.name()),
+                            source,
+                        })?;
+                field.produce(data, sample, key, &mut slot[..sample_bytes])?;
+            }
+            self.stats
+                .bytes
+                .fetch_add((sample_bytes * samples.len()) as u64, Ordering::Relaxed);
+            buffers.push(buffer);
+        }
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .samples
+            .fetch_add(samples.len() as u64, Ordering::Relaxed);
+        Ok(Batch {
+            index,
+            len: samples.len(),
+            buffers,
+        })
+    }
+}
+
+fn panic_message(panic: &Box<dyn Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
+/// One epoch in progress. Dropping it stops and joins its workers.
+pub struct EpochRun {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    end: usize,
+    stats: Arc<PipelineStats>,
+}
+
+impl EpochRun {
+    /// The next batch in order, waiting for it; `None` at the end of the epoch.
+    pub fn next_batch(&mut self) -> Option<Result<Batch, PipelineError>> {
+        let mut state = self.shared.lock();
+        if state.consumed >= self.end {
+            return None;
+        }
+        let waited = Instant::now();
+        let wanted = state.consumed;
+        loop {
+            if let Some(batch) = state.ready.remove(&wanted) {
+                state.consumed += 1;
+                self.shared.work.notify_all();
+                self.stats
+                    .consumer_wait_ns
+                    .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                return Some(batch);
+            }
+            state = self
+                .shared
+                .done
+                .wait(state)
+                .unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Batches of this epoch handed out so far (counting from 0, including skipped ones).
+    pub fn position(&self) -> usize {
+        self.shared.lock().consumed
+    }
+
+    /// Stops the workers and waits for them (also done on drop).
+    pub fn stop(&mut self) {
+        {
+            let mut state = self.shared.lock();
+            state.stop = true;
+            state.ready.clear();
+        }
+        self.shared.work.notify_all();
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for EpochRun {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

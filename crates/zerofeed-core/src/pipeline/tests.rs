@@ -1,0 +1,183 @@
+use super::*;
+use crate::dlpack::DLDevice;
+use crate::pool::PoolConfig;
+use crate::source::ArraySource;
+
+fn images(data: &[u8], n: usize) -> Arc<dyn Source> {
+    let view =
+        View::from_owned(data.to_vec(), &[n, 4, 4, 3], DType::U8, DLDevice::CPU, true).unwrap();
+    Arc::new(ArraySource::new(vec![("image".into(), view)]).unwrap())
+}
+
+fn pool() -> Arc<BufferPool> {
+    BufferPool::new(PoolConfig {
+        budget: 1 << 20,
+        pin: false,
+    })
+}
+
+fn config(workers: usize) -> PipelineConfig {
+    PipelineConfig {
+        batch_size: 4,
+        drop_last: false,
+        workers,
+        prefetch: 2,
+    }
+}
+
+fn pipeline(data: &[u8], n: usize, workers: usize, shuffle: bool, ops: &[OpSpec]) -> Pipeline {
+    let sampler = Sampler::new(n, shuffle, 7, false, None).unwrap();
+    Pipeline::new(
+        images(data, n),
+        &[ops.to_vec()],
+        sampler,
+        config(workers),
+        pool(),
+    )
+    .unwrap()
+}
+
+fn collect(run: &mut EpochRun) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while let Some(batch) = run.next_batch() {
+        let batch = batch.unwrap();
+        let sample = batch.buffers[0].len() / 4;
+        out.push(batch.buffers[0].as_slice()[..batch.len * sample].to_vec());
+    }
+    out
+}
+
+#[test]
+fn unshuffled_batches_are_the_samples_in_order() {
+    let data: Vec<u8> = (0..10 * 48).map(|i| (i % 251) as u8).collect();
+    let p = pipeline(&data, 10, 2, false, &[]);
+    assert_eq!(p.num_batches(), 3);
+    let batches = collect(&mut p.start(0, 0).unwrap());
+    assert_eq!(batches.concat(), data);
+}
+
+#[test]
+fn output_is_identical_for_any_worker_count_and_resumes() {
+    let data: Vec<u8> = (0..37 * 48).map(|i| (i * 7 % 256) as u8).collect();
+    let ops = [
+        OpSpec::RandomCrop {
+            height: 2,
+            width: 3,
+        },
+        OpSpec::RandomFlip { p: 0.5 },
+    ];
+    let one = collect(&mut pipeline(&data, 37, 1, true, &ops).start(3, 0).unwrap());
+    for workers in [2, 4] {
+        let run = &mut pipeline(&data, 37, workers, true, &ops)
+            .start(3, 0)
+            .unwrap();
+        assert_eq!(collect(run), one);
+    }
+    let resumed = collect(&mut pipeline(&data, 37, 2, true, &ops).start(3, 5).unwrap());
+    assert_eq!(resumed, one[5..]);
+    let other_epoch = collect(&mut pipeline(&data, 37, 2, true, &ops).start(4, 0).unwrap());
+    assert_ne!(other_epoch, one);
+}
+
+#[test]
+fn dropping_a_run_mid_epoch_joins_workers() {
+    let data = vec![1; 100 * 48];
+    let p = pipeline(&data, 100, 2, true, &[]);
+    let mut run = p.start(0, 0).unwrap();
+    run.next_batch().unwrap().unwrap();
+    drop(run);
+    // The pool got its buffers back (or freed them): none is handed out.
+    let s = p.pool().snapshot();
+    assert_eq!(s.live_buffers, s.idle_buffers);
+}
+
+#[test]
+fn a_sampler_longer_than_the_source_is_refused() {
+    let tiny = View::from_owned(vec![0u8; 4], &[4], DType::U8, DLDevice::CPU, true).unwrap();
+    let source: Arc<dyn Source> = Arc::new(ArraySource::new(vec![("x".into(), tiny)]).unwrap());
+    let sampler = Sampler::new(4096, true, 0, false, None).unwrap();
+    let err = Pipeline::new(source, &[vec![]], sampler, config(1), pool())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            PipelineError::SamplerMismatch {
+                sampler: 4096,
+                source_len: 4
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(err.argument(), "source");
+}
+
+#[test]
+fn one_op_chain_per_field() {
+    let data = vec![0u8; 2 * 48];
+    let sampler = Sampler::new(2, false, 0, false, None).unwrap();
+    let err = Pipeline::new(images(&data, 2), &[], sampler, config(1), pool())
+        .err()
+        .unwrap();
+    assert_eq!(err.argument(), "ops");
+}
+
+#[test]
+fn build_applies_the_memory_policy() {
+    let data = vec![0u8; 8 * 48];
+    let cfg = LoaderConfig {
+        batch_size: 4,
+        shuffle: false,
+        seed: 0,
+        drop_last: false,
+        workers: 1,
+        prefetch: 1,
+        pin: false,
+        shard: Shard::new(0, 1).unwrap(),
+        memory_budget: Some(10),
+        pin_device: None,
+    };
+    let err = build(images(&data, 8), &[vec![]], &cfg).err().unwrap();
+    assert!(matches!(err, PipelineError::BudgetTooSmall { .. }), "{err}");
+    let ok = build(
+        images(&data, 8),
+        &[vec![]],
+        &LoaderConfig {
+            memory_budget: None,
+            ..cfg.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(ok.batch_nbytes(), 4 * 48);
+    assert_eq!(ok.pool().config().budget, 4 * 4 * 48);
+    let err = build(
+        images(&data, 8),
+        &[vec![]],
+        &LoaderConfig {
+            batch_size: 1 << 62,
+            memory_budget: None,
+            ..cfg
+        },
+    )
+    .err()
+    .unwrap();
+    assert_eq!(err.argument(), "batch_size");
+}
+
+#[test]
+fn batch_views_count_copies_per_pipeline() {
+    let data: Vec<u8> = (0..8 * 48).map(|i| i as u8).collect();
+    let p = pipeline(&data, 8, 1, false, &[]);
+    let other = pipeline(&data, 8, 1, false, &[]);
+    let mut run = p.start(0, 0).unwrap();
+    let batch = run.next_batch().unwrap().unwrap();
+    let views = p.batch_views(batch).unwrap();
+    assert_eq!(views[0].layout().shape(), &[4, 4, 4, 3]);
+    views[0]
+        .transpose(None)
+        .unwrap()
+        .packed_copy(crate::host::Alignment::Bytes(64))
+        .unwrap();
+    assert_eq!(p.copies().snapshot(), (1, 4 * 48));
+    assert_eq!(other.copies().snapshot(), (0, 0));
+}

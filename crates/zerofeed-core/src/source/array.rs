@@ -1,0 +1,198 @@
+//! [`ArraySource`]: named host arrays (in RAM or memory-mapped) whose axis 0 indexes samples.
+
+use crate::layout::Layout;
+use crate::view::View;
+
+use super::sample::{field_label, FieldSpec, Sample, SampleError, Source};
+
+/// Why an array source could not be built.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ArraySourceError {
+    /// No field was given.
+    #[error("the source needs at least one field")]
+    NoFields,
+    /// A 0-d array has no sample axis.
+    #[error("{label} is 0-dimensional; its first axis must index samples")]
+    NoSampleAxis {
+        /// `field "x"` or `the source`.
+        label: String,
+    },
+    /// Fields of different lengths.
+    #[error("{label} has {found} samples but {first} has {expected}; every field needs the same length (first axis)")]
+    LengthMismatch {
+        /// The field at fault.
+        label: String,
+        /// Its length.
+        found: usize,
+        /// The first field.
+        first: String,
+        /// The first field's length.
+        expected: usize,
+    },
+    /// Device memory cannot be read by worker threads.
+    #[error("{label} is on {device}; the Loader reads host memory (NumPy arrays, .npy files)")]
+    NotOnHost {
+        /// The field at fault.
+        label: String,
+        /// Where it is.
+        device: String,
+    },
+}
+
+struct ArrayField {
+    view: View,
+    /// The layout of one row (axis 0 removed).
+    row: Layout,
+    stride0: isize,
+}
+
+/// Rows of one or more host arrays of equal length: sample `i` is row `i` of each.
+pub struct ArraySource {
+    fields: Vec<ArrayField>,
+    specs: Vec<FieldSpec>,
+    len: usize,
+}
+
+impl ArraySource {
+    /// Named arrays, all of the same length along axis 0, all in host memory.
+    pub fn new(arrays: Vec<(String, View)>) -> Result<ArraySource, ArraySourceError> {
+        let mut fields = Vec::with_capacity(arrays.len());
+        let mut specs = Vec::with_capacity(arrays.len());
+        for (name, view) in arrays {
+            let label = field_label(&name);
+            if !view.device().is_host_accessible() {
+                return Err(ArraySourceError::NotOnHost {
+                    label,
+                    device: view.device().name(),
+                });
+            }
+            let layout = view.layout();
+            if layout.ndim() == 0 {
+                return Err(ArraySourceError::NoSampleAxis { label });
+            }
+            let row = Layout::new(
+                layout.shape()[1..].to_vec(),
+                layout.strides()[1..].to_vec(),
+                layout.itemsize(),
+            )
+            .expect("a sub-layout of a valid layout is valid");
+            specs.push(FieldSpec {
+                name,
+                dtype: view.dtype(),
+                shape: Some(row.shape().to_vec()),
+            });
+            let stride0 = layout.strides()[0];
+            fields.push(ArrayField { view, row, stride0 });
+        }
+        let len = fields
+            .first()
+            .ok_or(ArraySourceError::NoFields)?
+            .view
+            .layout()
+            .shape()[0];
+        for (field, spec) in fields.iter().zip(&specs).skip(1) {
+            let found = field.view.layout().shape()[0];
+            if found != len {
+                return Err(ArraySourceError::LengthMismatch {
+                    label: spec.label(),
+                    found,
+                    first: specs[0].label(),
+                    expected: len,
+                });
+            }
+        }
+        Ok(ArraySource { fields, specs, len })
+    }
+
+    /// The arrays, in field order.
+    pub fn views(&self) -> impl Iterator<Item = &View> {
+        self.fields.iter().map(|f| &f.view)
+    }
+}
+
+impl Source for ArraySource {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn fields(&self) -> &[FieldSpec] {
+        &self.specs
+    }
+
+    fn sample(&self, index: usize, field: usize) -> Result<Sample<'_>, SampleError> {
+        let f = self.fields.get(field).ok_or(SampleError::NoSuchField {
+            field,
+            fields: self.fields.len(),
+        })?;
+        if index >= self.len {
+            return Err(SampleError::IndexOutOfRange {
+                index,
+                len: self.len,
+            });
+        }
+        // index < len <= isize::MAX / |stride0| because the whole array's span fits in isize.
+        let offset = index as isize * f.stride0;
+        Ok(Sample::Strided(f.view.sample(&f.row, offset)?))
+    }
+
+    fn describe(&self) -> String {
+        format!("array source of {} samples", self.len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dlpack::DLDevice;
+    use crate::DType;
+
+    fn array(n: usize, row: usize) -> View {
+        View::from_owned(
+            vec![7u8; n * row],
+            &[n, row],
+            DType::U8,
+            DLDevice::CPU,
+            true,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn rows_are_samples_and_out_of_range_is_an_error() {
+        let s = ArraySource::new(vec![("x".into(), array(5, 3))]).unwrap();
+        assert_eq!(s.len(), 5);
+        assert_eq!(s.fields()[0].shape, Some(vec![3]));
+        let Sample::Strided(row) = s.sample(4, 0).unwrap() else {
+            panic!("arrays give strided samples")
+        };
+        assert_eq!(row.layout().shape(), &[3]);
+        assert!(matches!(
+            s.sample(5, 0),
+            Err(SampleError::IndexOutOfRange { index: 5, len: 5 })
+        ));
+        assert!(matches!(
+            s.sample(0, 1),
+            Err(SampleError::NoSuchField { .. })
+        ));
+    }
+
+    #[test]
+    fn unnamed_fields_are_the_source_in_messages() {
+        let scalar = View::from_owned(vec![0u8], &[], DType::U8, DLDevice::CPU, true).unwrap();
+        let err = ArraySource::new(vec![(String::new(), scalar)])
+            .err()
+            .unwrap();
+        assert_eq!(
+            err.to_string(),
+            "the source is 0-dimensional; its first axis must index samples"
+        );
+        let err = ArraySource::new(vec![("a".into(), array(3, 1)), ("b".into(), array(2, 1))])
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string().starts_with("field \"b\" has 2 samples"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,103 @@
+//! The [`Source`] trait: where the pipeline gets sample `i` of each field.
+//!
+//! The pipeline never assumes that samples are rows of one fixed-shape array. It asks a
+//! source how many samples it has and what its fields are, then, for the index the sampler
+//! chose, one [`Sample`] per field:
+//!
+//! - [`Sample::Strided`]: host memory in place (a row of an array or `.npy` map, a window
+//!   of a token stream at an offset, the target half of an input/target pair). The op chain
+//!   reads it where it lies; nothing is staged.
+//! - [`Sample::Encoded`]: bytes a decoder turns into pixels in the worker's scratch, whose
+//!   size is known only once the header is read (a JPEG file, a tar member).
+//!
+//! Arrays ([`super::ArraySource`]) are the first implementation; windows over sequences and
+//! encoded images are further implementations of the same trait, not pipeline changes.
+
+use crate::dtype::DType;
+use crate::view::{SampleRef, ViewError};
+
+/// One field of a source: its name, element type and (when fixed) per-sample shape.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldSpec {
+    /// The field's name; empty for a single-array source ("the source").
+    pub name: String,
+    /// The element type of every sample.
+    pub dtype: DType,
+    /// The shape of one sample; `None` when samples differ (decoded images).
+    pub shape: Option<Vec<usize>>,
+}
+
+impl FieldSpec {
+    /// How error messages name the field: `field "image"`, or `the source` when unnamed.
+    pub fn label(&self) -> String {
+        field_label(&self.name)
+    }
+}
+
+/// `field "image"`, or `the source` for the unnamed field of a single-array source.
+pub fn field_label(name: &str) -> String {
+    if name.is_empty() {
+        "the source".to_owned()
+    } else {
+        format!("field {name:?}")
+    }
+}
+
+/// What a source hands the pipeline for one field of one sample.
+#[derive(Clone, Copy, Debug)]
+pub enum Sample<'a> {
+    /// Host memory in place, bounds-checked against the view it belongs to.
+    Strided(SampleRef<'a>),
+    /// Encoded bytes (JPEG, PNG) for a decoder.
+    Encoded(&'a [u8]),
+}
+
+/// A sample that could not be produced.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SampleError {
+    /// `index` is not below [`Source::len`].
+    #[error("sample {index} is out of range for a source of {len} samples")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The number of samples.
+        len: usize,
+    },
+    /// `field` is not below `fields().len()`.
+    #[error("field number {field} does not exist; the source has {fields} fields")]
+    NoSuchField {
+        /// The field number asked for.
+        field: usize,
+        /// How many fields there are.
+        fields: usize,
+    },
+    /// The sample's memory could not be addressed.
+    #[error(transparent)]
+    View(#[from] ViewError),
+}
+
+/// Where samples come from. Implementations must be cheap to query from many worker threads
+/// at once (`Sync`) and must answer the same sample for the same `(index, field)` every time,
+/// which is what makes epochs deterministic and resumable.
+pub trait Source: Send + Sync {
+    /// The number of samples.
+    fn len(&self) -> usize;
+
+    /// True when there is no sample.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The fields every sample has, in output order.
+    fn fields(&self) -> &[FieldSpec];
+
+    /// Field `field` of sample `index`. For fields with a fixed shape, a strided sample's
+    /// layout must have exactly that shape (the pipeline checks, and refuses others).
+    fn sample(&self, index: usize, field: usize) -> Result<Sample<'_>, SampleError>;
+
+    /// A short description for messages and `repr`, e.g. `array source of 1000 samples`.
+    fn describe(&self) -> String {
+        format!("source of {} samples", self.len())
+    }
+}
