@@ -1,0 +1,171 @@
+"""The public API as issue 8 fixed it: names, spellings, read-only configuration, per-loader
+figures, ops as classes over the core's op spec."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import zerofeed as zf
+import zerofeed.cuda as zc
+
+
+def test_bfloat16_is_a_numpy_dtype():
+    a = np.zeros(3, zf.bfloat16)
+    assert a.dtype == zf.bfloat16 and a.dtype.itemsize == 2
+    v = zf.view(a)
+    assert v.dtype == "bfloat16"
+    assert np.asarray(zf.to_numpy(v)).dtype == zf.bfloat16
+
+
+def test_one_spelling_of_tochw_and_the_source_in_messages():
+    images = np.zeros((4, 8, 8, 3), np.uint8)
+    assert repr(zf.ToCHW()) == "ToCHW"
+    with pytest.raises(zf.PipelineError) as info:
+        zf.Loader(images, batch_size=2, ops=[zf.ToCHW(), zf.ToCHW()])
+    message = str(info.value)
+    assert "ToCHW" in message and "ToChw" not in message
+    assert message.startswith("the source:"), message
+    assert 'field ""' not in message
+    with pytest.raises(zf.PipelineError) as info:
+        zf.Loader({"image": images}, batch_size=2, ops={"image": [zf.RandomCrop(9, 9)]})
+    assert str(info.value).startswith('field "image":')
+
+
+def test_loader_configuration_is_read_only():
+    loader = zf.Loader(np.arange(10), batch_size=2, shuffle=True, seed=3, workers=1)
+    for name, value in [("seed", 4), ("batch_size", 5), ("shuffle", False), ("workers", 2), ("prefetch", 9)]:
+        with pytest.raises(AttributeError):
+            setattr(loader, name, value)
+    assert (loader.seed, loader.batch_size, loader.shuffle, loader.workers) == (3, 2, True, 1)
+    state = loader.state_dict()
+    assert state["seed"] == 3 and state["batch_size"] == 2
+
+
+def test_copy_counts_are_per_loader_even_across_threads():
+    jax = pytest.importorskip("jax")
+    if jax.config.read("jax_enable_x64"):
+        pytest.skip("needs jax_enable_x64 off (the default): float64 batches then cost JAX a copy")
+
+    def consume(loader: zf.Loader) -> None:
+        for _ in loader.jax():  # float64 without x64: each batch is converted by one copy
+            pass
+
+    busy = zf.Loader(np.zeros((64, 4, 4), np.float64), batch_size=8, workers=1)
+    quiet = zf.Loader(np.zeros((64, 4, 4), np.float32), batch_size=8, workers=1)
+    thread = threading.Thread(target=consume, args=(busy,))
+    thread.start()
+    for _ in quiet.jax():
+        pass
+    thread.join()
+    assert busy.stats["copies"] == 8
+    assert busy.stats["bytes_copied"] == 64 * 16 * 8
+    assert quiet.stats["copies"] == 0
+
+
+def test_ops_are_core_op_classes():
+    ops = [zf.RandomCrop(4, 5), zf.CenterCrop(2, 2), zf.RandomFlip(0.25), zf.Normalize([0.5], [0.2])]
+    ops += [zf.Cast(np.float16), zf.ToCHW()]
+    for op in ops:
+        assert isinstance(op, zf.Op)
+        assert op == copy.deepcopy(op) == pickle.loads(pickle.dumps(op))
+        assert hash(op) == hash(pickle.loads(pickle.dumps(op)))
+    assert zf.Cast("float16") == zf.Cast(np.float16) != zf.Cast("float32")
+    assert zf.RandomCrop(4, 5) != zf.CenterCrop(4, 5)
+
+
+@pytest.mark.parametrize(
+    ("make", "argument"),
+    [
+        (lambda: zf.RandomCrop(0, 4), "height"),
+        (lambda: zf.RandomCrop(4, -1), "width"),
+        (lambda: zf.RandomCrop(2**64, 1), "height"),
+        (lambda: zf.CenterCrop(True, 2), "height"),
+        (lambda: zf.RandomCrop(2.5, 2), "height"),
+        (lambda: zf.RandomFlip(p="x"), "p"),
+        (lambda: zf.RandomFlip(p=1.5), "p"),
+        (lambda: zf.RandomFlip(p=float("nan")), "p"),
+        (lambda: zf.Normalize(mean="abc", std=[1.0]), "mean"),
+        (lambda: zf.Normalize(mean=None, std=[1.0]), "mean"),
+        (lambda: zf.Normalize(mean=[0.5], std=[0.0]), "std"),
+        (lambda: zf.Normalize(mean=[0.5], std=[float("nan")]), "std"),
+        (lambda: zf.Normalize(mean=[0.5], std=1e-320), "std"),
+        (lambda: zf.Normalize(mean=1e308, std=1e-300, dtype="float64"), "std"),
+        (lambda: zf.Normalize(mean=[0.5, 0.5, 0.5], std=[0.2, 0.2]), "std"),
+        (lambda: zf.Normalize(mean=[], std=[0.2]), "mean"),
+        (lambda: zf.Normalize(0.5, 0.2, scale=float("inf")), "scale"),
+        (lambda: zf.Normalize(0.5, 0.2, dtype="int8"), "dtype"),
+        (lambda: zf.Cast("complex256"), "dtype"),
+    ],
+)
+def test_bad_op_arguments_are_typed_errors_naming_the_argument(make, argument):
+    with pytest.raises(zf.ZerofeedError) as info:
+        make()
+    assert info.value.argument == argument, str(info.value)
+    assert isinstance(info.value, (ValueError, TypeError))
+
+
+def test_a_single_op_instead_of_a_list_is_a_typed_error():
+    with pytest.raises(zf.PipelineError, match="single op") as info:
+        zf.Loader(np.zeros((4, 8, 8, 3), np.uint8), batch_size=2, ops=zf.ToCHW())
+    assert info.value.argument == "ops"
+    with pytest.raises(zf.PipelineError) as info:
+        zf.Loader(np.zeros((4, 8, 8, 3), np.uint8), batch_size=2, ops=["ToCHW"])
+    assert info.value.argument == "ops"
+
+
+def test_cuda_exports_only_public_names():
+    assert set(zc.__all__) == {
+        "available",
+        "device_count",
+        "device_name",
+        "parse_device",
+        "pinned_empty",
+        "to_device",
+        "unavailable_reason",
+    }
+    assert all(not name.startswith("_") and callable(getattr(zc, name)) for name in zc.__all__)
+
+
+def test_op_and_version_are_exported():
+    assert "Op" in zf.__all__ and zf.Op is zf.ops.Op
+    assert isinstance(zf.__version__, str) and zf.__version__.count(".") == 2
+
+
+def test_the_core_lists_targets_and_host_devices_once():
+    from zerofeed.explain import TARGETS
+
+    assert TARGETS == ("numpy", "torch", "tensorflow", "jax", "cupy")
+    from zerofeed import views
+
+    assert views._HOST_DEVICES == {1, 3, 11, 13}  # CUDA_MANAGED included, as the core says
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "argument"),
+    [
+        ({"batch_size": 2**63}, "batch_size"),
+        ({"batch_size": 2**60 + 1}, "batch_size"),
+        ({"batch_size": 2**70}, "batch_size"),
+        ({"prefetch": 2**64 - 2}, "prefetch"),
+        ({"batch_size": 100, "prefetch": 10**9}, "prefetch"),
+        ({"workers": 2**63}, "workers"),
+        ({"memory_budget": -1}, "memory_budget"),
+        ({"memory_budget": 1.5}, "memory_budget"),
+        ({"shuffle": "yes"}, "shuffle"),
+        ({"pin": "no"}, "pin"),
+        ({"drop_last": None}, "drop_last"),
+        ({"shard": (0.5, 2)}, "shard"),
+        ({"shard": ("0", "2")}, "shard"),
+        ({"shard": (0, 1, 2)}, "shard"),
+    ],
+)
+def test_loader_arguments_of_any_size_or_type_are_typed_errors(kwargs, argument):
+    options = {"batch_size": 4, **kwargs}
+    with pytest.raises(zf.ZerofeedError) as info:
+        zf.Loader(np.zeros((100, 8, 8, 3), np.uint8), **options)
+    assert info.value.argument == argument, str(info.value)
