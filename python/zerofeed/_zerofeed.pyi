@@ -103,13 +103,15 @@ class _Pipeline:
         drop_last: bool,
         workers: int,
         prefetch: int,
-        pin: bool,
+        pin: bool | str,
         rank: int,
         world_size: int,
         memory_budget: int | None,
         pin_device: int | None = None,
         normalize_on_device: bool = False,
     ) -> None: ...
+    @property
+    def pinned(self) -> bool: ...
     def __len__(self) -> int: ...
     def field_specs(self) -> list[tuple[str, list[int], str]]: ...
     def samples_per_epoch(self) -> int: ...

@@ -30,7 +30,9 @@ def tf_dataset(loader: Loader) -> Any:
 
     specs = {name: spec(shape, dtype) for name, (shape, dtype) in loader.element_spec().items()}
     signature = specs[""] if loader._single else specs
-    return tf.data.Dataset.from_generator(loader.tensorflow, output_signature=signature)
+    dataset = tf.data.Dataset.from_generator(loader.tensorflow, output_signature=signature)
+    # A known length: Keras' fit neither warns "ran out of data" nor guesses steps.
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(loader)))
 
 
 _CONVERTERS = {"tensorflow": to_tensorflow, "jax": to_jax, "torch": to_torch, "numpy": to_numpy}
@@ -55,38 +57,61 @@ def keras_dataset(loader: Loader, x: str | None, y: str | None) -> Any:
             raise PipelineError(f"name the input field with x=...; fields: {names}", "x")
     convert = _CONVERTERS.get(keras.backend.backend(), to_numpy)
 
+    def pick(batch: Any) -> Any:
+        if loader._single:
+            return batch
+        return (batch[x], batch[y]) if y is not None else batch[x]
+
     class ZerofeedPyDataset(keras.utils.PyDataset):  # type: ignore[misc,name-defined]
+        """Serves the loader's batches in the loader's order, one pass per Keras epoch.
+
+        Keras asks by index, shuffling the indices when ``fit(shuffle=True)`` (its default).
+        The loader already shuffles samples (``shuffle=True``), so a batch's index carries no
+        meaning: within an epoch every request gets the next batch of the running pass, which
+        never restarts the pipeline. Requests outside an epoch (Keras peeks at a few batches
+        to learn their shapes before training) get zero-filled batches of the loader's
+        element spec, so the peek costs no pass over the data.
+        """
+
         def __init__(self) -> None:
             super().__init__(workers=1, use_multiprocessing=False)
             self._iterator: Any = None
-            self._next_index = -1
-            self._served = False
+            self._in_epoch = False
 
         def __len__(self) -> int:
             return len(loader)
 
+        def on_epoch_begin(self) -> None:
+            self._in_epoch = True
+            self._iterator = loader._iterate(convert)
+
         def __getitem__(self, index: int) -> Any:
-            if index != self._next_index or self._iterator is None:
-                state = loader.state_dict()
-                state["batch"] = index
-                loader.load_state_dict(state)
+            if not self._in_epoch:
+                return pick(_zero_batch(loader))
+            if self._iterator is None:
                 self._iterator = loader._iterate(convert)
-            self._next_index = index + 1
-            self._served = True
-            batch = next(self._iterator)
-            if loader._single:
-                return batch
-            return (batch[x], batch[y]) if y is not None else batch[x]
+            try:
+                return pick(next(self._iterator))
+            except StopIteration:
+                # More requests than batches (steps_per_epoch > len): begin the next pass.
+                self._iterator = loader._iterate(convert)
+                return pick(next(self._iterator))
 
         def on_epoch_end(self) -> None:
-            # Keras may call this more than once per epoch: advance only after serving.
-            if not self._served:
-                return
             if self._iterator is not None:
                 self._iterator.close()
             self._iterator = None
-            self._next_index = -1
-            self._served = False
-            loader.set_epoch(loader.epoch + 1)
+            self._in_epoch = False
 
     return ZerofeedPyDataset()
+
+
+def _zero_batch(loader: Loader) -> Any:
+    """A batch of zeros with the loader's element spec (for shape inference only)."""
+    import numpy as np
+
+    arrays = {
+        name: np.zeros((loader.batch_size, *shape), numpy_dtype(dtype))
+        for name, (shape, dtype) in loader.element_spec().items()
+    }
+    return arrays[""] if loader._single else arrays

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -108,6 +109,14 @@ def _resolve_ops(names: Sequence[str], ops: Any) -> dict[str, Any]:
     raise PipelineError("the source is a dict: pass ops as a dict of lists, e.g. ops={'image': [...]}", "ops")
 
 
+def _op_list(chain: Any) -> list[Any]:
+    """The ops of a chain for fingerprints (the core validates chains; this only lists them)."""
+    try:
+        return list(chain)
+    except TypeError:
+        return [chain]
+
+
 def _as_shard(shard: Any) -> Shard:
     if shard is None:
         return Shard(0, 1)
@@ -165,7 +174,7 @@ class Loader:
         drop_last: bool = False,
         workers: int | None = None,
         prefetch: int = 2,
-        pin: bool = True,
+        pin: bool | str = "auto",
         device: str = "cpu",
         shard: Shard | tuple[int, int] | None = None,
         memory_budget: int | None = None,
@@ -178,7 +187,7 @@ class Loader:
             raise PipelineError("normalize_on_device=True needs device='cuda[:N]'", "normalize_on_device")
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
             raise PipelineError(f"seed={seed!r} must be an integer in [0, 2**64)", "seed")
-        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last), ("pin", pin)):
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, bool):
                 raise PipelineError(f"{name}={flag!r} must be True or False", name)
         self._single = not isinstance(source, Mapping)
@@ -191,23 +200,14 @@ class Loader:
         views = {name: _source_view(name, value) for name, value in sources.items()}
         chains = _resolve_ops(list(views), ops)
         shard = _as_shard(shard)
-        self._config = _Config(
-            batch_size=batch_size,
-            shuffle=shuffle,
-            seed=seed,
-            drop_last=drop_last,
-            workers=_default_workers() if workers is None else workers,
-            prefetch=prefetch,
-            pin=pin,
-            shard=shard,
-        )
+        workers = _default_workers() if workers is None else workers
         self._pipeline = _zerofeed._Pipeline(
             [(name, v, chains[name]) for name, v in views.items()],
             batch_size=batch_size,
             shuffle=shuffle,
             seed=seed,
             drop_last=drop_last,
-            workers=self._config.workers,
+            workers=workers,
             prefetch=prefetch,
             pin=pin,
             rank=shard.rank,
@@ -216,6 +216,16 @@ class Loader:
             pin_device=self._device_index,
             normalize_on_device=normalize_on_device,
         )
+        self._config = _Config(
+            batch_size=batch_size,
+            shuffle=shuffle,
+            seed=seed,
+            drop_last=drop_last,
+            workers=workers,
+            prefetch=prefetch,
+            pin=self._pipeline.pinned,
+            shard=shard,
+        )
         # device: a copy stream, a device pool and (maybe) the normalize kernel
         self._device: _cuda.DeviceFeed | None = None
         if self._device_index is not None:
@@ -223,7 +233,8 @@ class Loader:
         self._length = views[next(iter(views))].shape[0]
         self._epoch = 0
         self._resume_batch = 0
-        self._active: _BatchIterator | None = None
+        self._active: weakref.ref[_BatchIterator] | None = None
+        self._ops_fingerprint = {name: [repr(op) for op in _op_list(chain)] for name, chain in chains.items()}
         self._warned_pin = False
         self._names = [name for name, _, _ in self._pipeline.field_specs()]
 
@@ -260,7 +271,7 @@ class Loader:
 
     @property
     def pin(self) -> bool:
-        """Whether batch buffers are page-locked."""
+        """Whether batch buffers are page-locked (``pin="auto"``: only for CUDA loaders)."""
         return self._config.pin
 
     @property
@@ -280,14 +291,17 @@ class Loader:
 
     @property
     def epoch(self) -> int:
-        """The epoch the next iteration runs (advances after each complete epoch)."""
+        """The epoch the next iteration begins: each ``iter()`` begins the epoch after the last
+        one begun (finished or not), unless :meth:`set_epoch` or :meth:`load_state_dict` chose.
+        """
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch of the next iteration (its shuffle and random ops).
 
-        Epochs also advance by themselves after each complete pass, so calling this is only
-        needed to mirror ``DistributedSampler.set_epoch`` or to replay an epoch.
+        Epochs also advance by themselves: each ``iter()`` begins the next one. Calling this is
+        only needed to mirror ``DistributedSampler.set_epoch`` or to replay an epoch; it stops
+        a running iterator (which then raises if used).
 
         Example:
             >>> import numpy as np, zerofeed as zf
@@ -296,7 +310,7 @@ class Loader:
             3
 
         """
-        if not isinstance(epoch, int) or epoch < 0:
+        if isinstance(epoch, bool) or not isinstance(epoch, int) or not 0 <= epoch < 2**63:
             raise PipelineError(f"epoch={epoch!r} must be a non-negative integer", "epoch")
         self._close_active()
         self._epoch = epoch
@@ -327,11 +341,22 @@ class Loader:
             "length": self._length,
             "rank": self.shard.rank,
             "world_size": self.shard.world_size,
+            "ops": self._ops_fingerprint,
         }
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, batch) where the running iterator is, or where the next one starts."""
+        active = self._active_iterator()
+        if active is not None:
+            return active.epoch, active.position
+        return self._epoch, self._resume_batch
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader is: restore it with :meth:`load_state_dict` to get exactly the
         remaining batches of the epoch, bit-identical.
+
+        The state also records the configuration (seed, shuffle, batch size, data length,
+        shard, and a fingerprint of the op chains), which :meth:`load_state_dict` checks.
 
         Example:
             >>> import numpy as np, zerofeed as zf
@@ -341,14 +366,16 @@ class Loader:
             (0, 1)
 
         """
-        batch = self._active.position if self._active is not None else self._resume_batch
-        return {"epoch": self._epoch, "batch": batch, **self._fingerprint()}
+        epoch, batch = self._position()
+        return {"epoch": epoch, "batch": batch, **self._fingerprint()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         """Continue from a :meth:`state_dict`: the next iteration starts at its batch.
 
-        The loader must be configured like the one that saved the state (same seed,
-        shuffle, batch size, data length and shard); otherwise PipelineError names the field.
+        Every key is checked: the loader must be configured like the one that saved the state
+        (same seed, shuffle, batch size, data length, shard and op chains), and ``epoch`` /
+        ``batch`` must be integers inside an epoch; otherwise PipelineError
+        (``argument == "state"``) says which key is wrong.
 
         Example:
             >>> import numpy as np, zerofeed as zf
@@ -360,24 +387,45 @@ class Loader:
             True
 
         """
+        if not isinstance(state, Mapping):
+            raise PipelineError(
+                f"state must be a dict from state_dict(), got {type(state).__name__}", "state"
+            )
+        expected = {"epoch", "batch", *self._fingerprint()}
+        missing = sorted(expected - set(state))
+        if missing:
+            raise PipelineError(f"state_dict is missing {missing}; pass what state_dict() returned", "state")
         for key, value in self._fingerprint().items():
-            if state.get(key) != value:
+            if state[key] != value:
                 raise PipelineError(
-                    f"state_dict was saved with {key}={state.get(key)!r} but this loader has "
+                    f"state_dict was saved with {key}={state[key]!r} but this loader has "
                     f"{key}={value!r}; configure the loader as the saved one was",
                     "state",
                 )
+        epoch, batch = state["epoch"], state["batch"]
+        for key, value, limit in (("epoch", epoch, 2**63), ("batch", batch, len(self) + 1)):
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
+                raise PipelineError(
+                    f"state_dict has {key}={value!r}; it must be an integer in [0, {limit})", "state"
+                )
         self._close_active()
-        self._epoch = int(state["epoch"])
-        self._resume_batch = int(state["batch"])
+        self._epoch, self._resume_batch = epoch, batch
 
     # -- iteration -------------------------------------------------------------------
+    def _active_iterator(self) -> _BatchIterator | None:
+        active = self._active() if self._active is not None else None
+        return active if active is not None and not active._done else None
+
     def _close_active(self) -> None:
-        if self._active is not None:
-            self._active.close()
-            self._active = None
+        active = self._active_iterator()
+        if active is not None:
+            active._supersede()
+        self._active = None
 
     def _iterate(self, convert: Callable[[View], Any], target: str = "view") -> _BatchIterator:
+        # A new iterator supersedes the running one; it begins where the loader says
+        # (set_epoch / load_state_dict), else the epoch after the last one begun, so that
+        # breaking out of an epoch never replays it.
         self._close_active()
         if self._device is not None:  # device: batches are device views -> framework tensors
             from functools import partial
@@ -387,8 +435,9 @@ class Loader:
             convert = partial(to_framework, target=target)
 
         iterator = _BatchIterator(self, convert, self._epoch, self._resume_batch)
-        self._resume_batch = 0
-        self._active = iterator
+        self._epoch, self._resume_batch = self._epoch + 1, 0
+        # A weak reference: an iterator the user drops stops its workers at once (no cycle).
+        self._active = weakref.ref(iterator)
         return iterator
 
     def __iter__(self) -> Iterator[Batch]:
@@ -449,10 +498,6 @@ class Loader:
             return convert(views[0])
         return {name: convert(v) for name, v in zip(self._names, views, strict=True)}
 
-    def _epoch_finished(self) -> None:
-        self._epoch += 1
-        self._resume_batch = 0
-
     def _check_pinning(self) -> None:
         if self._warned_pin or not self.pin:
             return
@@ -509,6 +554,9 @@ class _BatchIterator:
     def __init__(self, loader: Loader, convert: Callable[[View], Any], epoch: int, first_batch: int) -> None:
         self._loader = loader
         self._convert = convert
+        self.epoch = epoch
+        self._done = True  # until the workers run
+        self._superseded = False
         self._run = loader._pipeline.start(epoch, first_batch)
         if loader._device is not None:  # device: host batches -> device batches, in flight
             self._run = loader._device.wrap(self._run)
@@ -516,24 +564,34 @@ class _BatchIterator:
 
     @property
     def position(self) -> int:
-        return self._run.position()
+        return int(self._run.position())
 
     def __iter__(self) -> _BatchIterator:
         return self
 
     def __next__(self) -> Batch:
+        if self._superseded:
+            raise PipelineError(
+                f"this iterator of epoch {self.epoch} was superseded: a newer iter(loader), "
+                "set_epoch() or load_state_dict() started another pass and stopped this one; "
+                "iterate one pass at a time (zip(loader, loader) cannot work)",
+                "iterator",
+            )
         if self._done:
             raise StopIteration
         try:
             views = next(self._run)
         except StopIteration:
             self._done = True
-            self._loader._epoch_finished()
-            self._loader._active = None
             raise
         self._loader._check_pinning()
         return self._loader._views_to_batch(views, self._convert)
 
+    def _supersede(self) -> None:
+        self._superseded = True
+        self.close()
+
     def close(self) -> None:
+        """Stop the workers now; the iterator yields nothing more."""
         self._done = True
         self._run.close()

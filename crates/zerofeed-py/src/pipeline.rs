@@ -10,7 +10,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use zerofeed_core::cuda::engine::FieldPlan;
 use zerofeed_core::ops::OpSpec;
-use zerofeed_core::pipeline::{self, Batch, EpochRun, LoaderConfig, Pipeline};
+use zerofeed_core::pipeline::{self, Batch, EpochRun, LoaderConfig, Pin, Pipeline};
 use zerofeed_core::sampler::Shard;
 use zerofeed_core::source::{field_label, ArraySource, Source};
 
@@ -46,6 +46,21 @@ fn count(argument: &'static str, value: &Bound<'_, PyAny>, min: usize) -> PyResu
     }
 }
 
+/// `pin`: True, False or "auto".
+fn parse_pin(pin: &Bound<'_, PyAny>) -> PyResult<Pin> {
+    if let Ok(flag) = pin.cast::<pyo3::types::PyBool>() {
+        return Ok(if flag.is_true() { Pin::On } else { Pin::Off });
+    }
+    if pin.extract::<String>().is_ok_and(|s| s == "auto") {
+        return Ok(Pin::Auto);
+    }
+    Err(raise(
+        Kind::Pipeline,
+        "pin",
+        format!("pin={pin} must be True, False or \"auto\""),
+    ))
+}
+
 #[pymethods]
 impl PyPipeline {
     /// `fields`: a list of `(name, View, [Op, ...])`.
@@ -61,7 +76,7 @@ impl PyPipeline {
         drop_last: bool,
         workers: &Bound<'_, PyAny>,
         prefetch: &Bound<'_, PyAny>,
-        pin: bool,
+        pin: &Bound<'_, PyAny>,
         rank: usize,
         world_size: usize,
         memory_budget: Option<&Bound<'_, PyAny>>,
@@ -88,7 +103,7 @@ impl PyPipeline {
             drop_last,
             workers: count("workers", workers, 1)?,
             prefetch: count("prefetch", prefetch, 0)?,
-            pin,
+            pin: parse_pin(pin)?,
             shard: Shard::new(rank, world_size)
                 .map_err(|e| raise(Kind::Pipeline, "shard", e.to_string()))?,
             memory_budget: memory_budget
@@ -104,6 +119,12 @@ impl PyPipeline {
             inner: Arc::new(inner),
             device_tails,
         })
+    }
+
+    /// Whether batch buffers are page-locked (`pin` resolved).
+    #[getter]
+    fn pinned(&self) -> bool {
+        self.inner.pinned()
     }
 
     /// Batches per epoch.

@@ -140,4 +140,3 @@ mod tests {
         check_pinned_budget(4096).unwrap();
     }
 }
-

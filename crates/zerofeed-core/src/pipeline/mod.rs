@@ -297,6 +297,29 @@ pub struct PipelineConfig {
     pub prefetch: usize,
 }
 
+/// Whether a loader page-locks its batch buffers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// Page-lock only when batches go to a CUDA device: pinning buys nothing for CPU
+    /// consumers, and containers' 8 MiB memlock limit would make it warn everywhere.
+    Auto,
+    /// Always (falls back to unlocked memory once, reported, when the OS refuses).
+    On,
+    /// Never.
+    Off,
+}
+
+impl Pin {
+    /// The decision for a loader that feeds `pin_device` (None: the host).
+    pub fn resolve(self, pin_device: Option<i64>) -> bool {
+        match self {
+            Pin::On => true,
+            Pin::Off => false,
+            Pin::Auto => pin_device.is_some(),
+        }
+    }
+}
+
 /// Everything `zerofeed.Loader` configures, in the engine's terms.
 #[derive(Clone, Debug)]
 pub struct LoaderConfig {
@@ -312,8 +335,8 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Batches prepared ahead.
     pub prefetch: usize,
-    /// Page-lock batch buffers.
-    pub pin: bool,
+    /// Whether batch buffers are page-locked.
+    pub pin: Pin,
     /// This process's share.
     pub shard: Shard,
     /// Idle bytes the pool may keep; `None`: room for every batch in flight plus one.
@@ -390,7 +413,8 @@ pub fn build(
         config.memory_budget,
         crate::host::available_memory(),
     )?;
-    let pool = memory::make_pool(&plan, config.pin, config.pin_device)?;
+    let pin = config.pin.resolve(config.pin_device);
+    let pool = memory::make_pool(&plan, pin, config.pin_device)?;
     let pipeline_config = PipelineConfig {
         batch_size: config.batch_size,
         drop_last: config.drop_last,
@@ -480,6 +504,11 @@ impl Pipeline {
     /// The order of every epoch.
     pub fn sampler(&self) -> &Sampler {
         &self.sampler
+    }
+
+    /// Whether batch buffers are page-locked (the loader's resolved `pin`).
+    pub fn pinned(&self) -> bool {
+        self.pool.config().pin
     }
 
     /// Where batch buffers come from.

@@ -132,7 +132,7 @@ fn build_applies_the_memory_policy() {
         drop_last: false,
         workers: 1,
         prefetch: 1,
-        pin: false,
+        pin: Pin::Auto,
         shard: Shard::new(0, 1).unwrap(),
         memory_budget: Some(10),
         pin_device: None,
@@ -149,6 +149,10 @@ fn build_applies_the_memory_policy() {
     )
     .unwrap();
     assert_eq!(ok.batch_nbytes(), 4 * 48);
+    assert!(
+        !ok.pinned(),
+        "pin=auto does not page-lock host-only loaders"
+    );
     assert_eq!(ok.pool().config().budget, 4 * 4 * 48);
     let err = build(
         images(&data, 8),
