@@ -33,18 +33,18 @@ test-bench: bench-install ## zerofeed-bench's tests (bench/tests), in the bench 
 check-wheel: ## Build the wheel and sdist and check that they hold zerofeed and no benchmark
 	@rm -rf target/check-wheel
 	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH maturin build --release --quiet -o target/check-wheel
-	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH maturin sdist --quiet -o target/check-wheel
+	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH maturin sdist -o target/check-wheel
 	$(PY) scripts/check_wheel.py target/check-wheel
 
 lint: ## rustfmt, clippy -D warnings, ruff
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests examples bench
-	$(VENV)/bin/ruff format --check python tests examples bench
+	$(VENV)/bin/ruff check python tests examples bench scripts
+	$(VENV)/bin/ruff format --check python tests examples bench scripts
 
 fmt: ## Format Rust and Python
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests examples bench
+	$(VENV)/bin/ruff format python tests examples bench scripts
 
 bench-install: build ## Install zerofeed-bench (bench/, editable) into the bench environment
 	@$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation --editable ./bench

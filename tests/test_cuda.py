@@ -1,5 +1,5 @@
-"""The CUDA path. CPU-side behaviour (clear errors without a driver, op splitting, the
-bench's exit) runs everywhere; GPU tests skip with the reason where no driver is found.
+"""The CUDA path. CPU-side behaviour (clear errors without a driver, op splitting) runs
+everywhere; GPU tests skip with the reason where no driver is found.
 The transfer state machines are tested without a GPU in Rust (crates/zerofeed-core/tests/cuda_transfer.rs).
 """
 

@@ -46,7 +46,9 @@ class Driver:
         self._check(self.lib.cuDeviceGet(ctypes.byref(dev), index), "cuDeviceGet")
         self.device = dev
         self.context = ctypes.c_void_p(0)
-        self._check(self.lib.cuDevicePrimaryCtxRetain(ctypes.byref(self.context), dev), "cuDevicePrimaryCtxRetain")
+        self._check(
+            self.lib.cuDevicePrimaryCtxRetain(ctypes.byref(self.context), dev), "cuDevicePrimaryCtxRetain"
+        )
         self._current()
 
     @staticmethod

@@ -149,21 +149,22 @@ def _doctor(a: argparse.Namespace) -> int:
     return 0
 
 
-def _facts(v: View, offset: int, where: str) -> list[str]:
+def _report(title: str, v: View, offset: int, where: str, target: str) -> str:
+    """The facts of ``v``, then zerofeed's explanation of handing it to ``target``."""
     order = "Fortran" if v.is_f_contiguous and not v.is_c_contiguous else "C"
-    return [
-        f"shape {tuple(v.shape)}, dtype {v.dtype}, {order} order",
-        f"data at byte offset {offset} {where}",
+    lines = [
+        title,
+        f"  shape {tuple(v.shape)}, dtype {v.dtype}, {order} order",
+        f"  data at byte offset {offset} {where}",
     ]
+    return "\n".join(lines + ["  " + line for line in str(explain(v, target)).splitlines()])
 
 
 def _explain_file(path: Path, target: str) -> str:
     """The explanation of a ``.npy`` file, read with the core's (fuzzed) header parser."""
     v = open_npy(path)
     # open_npy has checked that the data runs exactly to the end of the file.
-    offset = path.stat().st_size - v.nbytes
-    lines = [f"{path}:", *(f"  {f}" for f in _facts(v, offset, "in the file"))]
-    return "\n".join(lines + ["  " + line for line in str(explain(v, target)).splitlines()])
+    return _report(f"{path}:", v, path.stat().st_size - v.nbytes, "in the file", target)
 
 
 def _explain_described(a: argparse.Namespace) -> str:
@@ -174,8 +175,7 @@ def _explain_described(a: argparse.Namespace) -> str:
         raise ValueError(f"--shape {a.shape} of {a.dtype} is {nbytes} bytes, more than a process can address")
     base = empty(nbytes + a.offset + 64, "uint8")  # 64-byte aligned, untouched pages
     described = view(base[a.offset : a.offset + nbytes].view(dtype).reshape(a.shape, order=a.order))
-    lines = ["described array:", *(f"  {f}" for f in _facts(described, a.offset, "from a 64-byte aligned base"))]
-    return "\n".join(lines + ["  " + line for line in str(explain(described, a.to)).splitlines()])
+    return _report("described array:", described, a.offset, "from a 64-byte aligned base", a.to)
 
 
 def _explain(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
