@@ -68,7 +68,6 @@ def build_parser() -> argparse.ArgumentParser:
         64
 
     """
-    positive = {flag: _int_at_least(1, flag) for flag in ("--images", "--batch", "--epochs", "--repeats")}
     b = argparse.ArgumentParser(
         prog="zerofeed bench",
         description="Run the reference workload (random crop, random flip, mean/std "
@@ -76,28 +75,19 @@ def build_parser() -> argparse.ArgumentParser:
         "its own process, interleaved and repeated; print a table. Exit status 1 if any "
         "implementation failed (crashed or computed the wrong thing), 2 for a usage error.",
     )
-    b.add_argument("--images", type=positive["--images"], default=1000, help="default 1000")
+    integers = (  # flag, smallest value, default, help
+        ("--images", 1, 1000, "default 1000"),
+        ("--batch", 1, 32, "default 32"),
+        ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
+        ("--repeats", 1, 3, "rounds; each runs every implementation once, order rotated (default 3)"),
+        ("--workers", 0, 0, "threads/workers for every implementation (0 = usable cores)"),
+        ("--seed", 0, 0, "seed of the data and of every random choice (default 0)"),
+        ("--timeout", 1, 900, "seconds before one implementation's process is killed (default 900)"),
+    )
+    for flag, smallest, default, text in integers:
+        b.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
     b.add_argument("--size", type=_hw, default=(512, 512), metavar="HxW", help="default 512")
     b.add_argument("--crop", type=_hw, default=(256, 256), metavar="HxW", help="default 256")
-    b.add_argument("--batch", type=positive["--batch"], default=32, help="default 32")
-    b.add_argument(
-        "--epochs",
-        type=positive["--epochs"],
-        default=3,
-        help="timed epochs per round, after one warm-up epoch (default 3)",
-    )
-    b.add_argument(
-        "--repeats",
-        type=positive["--repeats"],
-        default=3,
-        help="rounds; each runs every implementation once, order rotated (default 3)",
-    )
-    b.add_argument(
-        "--workers",
-        type=_int_at_least(0, "--workers"),
-        default=0,
-        help="threads/workers for every implementation (0 = usable cores)",
-    )
     b.add_argument(
         "--ops",
         type=_choices_list(ALL_OPS, "op"),
@@ -116,7 +106,6 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help=f"baselines, comma-separated from {','.join(GROUPS)} (default: every installed one)",
     )
-    b.add_argument("--seed", type=_int_at_least(0, "--seed"), default=0)
     b.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
     b.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
     b.add_argument(
@@ -124,12 +113,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         help="where the generated dataset is cached (default ~/.cache/zerofeed/bench)",
-    )
-    b.add_argument(
-        "--timeout",
-        type=_int_at_least(1, "--timeout"),
-        default=900,
-        help="seconds before one implementation's process is killed (default 900)",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
     bsub = b.add_subparsers(dest="bench_command", metavar="{transfer}")
