@@ -127,6 +127,8 @@ def _copies(size_mib: int, zf: Any, driver: Driver) -> dict[str, float]:
 
         return run
 
+    # What users write: to_device of a pinned_empty array, which must take the direct path;
+    # a "pinned" row near the "staged" one means it went through the staging ring instead.
     results["zerofeed pinned"] = nbytes / _time(upload(pinned), driver.synchronize, reps) / 1e9
     results["zerofeed staged (pageable)"] = nbytes / _time(upload(pageable), driver.synchronize, reps) / 1e9
     holder.clear()
