@@ -3,20 +3,23 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 VENV = $(shell scripts/env.sh)
 PY = $(VENV)/bin/python
+# The bench's environment: the one above plus bench/requirements.txt (DALI, Grain, ...).
+BENCH_VENV = $(shell scripts/env.sh bench/requirements.txt)
 PYTEST_ARGS ?=
 
-.PHONY: help env build test test-rust test-python lint fmt bench walkthrough doctor gpu-check clean
+.PHONY: help env build test test-rust test-python test-bench check-wheel lint fmt bench bench-install walkthrough doctor gpu-check clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
 
-env: ## Create or reuse the Python environment (requirements/test.txt), print its path
+env: ## Create or reuse the Python environments (requirements/test.txt; bench/requirements.txt on top), print their paths
 	@echo $(VENV)
+	@echo $(BENCH_VENV)
 
 build: ## Build the extension (release) into the environment
 	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH maturin develop --release --quiet
 
-test: build test-rust test-python lint ## Set up everything, run all Rust and Python tests and the linters
+test: build test-rust test-python test-bench check-wheel lint ## Set up everything, run all Rust and Python tests (the bench's too) and the linters
 
 test-rust: ## Rust unit and integration tests
 	cargo test --workspace --exclude zerofeed-py --quiet
@@ -24,18 +27,30 @@ test-rust: ## Rust unit and integration tests
 test-python: ## Python tests, doc examples included
 	$(PY) -m pytest --doctest-modules python/zerofeed tests $(PYTEST_ARGS)
 
+test-bench: bench-install ## zerofeed-bench's tests (bench/tests), in the bench environment
+	cd bench && $(BENCH_VENV)/bin/python -m pytest --doctest-modules zerofeed_bench tests $(PYTEST_ARGS)
+
+check-wheel: ## Build the wheel and sdist and check that they hold zerofeed and no benchmark
+	@rm -rf target/check-wheel
+	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH maturin build --release --quiet -o target/check-wheel
+	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH maturin sdist -o target/check-wheel
+	$(PY) scripts/check_wheel.py target/check-wheel
+
 lint: ## rustfmt, clippy -D warnings, ruff
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
-	$(VENV)/bin/ruff check python tests examples
-	$(VENV)/bin/ruff format --check python tests examples
+	$(VENV)/bin/ruff check python tests examples bench scripts
+	$(VENV)/bin/ruff format --check python tests examples bench scripts
 
 fmt: ## Format Rust and Python
 	cargo fmt --all
-	$(VENV)/bin/ruff format python tests examples
+	$(VENV)/bin/ruff format python tests examples bench scripts
 
-bench: build ## Set up everything and run the main job: zerofeed bench on its built-in data
-	$(VENV)/bin/zerofeed bench $(BENCH_ARGS)
+bench-install: build ## Install zerofeed-bench (bench/, editable) into the bench environment
+	@$(BENCH_VENV)/bin/python -m pip install --quiet --no-deps --no-build-isolation --editable ./bench
+
+bench: bench-install ## Set up everything and run the main job: zerofeed bench on its built-in data
+	$(BENCH_VENV)/bin/python -m zerofeed bench $(BENCH_ARGS)
 
 walkthrough: build ## The zero-copy walkthrough: crop by view, hand to TF/PyTorch/JAX, pointers and RSS
 	$(PY) examples/walkthrough.py

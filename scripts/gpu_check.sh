@@ -8,7 +8,7 @@
 #    otherwise installs the prebuilt abi3 wheel from dist/ (`maturin build --release -o dist`);
 # 2. optionally checks the shipped PTX against `nvcc -ptx` of kernels/normalize.cu;
 # 3. runs tests/test_cuda.py and the CPU tests that need no TensorFlow;
-# 4. runs `zerofeed bench transfer` and prints a short table.
+# 4. runs `zerofeed bench transfer` (zerofeed-bench, from bench/) and prints a short table.
 # Aims at < 4 minutes. Exit status: non-zero if the CUDA tests fail.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -65,8 +65,9 @@ timeout 120 "$VPY" -m pytest -q -p no:cacheprovider $CPU_TESTS -k "not tensorflo
 log "CPU tests (no TensorFlow): $(tail -1 "$OUT/test_cpu.log") (rc=$?)"
 
 # -- 4. bench --------------------------------------------------------------------------------
-timeout 150 "$VPY" -c "from zerofeed.bench.transfer import main; raise SystemExit(main(['--sizes', '1,16,256,1024', '--json', '$OUT/bench.json']))" \
-    >"$OUT/bench.log" 2>&1
+# zerofeed-bench (bench/) is pure Python: its source joins the path, nothing to install.
+PYTHONPATH="$SITE:$OLDPWD/bench" timeout 150 "$VPY" -m zerofeed_bench.transfer --sizes 1,16,256,1024 \
+    --json "$OUT/bench.json" >"$OUT/bench.log" 2>&1
 log "bench transfer (rc=$?):"
 cat "$OUT/bench.log" | tee -a "$OUT/summary.txt"
 echo

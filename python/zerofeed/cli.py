@@ -1,23 +1,35 @@
-"""The ``zerofeed`` command line: ``bench``, ``bench transfer``, ``doctor``, ``explain``.
+"""The ``zerofeed`` command line: ``doctor``, ``explain``, and ``bench`` (from zerofeed-bench).
+
+Usage errors exit 2, failures (a file that cannot be explained, a missing zerofeed-bench)
+exit 1, success 0. ``zerofeed bench`` lives in its own distribution, ``zerofeed-bench``
+(``bench/`` of the repository): it runs when that is installed and otherwise says how to
+install it.
 
 Example:
-    $ zerofeed bench --images 200 --against numpy,torch --json bench.json
     $ zerofeed doctor
     $ zerofeed explain train.npy --to tensorflow
     $ zerofeed explain --shape 32,256,256,3 --dtype uint8 --offset 80 --to tensorflow
+    $ zerofeed bench --images 200 --against numpy,torch --json bench.json
 
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from zerofeed.bench.baselines import GROUPS
-from zerofeed.bench.data import ALL_OPS
+from . import __version__
+from ._dtypes import numpy_dtype
+from .errors import ZerofeedError
+from .explain import TARGETS, explain
+from .memory import empty
+from .sources import open_npy
+from .views import View, view
 
 DTYPES = (
     "bool",
@@ -34,20 +46,12 @@ DTYPES = (
     "float32",
     "float64",
 )
-TARGETS = ("numpy", "tensorflow", "torch", "jax", "cupy")
 
-
-def _positive(name: str) -> Callable[[str], int]:
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {s!r}") from None
-        if v <= 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {v}")
-        return v
-
-    return parse
+#: What ``zerofeed bench`` prints (and exits 1 with) when zerofeed-bench is not installed.
+BENCH_MISSING = (
+    "zerofeed bench: the benchmark is its own package, zerofeed-bench, and it is not installed "
+    "here: run `pip install ./bench` in a zerofeed checkout (or `make bench`, which installs and runs it)"
+)
 
 
 def _non_negative(s: str) -> int:
@@ -58,32 +62,6 @@ def _non_negative(s: str) -> int:
     if v < 0:
         raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {v}")
     return v
-
-
-def _hw(s: str) -> tuple[int, int]:
-    """``512`` or ``512x384`` -> (height, width)."""
-    parts = s.lower().split("x")
-    try:
-        vals = [int(p) for p in parts]
-    except ValueError:
-        vals = []
-    if len(vals) not in (1, 2) or min(vals) <= 0:
-        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {s!r}")
-    return (vals[0], vals[-1])
-
-
-def _choices_list(valid: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
-    def parse(s: str) -> tuple[str, ...]:
-        items = tuple(x.strip() for x in s.split(",") if x.strip())
-        bad = [x for x in items if x not in valid]
-        if bad or not items:
-            raise argparse.ArgumentTypeError(
-                f"invalid {what} {', '.join(map(repr, bad)) or repr(s)} "
-                f"(choose from {', '.join(valid)}, comma-separated)"
-            )
-        return items
-
-    return parse
 
 
 def _shape(s: str) -> tuple[int, ...]:
@@ -97,83 +75,26 @@ def _shape(s: str) -> tuple[int, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the full argument parser (exposed for tests and docs)."""
+    """Build the full argument parser (exposed for tests and docs).
+
+    Example:
+        >>> build_parser().parse_args(["explain", "--shape", "4,4", "--to", "jax"]).shape
+        (4, 4)
+
+    """
     p = argparse.ArgumentParser(
         prog="zerofeed",
         description="zerofeed: zero-copy NumPy -> TensorFlow / PyTorch / JAX, and a fused "
-        "input pipeline. Measure it against the tools you would otherwise use.",
+        "input pipeline. Usage errors exit 2, failures 1.",
     )
-    sub = p.add_subparsers(dest="command", metavar="{bench,doctor,explain}", required=True)
-
-    b = sub.add_parser(
+    p.add_argument("--version", action="version", version=f"zerofeed {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="{bench,doctor,explain}")
+    # Only listed here: `zerofeed bench ...` is handed to zerofeed-bench before parsing.
+    sub.add_parser(
         "bench",
-        help="time zerofeed against the installed baselines on built-in data",
-        description="Run the reference workload (random crop, random flip, mean/std "
-        "normalize to float32, batches) with zerofeed and every installed baseline, each in "
-        "its own process, interleaved and repeated; print a table. Exit status 1 if any "
-        "implementation failed (crashed or computed the wrong thing).",
+        add_help=False,
+        help="time zerofeed against the installed baselines on built-in data (needs zerofeed-bench)",
     )
-    b.add_argument("--images", type=_positive("--images"), default=1000, help="default 1000")
-    b.add_argument("--size", type=_hw, default=(512, 512), metavar="HxW", help="default 512")
-    b.add_argument("--crop", type=_hw, default=(256, 256), metavar="HxW", help="default 256")
-    b.add_argument("--batch", type=_positive("--batch"), default=32, help="default 32")
-    b.add_argument(
-        "--epochs",
-        type=_positive("--epochs"),
-        default=3,
-        help="timed epochs per round, after one warm-up epoch (default 3)",
-    )
-    b.add_argument(
-        "--repeats",
-        type=_positive("--repeats"),
-        default=3,
-        help="rounds; each runs every implementation once, order rotated (default 3)",
-    )
-    b.add_argument(
-        "--workers",
-        type=_non_negative,
-        default=0,
-        help="threads/workers for every implementation (0 = usable cores)",
-    )
-    b.add_argument(
-        "--ops",
-        type=_choices_list(ALL_OPS, "op"),
-        default=ALL_OPS,
-        help=f"ops variant, comma-separated from {','.join(ALL_OPS)} (default all)",
-    )
-    b.add_argument(
-        "--source",
-        choices=("memory", "npy"),
-        default="memory",
-        help="memory: dataset loaded into RAM; npy: memory-mapped cached .npy",
-    )
-    b.add_argument(
-        "--against",
-        type=_choices_list(GROUPS, "baseline"),
-        default=None,
-        help=f"baselines, comma-separated from {','.join(GROUPS)} (default: every installed one)",
-    )
-    b.add_argument("--seed", type=_non_negative, default=0)
-    b.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
-    b.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
-    b.add_argument(
-        "--cache-dir",
-        type=Path,
-        default=None,
-        help="where the generated dataset is cached (default ~/.cache/zerofeed/bench)",
-    )
-    b.add_argument(
-        "--timeout",
-        type=_positive("--timeout"),
-        default=900,
-        help="seconds before one implementation's process is killed (default 900)",
-    )
-    b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bsub = b.add_subparsers(dest="bench_command", metavar="{transfer}")
-    b.set_defaults(parser=b)
-    t = bsub.add_parser("transfer", help="host-to-device bandwidth by size (needs CUDA)")
-    t.add_argument("--sizes", default=None, help="MiB, comma-separated (default 1,16,256,1024,4096)")
-    t.add_argument("--json", type=Path, metavar="PATH", dest="transfer_json")
 
     d = sub.add_parser("doctor", help="what this machine can do, and what it means for you")
     d.add_argument(
@@ -187,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
         "explain",
         help="what converting a .npy (or a described array) to a framework would do",
         description="Say whether converting would copy, why, and how to avoid it. Give a "
-        ".npy PATH, or describe the array with --shape/--dtype/--offset.",
+        ".npy PATH, or describe the array with --shape/--dtype/--offset. Exit status 1 when "
+        "the file cannot be explained (not a valid .npy, unreadable).",
     )
     e.set_defaults(parser=e)
     e.add_argument("path", nargs="?", type=Path, help="a .npy file")
@@ -204,66 +126,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _bench(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
-    from zerofeed.bench.data import Workload
-    from zerofeed.bench.report import format_table, plot, write_json
-    from zerofeed.bench.runner import run_bench
+def _bench(argv: Sequence[str]) -> int:
+    if importlib.util.find_spec("zerofeed_bench") is None:
+        print(BENCH_MISSING, file=sys.stderr)
+        return 1
+    from zerofeed_bench.cli import main as bench_main
 
-    (h, w), (ch, cw) = a.size, a.crop
-    if "crop" in a.ops and (ch > h or cw > w):
-        p.error(f"argument --crop: {ch}x{cw} does not fit in --size {h}x{w}")
-    if a.batch > a.images:
-        p.error(f"argument --batch: {a.batch} is more than --images {a.images}")
-    wl = Workload(
-        images=a.images,
-        height=h,
-        width=w,
-        crop_h=ch,
-        crop_w=cw,
-        batch=a.batch,
-        epochs=a.epochs,
-        workers=a.workers,
-        ops=a.ops,
-        source=a.source,
-        seed=a.seed,
-    )
-
-    def event(msg: str) -> None:
-        print(msg, file=sys.stderr)
-
-    result = run_bench(
-        wl,
-        against=a.against,
-        repeats=a.repeats,
-        timeout=a.timeout,
-        progress=not a.no_progress,
-        cache=a.cache_dir,
-        on_event=event,
-    )
-    print(format_table(result))
-    if a.json:
-        write_json(result, a.json)
-        print(f"\nraw numbers: {a.json}")
-    if a.plot:
-        msg = plot(result, a.plot)
-        print(msg if msg else f"plot: {a.plot}", file=sys.stderr if msg else sys.stdout)
-    return 1 if any(r["status"] == "failed" for r in result["results"]) else 0
-
-
-def _transfer(a: argparse.Namespace) -> int:
-    """``zerofeed bench transfer``: the GPU transfer benchmark (says so and exits 0 without CUDA)."""
-    from zerofeed.bench.transfer import main as transfer_main
-
-    argv: list[str] = []
-    if a.sizes:
-        argv += ["--sizes", a.sizes]
-    if a.transfer_json:
-        argv += ["--json", str(a.transfer_json)]
-    return transfer_main(argv)
+    return bench_main(list(argv))
 
 
 def _doctor(a: argparse.Namespace) -> int:
-    from zerofeed.bench.doctor import doctor
+    from .doctor import doctor
 
     findings = doctor(probe=not a.fast)
     print("zerofeed doctor: what this machine can do\n")
@@ -276,20 +149,50 @@ def _doctor(a: argparse.Namespace) -> int:
     return 0
 
 
-def _explain(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
-    from zerofeed.bench.doctor import explain
+def _report(title: str, v: View, offset: int, where: str, target: str) -> str:
+    """The facts of ``v``, then zerofeed's explanation of handing it to ``target``."""
+    order = "Fortran" if v.is_f_contiguous and not v.is_c_contiguous else "C"
+    lines = [
+        title,
+        f"  shape {tuple(v.shape)}, dtype {v.dtype}, {order} order",
+        f"  data at byte offset {offset} {where}",
+    ]
+    return "\n".join(lines + ["  " + line for line in str(explain(v, target)).splitlines()])
 
+
+def _explain_file(path: Path, target: str) -> str:
+    """The explanation of a ``.npy`` file, read with the core's (fuzzed) header parser."""
+    v = open_npy(path)
+    # open_npy has checked that the data runs exactly to the end of the file.
+    return _report(f"{path}:", v, path.stat().st_size - v.nbytes, "in the file", target)
+
+
+def _explain_described(a: argparse.Namespace) -> str:
+    """The explanation of an array described by flags, built over aligned memory."""
+    dtype = numpy_dtype(a.dtype)
+    nbytes = math.prod(a.shape) * dtype.itemsize
+    if nbytes >= 2**63:
+        raise ValueError(f"--shape {a.shape} of {a.dtype} is {nbytes} bytes, more than a process can address")
+    base = empty(nbytes + a.offset + 64, "uint8")  # 64-byte aligned, untouched pages
+    described = view(base[a.offset : a.offset + nbytes].view(dtype).reshape(a.shape, order=a.order))
+    return _report("described array:", described, a.offset, "from a 64-byte aligned base", a.to)
+
+
+def _explain(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     if a.path is None and a.shape is None:
         p.error("explain needs a .npy PATH or --shape (with --dtype/--offset)")
     if a.path is not None and not a.path.is_file():
         p.error(f"argument path: {a.path} is not a file")
+    what = a.path if a.path is not None else "the described array"
     try:
-        text, _ = explain(
-            a.to, path=a.path, shape=a.shape, dtype=a.dtype, offset=a.offset, fortran=a.order == "F"
-        )
-    except (ValueError, OSError) as e:
-        print(f"zerofeed explain: {a.path}: not a readable .npy file: {e}", file=sys.stderr)
-        return 2
+        text = _explain_file(a.path, a.to) if a.path is not None else _explain_described(a)
+    except (ZerofeedError, OSError, ValueError, OverflowError, MemoryError) as e:
+        # One line: NpyFormatError already names the file and the field at fault.
+        message = " ".join(str(e).split()) or type(e).__name__
+        if str(what) not in message:
+            message = f"{what}: {message}"
+        print(f"zerofeed explain: {message}", file=sys.stderr)
+        return 1
     print(text)
     return 0
 
@@ -298,15 +201,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``zerofeed`` command line; returns the exit status.
 
     Example:
-        >>> main(["explain", "--shape", "4,4", "--to", "numpy"])  # doctest: +SKIP
+        >>> main(["explain", "--shape", "4,4", "--to", "numpy"])  # doctest: +ELLIPSIS
+        described array:
+        ...
         0
 
     """
-    a = build_parser().parse_args(argv)
-    if a.command == "bench":
-        if a.bench_command == "transfer":
-            return _transfer(a)
-        return _bench(a, a.parser)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["bench"]:
+        return _bench(args[1:])
+    p = build_parser()
+    a = p.parse_args(args)
+    if a.command is None:
+        p.print_help()
+        return 0
     if a.command == "doctor":
         return _doctor(a)
     return _explain(a, a.parser)

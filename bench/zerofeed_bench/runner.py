@@ -1,7 +1,7 @@
 """Run the benchmark: each implementation in its own process, interleaved and repeated.
 
 The parent (:func:`run_bench`) generates the dataset once into the cache, then for each
-round starts one child per implementation (``python -m zerofeed.bench.runner``), in an
+round starts one child per implementation (``python -m zerofeed_bench.runner``), in an
 order rotated every round, and samples the memory of the child's process tree (workers
 included) every 50 ms while it runs. The child (:func:`child_main`):
 
@@ -13,7 +13,7 @@ included) every 50 ms while it runs. The child (:func:`child_main`):
    timed epochs, and writes its numbers as JSON.
 
 Example:
-    >>> from zerofeed.bench.data import Workload
+    >>> from zerofeed_bench.data import Workload
     >>> res = run_bench(Workload(images=8, height=24, width=24, crop_h=16, crop_w=16,
     ...                          batch=4, epochs=1), against=["numpy"], repeats=1,
     ...                 progress=False)  # doctest: +SKIP
@@ -41,15 +41,15 @@ from typing import Any
 
 import numpy as np
 
-from zerofeed.bench.baselines import GROUPS, Spec, specs
-from zerofeed.bench.data import (
+from zerofeed_bench.baselines import GROUPS, Spec, specs
+from zerofeed_bench.data import (
     Workload,
     check_outputs,
     ensure_dataset,
     load_dataset,
     make_images,
 )
-from zerofeed.bench.machine import machine_info, memory_of, tree_memory
+from zerofeed_bench.machine import machine_info, memory_of, tree_memory
 
 SCHEMA = "zerofeed-bench/1"
 
@@ -136,7 +136,7 @@ def run_timed(spec: Spec, w: Workload, dataset: Path, marker: Path | None = None
 
 def child_main(argv: Sequence[str] | None = None) -> int:
     """Entry point of one child process; writes its result JSON to ``--out``."""
-    p = argparse.ArgumentParser(prog="python -m zerofeed.bench.runner")
+    p = argparse.ArgumentParser(prog="python -m zerofeed_bench.runner")
     p.add_argument("--spec", required=True, help="implementation spec as JSON")
     p.add_argument("--workload", required=True, help="workload as JSON")
     p.add_argument("--dataset", required=True, type=Path)
@@ -156,7 +156,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
                 res["error"] = "correctness check failed: " + "; ".join(res["check"]["problems"])
         if res["status"] == "ok":
             res.update(run_timed(spec, w, a.dataset, a.out.with_suffix(".timed")))
-    except BaseException as e:  # noqa: BLE001 - report any failure, including SystemExit
+    except BaseException as e:  # report any failure, including SystemExit
         res["status"] = "failed"
         res["error"] = f"{type(e).__name__}: {e}"
         res["traceback"] = traceback.format_exc(limit=8)
@@ -203,12 +203,15 @@ def _child_env() -> dict[str, str]:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     env.setdefault("GRPC_VERBOSITY", "ERROR")
     env.setdefault("JAX_PLATFORMS", "cpu")
-    # The children must import this very zerofeed: add its root to PYTHONPATH unless it is
-    # an install location (putting site-packages ahead of the stdlib could shadow modules).
-    root = str(Path(__file__).absolute().parents[2])
+    # The children must import this very zerofeed_bench and zerofeed: add their roots to
+    # PYTHONPATH unless they are install locations (putting site-packages ahead of the
+    # stdlib could shadow modules).
+    import zerofeed
+
+    roots = [str(Path(m).absolute().parents[1]) for m in (__file__, zerofeed.__file__)]
     installed = {*site.getsitepackages(), site.getusersitepackages()}
-    if root not in installed:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    extra = [r for r in dict.fromkeys(roots) if r not in installed]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (*extra, env.get("PYTHONPATH")) if p)
     return env
 
 
@@ -220,7 +223,7 @@ def run_child(spec: Spec, w: Workload, dataset: Path, check: bool, timeout: floa
         cmd = [
             sys.executable,
             "-m",
-            "zerofeed.bench.runner",
+            "zerofeed_bench.runner",
             "--spec",
             spec_to_json(spec),
             "--workload",

@@ -1,8 +1,9 @@
-"""``zerofeed doctor`` and ``zerofeed explain``.
+"""``zerofeed doctor``: what this machine can do, and what it means for a zerofeed user.
 
-``doctor`` says what this machine can do; ``explain`` what a conversion would do.
-
-Every doctor line is a :class:`Finding`: what was found, and what it means for the user.
+Every line is a :class:`Finding`: what was found, and what it means. The machine readers
+(:func:`cpu_model`, :func:`meminfo`, :func:`version_of`) read ``/proc`` and package metadata
+directly and return ``"unknown"`` / ``{}`` / ``None`` for what they cannot read, so the doctor
+works in containers and on non-Linux systems with less detail. ``zerofeed-bench`` reuses them.
 
 Example:
     >>> f = memlock_finding()
@@ -13,20 +14,107 @@ Example:
 
 from __future__ import annotations
 
-import ctypes
 import dataclasses
 import os
+import platform
 import resource
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from zerofeed.bench.machine import cpu_model, meminfo, version_of
-from zerofeed.bench.report import format_bytes
+from . import cuda, frameworks
+from .explain import TARGETS, explain
+from .memory import empty
+from .views import view
 
-#: Conversion targets ``zerofeed explain`` knows.
-TARGETS: tuple[str, ...] = ("numpy", "tensorflow", "torch", "jax", "cupy")
+#: Distribution names of the frameworks zerofeed talks to, by display name.
+FRAMEWORKS: dict[str, tuple[str, ...]] = {
+    "numpy": ("numpy",),
+    "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly"),
+    "torch": ("torch",),
+    "jax": ("jax",),
+    "jaxlib": ("jaxlib",),
+    "cupy": ("cupy", "cupy-cuda12x", "cupy-cuda11x"),
+    "zerofeed": ("zerofeed",),
+}
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return None
+
+
+def cpu_model() -> str:
+    """Return the CPU model name from ``/proc/cpuinfo`` (or :func:`platform.processor`).
+
+    Example:
+        >>> isinstance(cpu_model(), str)
+        True
+
+    """
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.startswith(("model name", "Model", "cpu model")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def meminfo() -> dict[str, int]:
+    """``/proc/meminfo`` in bytes, e.g. ``{"MemTotal": ..., "MemAvailable": ...}``.
+
+    Example:
+        >>> all(isinstance(v, int) for v in meminfo().values())
+        True
+
+    """
+    out: dict[str, int] = {}
+    for line in (_read("/proc/meminfo") or "").splitlines():
+        key, _, rest = line.partition(":")
+        parts = rest.split()
+        if parts and parts[0].isdigit():
+            mult = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
+            out[key] = int(parts[0]) * mult
+    return out
+
+
+def version_of(name: str, dists: tuple[str, ...] | None = None) -> str | None:
+    """Installed version of a package by display name, or None when it is not installed.
+
+    ``dists`` are the distribution names to try (default: :data:`FRAMEWORKS` of ``name``,
+    else ``name`` itself).
+
+    Example:
+        >>> version_of("numpy") is not None, version_of("no-such-package-here")
+        (True, None)
+
+    """
+    for dist in dists or FRAMEWORKS.get(name, (name,)):
+        try:
+            return metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def format_bytes(n: float | None) -> str:
+    """Human-readable bytes (binary units).
+
+    Example:
+        >>> format_bytes(512), format_bytes(3 * 2**20), format_bytes(None)
+        ('512 B', '3.0 MiB', '-')
+
+    """
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
 
 
 @dataclasses.dataclass
@@ -42,16 +130,6 @@ class Finding:
         """Two lines: the fact, then ``-> meaning``."""
         mark = {"ok": " ", "warn": "!", "info": " "}.get(self.level, " ")
         return f"{mark} {self.label:<{width}} {self.value}\n  {'':<{width}} -> {self.meaning}"
-
-
-def _zf() -> tuple[Any, str | None]:
-    """Return the zerofeed module with its extension, or ``(None, why not)``."""
-    try:
-        import zerofeed
-        import zerofeed._zerofeed  # noqa: F401
-    except ImportError as e:
-        return None, f"zerofeed extension cannot be imported ({e})"
-    return zerofeed, None
 
 
 def cpu_finding() -> Finding:
@@ -122,47 +200,18 @@ def thp_finding() -> Finding:
     return Finding("transparent huge pages", f"{mode}  ({text})", meanings.get(mode, text), level)
 
 
-def _cuda_ctypes() -> tuple[bool, list[str], str]:
-    """Probe the CUDA driver directly: (loadable, GPU names, detail)."""
-    try:
-        lib = ctypes.CDLL("libcuda.so.1")
-    except OSError as e:
-        return False, [], f"libcuda.so.1 not loadable ({e})"
-    if lib.cuInit(0) != 0:
-        return True, [], "driver loaded but cuInit failed (no usable GPU or driver mismatch)"
-    n = ctypes.c_int(0)
-    if lib.cuDeviceGetCount(ctypes.byref(n)) != 0:
-        return True, [], "cuDeviceGetCount failed"
-    names = []
-    for i in range(n.value):
-        dev = ctypes.c_int(0)
-        buf = ctypes.create_string_buffer(256)
-        if lib.cuDeviceGet(ctypes.byref(dev), i) == 0 and lib.cuDeviceGetName(buf, 256, dev) == 0:
-            names.append(buf.value.decode(errors="replace"))
-        else:
-            names.append(f"device {i}")
-    return True, names, "libcuda.so.1"
-
-
 def cuda_finding() -> Finding:
     """Whether a CUDA driver is loadable and which GPUs it sees."""
-    zf, _ = _zf()
-    cuda = getattr(zf, "cuda", None) if zf else None
     try:
-        if cuda is not None:
-            ok = bool(cuda.available())
-            names = [cuda.device_name(i) for i in range(cuda.device_count())] if ok else []
-            detail = "zf.cuda"
-        else:
-            ok, names, detail = _cuda_ctypes()
-    except Exception as e:  # noqa: BLE001 - a broken driver is a finding, not a crash
+        names = [cuda.device_name(i) for i in range(cuda.device_count())]
+    except Exception as e:  # a broken driver is a finding, not a crash
         return Finding("CUDA", f"error: {e}", "device='cuda' will not work here", "warn")
     if names:
         value = f"{len(names)} GPU(s): " + "; ".join(f"{i}: {n}" for i, n in enumerate(names))
         return Finding("CUDA", value, "device='cuda:N' and pin=True transfers are available")
     return Finding(
         "CUDA",
-        f"no GPU ({detail})" if ok else "no driver",
+        f"no GPU ({cuda.unavailable_reason() or 'no device'})",
         "device='cuda' is a clear error here; device='cpu' and everything else works",
         "info",
     )
@@ -199,7 +248,7 @@ def _dlpack_probe(name: str) -> str:
 
             try:
                 tf.experimental.dlpack.from_dlpack(prod.array.__dlpack__(max_version=(1, 0)))
-            except Exception:  # noqa: BLE001 - rejecting the capsule is the answer
+            except Exception:  # rejecting the capsule is the answer
                 return "legacy only"
             return "versioned"
         if name == "numpy":
@@ -222,7 +271,7 @@ def _dlpack_probe(name: str) -> str:
         if isinstance(asked, tuple) and asked and asked[0] >= 1:
             return "versioned"
         return "legacy only"
-    except Exception as e:  # noqa: BLE001 - report, do not crash the doctor
+    except Exception as e:  # report, do not crash the doctor
         return f"probe failed: {type(e).__name__}: {e}"
 
 
@@ -249,18 +298,9 @@ def framework_findings(probe: bool = True) -> list[Finding]:
     return out
 
 
-def _aligned(nbytes: int, align: int = 64) -> np.ndarray:
-    buf = np.empty(nbytes + align, np.uint8)
-    start = (-buf.ctypes.data) % align
-    return buf[start : start + nbytes]
-
-
 def zero_copy_findings() -> list[Finding]:
     """Probe live whether zerofeed hands a NumPy array to TensorFlow and JAX zero-copy."""
-    zf, why = _zf()
-    if zf is None:
-        return [Finding("zero-copy probe", "not run", f"{why}; build/install zerofeed", "warn")]
-    src = _aligned(1 << 20).view(np.float32).reshape(512, 512)
+    src = empty((512, 512), "float32")  # 64-byte aligned: what TF and JAX need to share it
     src[:] = 1.0
     ptr = src.ctypes.data
     out = []
@@ -270,14 +310,9 @@ def zero_copy_findings() -> list[Finding]:
             out.append(Finding(label, "skipped", f"{target} is not installed", "info"))
             continue
         try:
-            conv = getattr(zf, f"to_{target}")(src)
-            if target == "jax":
-                got = conv.unsafe_buffer_pointer()
-            else:
-                got = zf.view(conv).ptr
-            same = got == ptr
-            expl = zf.explain(src, target)
-            if same:
+            conv = getattr(frameworks, f"to_{target}")(src)
+            got = conv.unsafe_buffer_pointer() if target == "jax" else view(conv).ptr
+            if got == ptr:
                 out.append(
                     Finding(
                         label,
@@ -286,9 +321,9 @@ def zero_copy_findings() -> list[Finding]:
                     )
                 )
             else:
-                reasons = "; ".join(getattr(expl, "reasons", []) or ["unknown"])
+                reasons = "; ".join(explain(src, target).reasons or ["unknown"])
                 out.append(Finding(label, "COPIES", f"why: {reasons}", "warn"))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # report, do not crash the doctor
             out.append(
                 Finding(
                     label,
@@ -313,120 +348,3 @@ def doctor(probe: bool = True) -> list[Finding]:
     if probe:
         out += zero_copy_findings()
     return out
-
-
-# -------------------------------------------------------------------------------- explain
-
-
-@dataclasses.dataclass
-class NpyHeader:
-    """What a ``.npy`` header says, and where the data starts."""
-
-    shape: tuple[int, ...]
-    dtype: np.dtype
-    fortran_order: bool
-    data_offset: int
-    file_size: int
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes the header promises."""
-        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
-
-
-def read_npy_header(path: Path) -> NpyHeader:
-    """Parse a ``.npy`` header with NumPy's own reader (no data is read).
-
-    Example:
-        >>> import tempfile
-        >>> p = Path(tempfile.mkdtemp()) / "a.npy"
-        >>> np.save(p, np.zeros((2, 3), np.float32))
-        >>> read_npy_header(p).data_offset % 64
-        0
-
-    """
-    from numpy.lib import format as npf
-
-    with open(path, "rb") as f:
-        major, _ = npf.read_magic(f)
-        reader = npf.read_array_header_1_0 if major == 1 else npf.read_array_header_2_0
-        shape, fortran, dtype = reader(f)
-        offset = f.tell()
-    return NpyHeader(tuple(shape), np.dtype(dtype), bool(fortran), offset, path.stat().st_size)
-
-
-def _facts(shape: tuple[int, ...], dtype: np.dtype, offset: int, fortran: bool, where: str) -> list[str]:
-    align = min(offset & -offset if offset else 4096, 4096)
-    return [
-        f"shape {shape}, dtype {dtype}, {'Fortran' if fortran else 'C'} order",
-        f"data at byte offset {offset} {where} (so aligned to {align} bytes)",
-    ]
-
-
-def _advice(dtype: np.dtype, offset: int, fortran: bool, target: str) -> list[str]:
-    tips = []
-    if offset % 64:
-        tips.append(
-            "the data is not 64-byte aligned: re-save it with np.save (NumPy pads the header "
-            "to 64 bytes), or write it at an aligned offset"
-        )
-    if fortran:
-        tips.append("Fortran order: save a C-ordered array (np.ascontiguousarray before np.save)")
-    if dtype.byteorder == ">":
-        tips.append("big-endian data always converts with a byte swap: save as little-endian")
-    if target == "tensorflow" and dtype.kind == "b":
-        tips.append("TensorFlow's DLPack import does not take bool: store uint8")
-    return tips
-
-
-def explain(
-    target: str,
-    path: Path | None = None,
-    shape: tuple[int, ...] | None = None,
-    dtype: str = "float32",
-    offset: int = 0,
-    fortran: bool = False,
-) -> tuple[str, bool | None]:
-    """Explain converting a ``.npy`` file (or a described array) to ``target``.
-
-    Returns the text to print and the verdict (``True`` zero-copy, ``False`` copies,
-    ``None`` when zerofeed could not be asked).
-    """
-    lines: list[str] = []
-    if path is not None:
-        h = read_npy_header(path)
-        shp, dt, off, fo = h.shape, h.dtype, h.data_offset, h.fortran_order
-        lines.append(f"{path}:")
-        if h.file_size < off + h.nbytes:
-            lines.append(
-                f"  ! file is truncated: header promises {h.nbytes} bytes of data, "
-                f"file has {h.file_size - off}"
-            )
-    else:
-        shp, dt, off, fo = shape or (1,), np.dtype(dtype), offset, fortran
-        lines.append("described array:")
-    where = "in the file" if path is not None else "from a 64-byte aligned base"
-    lines += [f"  {f}" for f in _facts(shp, dt, off, fo, where)]
-    zf, why = _zf()
-    verdict: bool | None = None
-    if zf is None:
-        lines.append(f"  zerofeed's verdict is unavailable: {why}")
-    else:
-        try:
-            if path is not None:
-                obj: Any = zf.open_npy(str(path))
-            else:
-                n = int(np.prod(shp, dtype=np.int64)) * dt.itemsize
-                buf = _aligned(n + off + 64)
-                obj = buf[off : off + n].view(dt).reshape(shp, order="F" if fo else "C")
-            e = zf.explain(obj, target)
-            verdict = bool(e.zero_copy)
-            lines += ["  " + line for line in str(e).splitlines()]
-        except Exception as e:  # noqa: BLE001
-            lines.append(f"  zerofeed could not explain it: {type(e).__name__}: {e}")
-    if verdict is None:
-        tips = _advice(dt, off, fo, target)
-        if tips:
-            lines.append("  to avoid a copy:")
-            lines += [f"   - {t}" for t in tips]
-    return "\n".join(lines), verdict

@@ -1,7 +1,8 @@
-"""What this machine is: CPU, memory, versions, and process memory read from ``/proc``.
+"""What this machine is (CPU, memory, versions), and process memory read from ``/proc``.
 
-Everything here reads files directly (no psutil) and returns ``None`` for what it cannot
-read, so it works in containers and on non-Linux systems with less detail.
+The CPU, RAM and version readers are :mod:`zerofeed.doctor`'s. Everything reads files
+directly (no psutil) and returns ``None`` for what it cannot read, so it works in containers
+and on non-Linux systems with less detail.
 
 Example:
     >>> info = machine_info()
@@ -15,21 +16,16 @@ from __future__ import annotations
 import os
 import platform
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-#: Distribution names of the frameworks the bench and doctor know, by display name.
+from zerofeed import doctor
+
+#: Distribution names of every package whose version the report records, by display name.
 FRAMEWORKS: dict[str, tuple[str, ...]] = {
-    "numpy": ("numpy",),
-    "tensorflow": ("tensorflow", "tensorflow-cpu", "tf-nightly"),
-    "torch": ("torch",),
-    "jax": ("jax",),
-    "jaxlib": ("jaxlib",),
-    "cupy": ("cupy", "cupy-cuda12x", "cupy-cuda11x"),
+    **doctor.FRAMEWORKS,
     "dali": ("nvidia-dali-cuda120", "nvidia-dali-cuda110", "nvidia-dali-cuda130"),
     "grain": ("grain", "grain-nightly"),
-    "zerofeed": ("zerofeed",),
 }
 
 
@@ -40,59 +36,22 @@ def _read(path: str) -> str | None:
         return None
 
 
-def cpu_model() -> str:
-    """Return the CPU model name from ``/proc/cpuinfo`` (or :func:`platform.processor`)."""
-    text = _read("/proc/cpuinfo") or ""
-    for line in text.splitlines():
-        if line.startswith(("model name", "Model", "cpu model")):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or "unknown"
-
-
-def meminfo() -> dict[str, int]:
-    """``/proc/meminfo`` in bytes, e.g. ``{"MemTotal": ..., "MemAvailable": ...}``."""
-    out: dict[str, int] = {}
-    for line in (_read("/proc/meminfo") or "").splitlines():
-        key, _, rest = line.partition(":")
-        parts = rest.split()
-        if parts and parts[0].isdigit():
-            mult = 1024 if len(parts) > 1 and parts[1] == "kB" else 1
-            out[key] = int(parts[0]) * mult
-    return out
-
-
-def version_of(name: str) -> str | None:
-    """Installed version of a framework by display name (see :data:`FRAMEWORKS`), or None.
-
-    Example:
-        >>> version_of("numpy") is not None
-        True
-
-    """
-    for dist in FRAMEWORKS.get(name, (name,)):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return None
-
-
 def machine_info() -> dict[str, Any]:
     """CPU model, cores, RAM and versions of Python, NumPy and each framework."""
-    mem = meminfo()
+    mem = doctor.meminfo()
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - non-Linux
         usable = os.cpu_count() or 1
     return {
-        "cpu_model": cpu_model(),
+        "cpu_model": doctor.cpu_model(),
         "cores": os.cpu_count(),
         "usable_cores": usable,
         "ram_bytes": mem.get("MemTotal"),
         "available_ram_bytes": mem.get("MemAvailable"),
         "platform": platform.platform(),
         "python": sys.version.split()[0],
-        "versions": {k: version_of(k) for k in FRAMEWORKS},
+        "versions": {k: doctor.version_of(k, d) for k, d in FRAMEWORKS.items()},
     }
 
 

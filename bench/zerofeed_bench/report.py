@@ -1,6 +1,6 @@
 """Report a benchmark result: a table, a JSON file and an optional bar chart.
 
-The result is the dict :func:`zerofeed.bench.runner.run_bench` returns.
+The result is the dict :func:`zerofeed_bench.runner.run_bench` returns.
 
 Example:
     >>> print(format_bytes(3 * 2**20))
@@ -14,22 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-
-def format_bytes(n: float | None) -> str:
-    """Human-readable bytes (binary units).
-
-    Example:
-        >>> format_bytes(512), format_bytes(None)
-        ('512 B', '-')
-
-    """
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"  # pragma: no cover
+from zerofeed.doctor import format_bytes
 
 
 def _ratio(x: float | None) -> str:

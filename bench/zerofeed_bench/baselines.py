@@ -9,7 +9,7 @@ The zerofeed row is built by :func:`build_zerofeed` alone: adjust it there if th
 ``zerofeed.Loader`` API changes.
 
 Example:
-    >>> from zerofeed.bench.data import Workload, make_images
+    >>> from zerofeed_bench.data import Workload, make_images
     >>> w = Workload(images=8, height=24, width=24, crop_h=16, crop_w=16, batch=4)
     >>> impl = build_numpy(make_images(8, 24, 24), w, threads=1)
     >>> [b.shape for b in impl.epoch(0)]
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from zerofeed.bench.data import Workload
+from zerofeed_bench.data import Workload
 
 
 class Impl:

@@ -1,0 +1,208 @@
+"""``zerofeed bench`` and ``zerofeed bench transfer``: the command line of zerofeed-bench.
+
+The product's ``zerofeed`` command hands ``zerofeed bench ARGS`` to :func:`main` when this
+package is installed; ``python -m zerofeed_bench ARGS`` and ``zerofeed-bench ARGS`` do the same.
+Usage errors exit 2, a failed implementation exits 1.
+
+Example:
+    $ zerofeed bench --images 200 --against numpy,torch --json bench.json
+    $ zerofeed bench transfer --sizes 1,16,256
+
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from zerofeed_bench.baselines import GROUPS
+from zerofeed_bench.data import ALL_OPS
+
+
+def _int_at_least(minimum: int, name: str) -> Callable[[str], int]:
+    def parse(s: str) -> int:
+        try:
+            v = int(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {s!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {v}")
+        return v
+
+    return parse
+
+
+def _hw(s: str) -> tuple[int, int]:
+    """``512`` or ``512x384`` -> (height, width)."""
+    parts = s.lower().split("x")
+    try:
+        vals = [int(p) for p in parts]
+    except ValueError:
+        vals = []
+    if len(vals) not in (1, 2) or min(vals) <= 0:
+        raise argparse.ArgumentTypeError(f"expected N or HxW with positive sizes, got {s!r}")
+    return (vals[0], vals[-1])
+
+
+def _choices_list(valid: Sequence[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(s: str) -> tuple[str, ...]:
+        items = tuple(x.strip() for x in s.split(",") if x.strip())
+        bad = [x for x in items if x not in valid]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(
+                f"invalid {what} {', '.join(map(repr, bad)) or repr(s)} "
+                f"(choose from {', '.join(valid)}, comma-separated)"
+            )
+        return items
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the ``zerofeed bench`` argument parser (exposed for tests and docs).
+
+    Example:
+        >>> build_parser().parse_args(["--images", "64"]).images
+        64
+
+    """
+    b = argparse.ArgumentParser(
+        prog="zerofeed bench",
+        description="Run the reference workload (random crop, random flip, mean/std "
+        "normalize to float32, batches) with zerofeed and every installed baseline, each in "
+        "its own process, interleaved and repeated; print a table. Exit status 1 if any "
+        "implementation failed (crashed or computed the wrong thing), 2 for a usage error.",
+    )
+    integers = (  # flag, smallest value, default, help
+        ("--images", 1, 1000, "default 1000"),
+        ("--batch", 1, 32, "default 32"),
+        ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
+        ("--repeats", 1, 3, "rounds; each runs every implementation once, order rotated (default 3)"),
+        ("--workers", 0, 0, "threads/workers for every implementation (0 = usable cores)"),
+        ("--seed", 0, 0, "seed of the data and of every random choice (default 0)"),
+        ("--timeout", 1, 900, "seconds before one implementation's process is killed (default 900)"),
+    )
+    for flag, smallest, default, text in integers:
+        b.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
+    b.add_argument("--size", type=_hw, default=(512, 512), metavar="HxW", help="default 512")
+    b.add_argument("--crop", type=_hw, default=(256, 256), metavar="HxW", help="default 256")
+    b.add_argument(
+        "--ops",
+        type=_choices_list(ALL_OPS, "op"),
+        default=ALL_OPS,
+        help=f"ops variant, comma-separated from {','.join(ALL_OPS)} (default all)",
+    )
+    b.add_argument(
+        "--source",
+        choices=("memory", "npy"),
+        default="memory",
+        help="memory: dataset loaded into RAM; npy: memory-mapped cached .npy",
+    )
+    b.add_argument(
+        "--against",
+        type=_choices_list(GROUPS, "baseline"),
+        default=None,
+        help=f"baselines, comma-separated from {','.join(GROUPS)} (default: every installed one)",
+    )
+    b.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
+    b.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
+    b.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where the generated dataset is cached (default ~/.cache/zerofeed/bench)",
+    )
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bsub = b.add_subparsers(dest="bench_command", metavar="{transfer}")
+    t = bsub.add_parser("transfer", help="host-to-device bandwidth by size (needs CUDA)")
+    t.add_argument("--sizes", default=None, help="MiB, comma-separated (default 1,16,256,1024)")
+    t.add_argument("--json", type=Path, metavar="PATH", dest="transfer_json")
+    return b
+
+
+def _check_paths(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
+    """Refuse, before an hour of benchmarking, paths that cannot be written."""
+    if a.cache_dir is not None:
+        try:
+            a.cache_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            p.error(f"argument --cache-dir: {a.cache_dir} cannot be a directory: {e.strerror or e}")
+    for flag, path in (("--json", a.json), ("--plot", a.plot)):
+        if path is not None and not path.absolute().parent.is_dir():
+            p.error(f"argument {flag}: the folder of {path} does not exist")
+
+
+def _bench(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    from zerofeed_bench.data import Workload
+    from zerofeed_bench.report import format_table, plot, write_json
+    from zerofeed_bench.runner import run_bench
+
+    (h, w), (ch, cw) = a.size, a.crop
+    if "crop" in a.ops and (ch > h or cw > w):
+        p.error(f"argument --crop: {ch}x{cw} does not fit in --size {h}x{w}")
+    if a.batch > a.images:
+        p.error(f"argument --batch: {a.batch} is more than --images {a.images}")
+    _check_paths(a, p)
+    wl = Workload(
+        images=a.images,
+        height=h,
+        width=w,
+        crop_h=ch,
+        crop_w=cw,
+        batch=a.batch,
+        epochs=a.epochs,
+        workers=a.workers,
+        ops=a.ops,
+        source=a.source,
+        seed=a.seed,
+    )
+
+    def event(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    result = run_bench(
+        wl,
+        against=a.against,
+        repeats=a.repeats,
+        timeout=a.timeout,
+        progress=not a.no_progress,
+        cache=a.cache_dir,
+        on_event=event,
+    )
+    print(format_table(result))
+    if a.json:
+        write_json(result, a.json)
+        print(f"\nraw numbers: {a.json}")
+    if a.plot:
+        msg = plot(result, a.plot)
+        print(msg if msg else f"plot: {a.plot}", file=sys.stderr if msg else sys.stdout)
+    return 1 if any(r["status"] == "failed" for r in result["results"]) else 0
+
+
+def _transfer(a: argparse.Namespace) -> int:
+    """``zerofeed bench transfer``: the GPU transfer benchmark (says so and exits 0 without CUDA)."""
+    from zerofeed_bench.transfer import main as transfer_main
+
+    argv: list[str] = []
+    if a.sizes:
+        argv += ["--sizes", a.sizes]
+    if a.transfer_json:
+        argv += ["--json", str(a.transfer_json)]
+    return transfer_main(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``zerofeed bench`` with ``argv`` (the arguments after ``bench``); return the exit status.
+
+    Example:
+        >>> main(["--images", "16", "--size", "32", "--crop", "16", "--batch", "8"])  # doctest: +SKIP
+        0
+
+    """
+    p = build_parser()
+    a = p.parse_args(argv)
+    if a.bench_command == "transfer":
+        return _transfer(a)
+    return _bench(a, p)
