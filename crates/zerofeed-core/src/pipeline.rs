@@ -22,7 +22,7 @@ use crate::host::HostError;
 use crate::layout::{Layout, LayoutError};
 use crate::ops::{OpSpec, OpsError, Plan, SampleKey};
 use crate::pool::{BufferPool, PooledBuffer};
-use crate::sampler::{num_batches, Sampler, SamplerError};
+use crate::sampler::{num_batches, EpochOrder, Sampler, SamplerError};
 
 /// What can go wrong building or running a pipeline.
 #[derive(Debug, Error)]
@@ -267,7 +267,7 @@ impl Pipeline {
 
     /// Starts workers for `epoch`, beginning at batch `first_batch` (to resume).
     pub fn start(&self, epoch: u64, first_batch: usize) -> EpochRun {
-        let order = Arc::new(self.sampler.epoch_order(epoch));
+        let order = self.sampler.epoch_order(epoch);
         let end = self.num_batches();
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
@@ -336,7 +336,7 @@ impl Shared {
 /// What every worker of one epoch shares.
 struct Job {
     fields: Arc<Vec<Field>>,
-    order: Arc<Vec<usize>>,
+    order: EpochOrder,
     epoch: u64,
     seed: u64,
     batch_size: usize,
@@ -383,14 +383,16 @@ impl Job {
 
     fn build(&self, index: usize) -> Result<Batch, PipelineError> {
         let start = index * self.batch_size;
-        let samples = &self.order[start..(start + self.batch_size).min(self.order.len())];
+        let samples = self
+            .order
+            .range(start..start.saturating_add(self.batch_size));
         let mut buffers = Vec::with_capacity(self.fields.len());
         for field in self.fields.iter() {
             let sample_bytes = field.sample_nbytes();
             // Full-size buffers even for a short last batch, so that every buffer is reusable.
             let mut buffer = self.pool.take(sample_bytes * self.batch_size)?;
             let slots = buffer.as_mut_slice().chunks_exact_mut(sample_bytes.max(1));
-            for (&sample, slot) in samples.iter().zip(slots) {
+            for (sample, slot) in samples.clone().zip(slots) {
                 let key = SampleKey {
                     seed: self.seed,
                     epoch: self.epoch,

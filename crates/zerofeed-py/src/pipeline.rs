@@ -194,7 +194,7 @@ impl PyPipeline {
 
     /// This rank's sample order for `epoch` (for tests and debugging).
     fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        self.inner.sampler().epoch_order(epoch)
+        self.inner.sampler().epoch_order(epoch).to_vec()
     }
 
     /// Starts workers for `epoch` at batch `first_batch`.
