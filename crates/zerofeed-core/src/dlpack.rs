@@ -136,9 +136,9 @@ pub enum DlpackError {
     TooManyDims(i32),
     #[error("DLPack tensor has shape=NULL but ndim={0}; shape must point to ndim sizes")]
     NullShape(i32),
-    #[error("DLPack tensor has shape[{axis}]={dim}; sizes must be >= 0")]
+    #[error("DLPack tensor has shape[{axis}]={dim}, a negative dimension; sizes must be >= 0")]
     NegativeDim { axis: usize, dim: i64 },
-    #[error("DLPack tensor has shape={shape:?} of {itemsize}-byte items: more bytes than the address space holds")]
+    #[error("DLPack tensor has shape={shape:?} of {itemsize}-byte items: the size overflows the address space")]
     SizeOverflow { shape: Vec<i64>, itemsize: usize },
     #[error("DLPack tensor has strides[{axis}]={stride} with shape[{axis}]={dim} and {itemsize}-byte items: the span overflows the address space")]
     StrideOverflow {
@@ -147,8 +147,8 @@ pub enum DlpackError {
         dim: i64,
         itemsize: usize,
     },
-    #[error("DLPack tensor has dtype.lanes={0}; only 1 (one value per element) is supported")]
-    Lanes(u16),
+    /// An unknown `(code, bits)` pair, or `lanes != 1` (vector types): the message
+    /// names all three fields.
     #[error("DLPack tensor: {0}")]
     DType(#[from] UnsupportedDType),
     #[error("DLPack tensor has device.device_type={0}, not a DLPack device type (1-4, 7-18)")]
@@ -488,9 +488,7 @@ fn check_device(device: DLDevice) -> Result<(), DlpackError> {
 /// `ndim` readable values each.
 unsafe fn describe(tensor: &DLTensor) -> Result<(*mut u8, DType, Layout), DlpackError> {
     let DLDataType { code, bits, lanes } = tensor.dtype;
-    if lanes != 1 {
-        return Err(DlpackError::Lanes(lanes));
-    }
+    // Refuses lanes != 1 before looking at code and bits.
     let dtype = DType::from_dlpack(code, bits, lanes)?;
     check_device(tensor.device)?;
     let ndim = usize::try_from(tensor.ndim).map_err(|_| DlpackError::BadNdim(tensor.ndim))?;

@@ -492,9 +492,11 @@ fn lanes_dtypes_devices_and_versions_are_checked() {
         dtype: DLDataType { code, bits, lanes },
         ..f32_spec(&[2])
     };
-    let (err, text) = message(&dtype(2, 32, 4));
-    assert!(matches!(err, DlpackError::Lanes(4)));
-    assert!(text.contains("lanes=4"), "{text}");
+    for lanes in [0, 4, u16::MAX] {
+        let (err, text) = message(&dtype(2, 32, lanes));
+        assert!(matches!(err, DlpackError::DType(_)), "{err:?}");
+        assert!(text.contains(&format!("lanes={lanes}")), "{text}");
+    }
     for (code, bits) in [(2, 24), (9, 32), (0, 0), (2, 255)] {
         let (err, text) = message(&dtype(code, bits, 1));
         assert!(matches!(err, DlpackError::DType(_)), "{err:?}");
