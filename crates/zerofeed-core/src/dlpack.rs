@@ -3,7 +3,9 @@
 //! The structs mirror `dlpack.h` field for field (`#[repr(C)]`). Exports own their shape
 //! and stride arrays and an arbitrary `owner` value that keeps the memory alive; the
 //! deleter drops it, on whichever thread the consumer calls it from. Imports take
-//! ownership of a producer's managed tensor and call its deleter exactly once.
+//! ownership of a producer's managed tensor and call its deleter exactly once, error or
+//! not; they trust no field: every one is checked, with caps, before it is used
+//! ([`ManagedTensor::import`] lists the checks; `tests/dlpack_import.rs` fuzzes them).
 
 use std::any::Any;
 use std::ffi::c_void;
@@ -117,8 +119,15 @@ pub struct DLManagedTensorVersioned {
     pub dl_tensor: DLTensor,
 }
 
-/// What went wrong exchanging a tensor.
+/// The most dimensions an imported tensor may have. NumPy 2 allows 64 (NumPy 1 allowed
+/// 32) and no framework goes further; the cap is what keeps a hostile `ndim` (say 2^30)
+/// from making us read, or allocate for, gigabytes of "shape".
+pub const MAX_IMPORT_NDIM: usize = 64;
+
+/// What went wrong exchanging a tensor. Import errors name the `DLTensor` field at
+/// fault and its value.
 #[derive(Debug, Error)]
+#[non_exhaustive]
 pub enum DlpackError {
     #[error("DLPack tensor has a null managed-tensor pointer")]
     Null,
@@ -126,10 +135,29 @@ pub enum DlpackError {
     Version { major: u32 },
     #[error("DLPack tensor has ndim={0}; it must be >= 0")]
     BadNdim(i32),
-    #[error("DLPack tensor has a negative dimension {dim} on axis {axis}")]
+    #[error("DLPack tensor has ndim={0}; zerofeed takes at most {MAX_IMPORT_NDIM} dimensions (NumPy's limit)")]
+    TooManyDims(i32),
+    #[error("DLPack tensor has shape=NULL but ndim={0}; shape must point to ndim sizes")]
+    NullShape(i32),
+    #[error("DLPack tensor has shape[{axis}]={dim}, a negative dimension; sizes must be >= 0")]
     NegativeDim { axis: usize, dim: i64 },
+    #[error("DLPack tensor has shape={shape:?} of {itemsize}-byte items: the size overflows the address space")]
+    SizeOverflow { shape: Vec<i64>, itemsize: usize },
+    #[error("DLPack tensor has strides[{axis}]={stride} with shape[{axis}]={dim} and {itemsize}-byte items: the span overflows the address space")]
+    StrideOverflow {
+        axis: usize,
+        stride: i64,
+        dim: i64,
+        itemsize: usize,
+    },
+    /// An unknown `(code, bits)` pair, or `lanes != 1` (vector types): the message
+    /// names all three fields.
     #[error("DLPack tensor: {0}")]
     DType(#[from] UnsupportedDType),
+    #[error("DLPack tensor has device.device_type={0}, not a DLPack device type (1-4, 7-18)")]
+    UnknownDevice(i32),
+    #[error("DLPack tensor has device.device_id={0}; device ids are >= 0")]
+    NegativeDeviceId(i32),
     #[error("DLPack tensor layout: {0}")]
     Layout(#[from] LayoutError),
     #[error("DLPack strides count elements, and a stride of {stride_bytes} bytes is not a multiple of the {itemsize}-byte item; copy to a packed array first")]
@@ -137,8 +165,14 @@ pub enum DlpackError {
         stride_bytes: isize,
         itemsize: usize,
     },
-    #[error("DLPack tensor has null data but {size} elements")]
+    #[error("DLPack tensor has data=NULL but {size} elements")]
     NullData { size: usize },
+    #[error("DLPack tensor has data={data:#x} and byte_offset={byte_offset}: {what} wraps around the address space")]
+    AddressOverflow {
+        data: usize,
+        byte_offset: u64,
+        what: &'static str,
+    },
 }
 
 /// A tensor to export: where it is, what it holds, and who keeps it alive.
@@ -346,11 +380,44 @@ unsafe impl Send for Imported {}
 unsafe impl Sync for Imported {}
 
 impl ManagedTensor {
-    /// Takes ownership of a managed tensor and reads its description.
+    /// Takes ownership of a raw legacy managed tensor and reads its description.
+    ///
+    /// A NULL pointer is [`DlpackError::Null`] (nothing was taken, so nothing is deleted).
     ///
     /// # Safety
-    /// `self` must point to a live managed tensor that nobody else will delete; on error the
-    /// deleter has already been called (ownership was taken either way).
+    /// As [`ManagedTensor::import`], for `managed` when it is not NULL.
+    pub unsafe fn import_legacy(managed: *mut DLManagedTensor) -> Result<Imported, DlpackError> {
+        let managed = NonNull::new(managed).ok_or(DlpackError::Null)?;
+        // SAFETY: the caller's contract, passed on.
+        unsafe { ManagedTensor::Legacy(managed).import() }
+    }
+
+    /// Takes ownership of a raw DLPack 1.x managed tensor and reads its description.
+    ///
+    /// A NULL pointer is [`DlpackError::Null`] (nothing was taken, so nothing is deleted).
+    ///
+    /// # Safety
+    /// As [`ManagedTensor::import`], for `managed` when it is not NULL.
+    pub unsafe fn import_versioned(
+        managed: *mut DLManagedTensorVersioned,
+    ) -> Result<Imported, DlpackError> {
+        let managed = NonNull::new(managed).ok_or(DlpackError::Null)?;
+        // SAFETY: the caller's contract, passed on.
+        unsafe { ManagedTensor::Versioned(managed).import() }
+    }
+
+    /// Takes ownership of a managed tensor and reads its description, validating every
+    /// field before it is used: the version, dtype (code, bits, lanes), device, `ndim`
+    /// (0 to [`MAX_IMPORT_NDIM`]), NULL shape, negative sizes, sizes and strides whose
+    /// span overflows, NULL data, and a `byte_offset` or extent that wraps the address
+    /// space. On any error the deleter has already been called (ownership was taken
+    /// either way), exactly once.
+    ///
+    /// # Safety
+    /// `self` must point to a live managed tensor that nobody else will delete. What no
+    /// check can establish is trusted: when `0 < ndim <= MAX_IMPORT_NDIM`, a non-NULL
+    /// `shape` (and `strides`) must point to `ndim` readable `i64`s (at any alignment),
+    /// and the memory the tensor describes must be the producer's.
     pub unsafe fn import(self) -> Result<Imported, DlpackError> {
         let (tensor, flags) = match &self {
             ManagedTensor::Legacy(p) => {
@@ -360,6 +427,8 @@ impl ManagedTensor {
             ManagedTensor::Versioned(p) => {
                 // SAFETY: the caller guarantees `p` is live.
                 let managed = unsafe { &*p.as_ptr() };
+                // The version comes first in every DLPack version's struct; nothing
+                // after it is read until it is one we know.
                 if managed.version.major != 1 {
                     return Err(DlpackError::Version {
                         major: managed.version.major,
@@ -368,7 +437,8 @@ impl ManagedTensor {
                 (&managed.dl_tensor, managed.flags)
             }
         };
-        // SAFETY: `tensor` belongs to the live managed tensor above.
+        // SAFETY: `tensor` belongs to the live managed tensor above; the caller vouches
+        // for its arrays as `describe` requires.
         let (data, dtype, layout) = unsafe { describe(tensor)? };
         Ok(Imported {
             data,
@@ -381,54 +451,135 @@ impl ManagedTensor {
     }
 }
 
-/// Reads and validates a `DLTensor`.
+/// `ndim` values from `ptr`, copied out (so `ptr` need not be aligned); `None` when values
+/// are needed and `ptr` is NULL.
 ///
 /// # Safety
-/// `tensor.shape` (and `strides`, when non-null) must point to `ndim` readable values.
-unsafe fn describe(tensor: &DLTensor) -> Result<(*mut u8, DType, Layout), DlpackError> {
-    let dtype = DType::from_dlpack(tensor.dtype.code, tensor.dtype.bits, tensor.dtype.lanes)?;
-    let ndim = usize::try_from(tensor.ndim).map_err(|_| DlpackError::BadNdim(tensor.ndim))?;
-    let dims: &[i64] = if ndim == 0 {
-        &[]
-    } else {
-        // SAFETY: the caller guarantees `ndim` readable dims.
-        unsafe { std::slice::from_raw_parts(tensor.shape, ndim) }
-    };
-    let mut shape = Vec::with_capacity(ndim);
-    for (axis, &dim) in dims.iter().enumerate() {
-        shape.push(usize::try_from(dim).map_err(|_| DlpackError::NegativeDim { axis, dim })?);
+/// When `ndim > 0` and `ptr` is not NULL, `ptr` must point to `ndim` readable `i64`s.
+unsafe fn read_i64s(ptr: *const i64, ndim: usize) -> Option<Vec<i64>> {
+    if ndim == 0 {
+        return Some(Vec::new());
     }
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: the caller guarantees `ndim` readable values; `read_unaligned` has no
+    // alignment requirement, and `ndim <= MAX_IMPORT_NDIM` bounds the copy.
+    Some(
+        (0..ndim)
+            .map(|i| unsafe { ptr.add(i).read_unaligned() })
+            .collect(),
+    )
+}
+
+fn check_device(device: DLDevice) -> Result<(), DlpackError> {
+    // `DLDeviceType` of dlpack.h up to 1.2; 5 and 6 were retired before 1.0.
+    if !matches!(device.device_type, 1..=4 | 7..=18) {
+        return Err(DlpackError::UnknownDevice(device.device_type));
+    }
+    if device.device_id < 0 {
+        return Err(DlpackError::NegativeDeviceId(device.device_id));
+    }
+    Ok(())
+}
+
+/// Validates a `DLTensor` field by field and reads it into an address, a dtype and a
+/// byte layout whose every element address lies in `1..=usize::MAX`.
+///
+/// # Safety
+/// When `0 < ndim <= MAX_IMPORT_NDIM`, non-NULL `shape` and `strides` must point to
+/// `ndim` readable values each.
+unsafe fn describe(tensor: &DLTensor) -> Result<(*mut u8, DType, Layout), DlpackError> {
+    let DLDataType { code, bits, lanes } = tensor.dtype;
+    // Refuses lanes != 1 before looking at code and bits.
+    let dtype = DType::from_dlpack(code, bits, lanes)?;
+    check_device(tensor.device)?;
+    let ndim = usize::try_from(tensor.ndim).map_err(|_| DlpackError::BadNdim(tensor.ndim))?;
+    if ndim > MAX_IMPORT_NDIM {
+        return Err(DlpackError::TooManyDims(tensor.ndim));
+    }
+    // SAFETY: ndim is capped; the caller vouches for a non-NULL shape's `ndim` values.
+    let dims =
+        unsafe { read_i64s(tensor.shape, ndim) }.ok_or(DlpackError::NullShape(tensor.ndim))?;
+    let shape = dims
+        .iter()
+        .enumerate()
+        .map(|(axis, &dim)| {
+            usize::try_from(dim).map_err(|_| DlpackError::NegativeDim { axis, dim })
+        })
+        .collect::<Result<Vec<usize>, _>>()?;
     let itemsize = dtype.itemsize();
-    let layout = if tensor.strides.is_null() || ndim == 0 {
-        Layout::c_contiguous(&shape, itemsize)?
+    // Zero sizes count as 1 so that a hostile empty tensor cannot hide an overflowing
+    // extent (the C-order strides below multiply them all).
+    shape
+        .iter()
+        .try_fold(itemsize, |bytes, &n| bytes.checked_mul(n.max(1)))
+        .filter(|&bytes| bytes <= isize::MAX as usize)
+        .ok_or_else(|| DlpackError::SizeOverflow {
+            shape: dims.clone(),
+            itemsize,
+        })?;
+    let strides = if tensor.strides.is_null() {
+        // DLPack: NULL strides mean C-contiguous.
+        crate::layout::c_strides(&shape, itemsize)?
     } else {
-        // SAFETY: the caller guarantees `ndim` readable strides when the pointer is non-null.
-        let elems = unsafe { std::slice::from_raw_parts(tensor.strides, ndim) };
-        let overflow = || LayoutError::Overflow {
-            what: "DLPack stride",
-            shape: shape.clone(),
-        };
-        let strides = elems
+        // SAFETY: as for the shape.
+        let elems = unsafe { read_i64s(tensor.strides, ndim) }.unwrap_or_default();
+        elems
             .iter()
-            .map(|&s| {
-                isize::try_from(s)
+            .zip(&dims)
+            .enumerate()
+            .map(|(axis, (&stride, &dim))| {
+                let overflow = || DlpackError::StrideOverflow {
+                    axis,
+                    stride,
+                    dim,
+                    itemsize,
+                };
+                let bytes = isize::try_from(stride)
                     .ok()
                     .and_then(|s| s.checked_mul(itemsize as isize))
-                    .ok_or_else(overflow)
+                    .ok_or_else(overflow)?;
+                // The farthest element along the axis must be addressable on its own;
+                // `Layout::new` then checks the sum over axes.
+                isize::try_from(dim.max(1) - 1)
+                    .ok()
+                    .and_then(|last| last.checked_mul(bytes))
+                    .ok_or_else(overflow)?;
+                Ok(bytes)
             })
-            .collect::<Result<Vec<_>, _>>()?;
-        Layout::new(shape, strides, itemsize)?
+            .collect::<Result<Vec<isize>, DlpackError>>()?
     };
+    let layout = Layout::new(shape, strides, itemsize)?;
     if tensor.data.is_null() && layout.size() > 0 {
         return Err(DlpackError::NullData {
             size: layout.size(),
         });
     }
-    let data = tensor
-        .data
-        .cast::<u8>()
-        .wrapping_add(tensor.byte_offset as usize);
-    Ok((data, dtype, layout))
+    let base = tensor.data as usize;
+    let wraps = |what| DlpackError::AddressOverflow {
+        data: base,
+        byte_offset: tensor.byte_offset,
+        what,
+    };
+    let offset = usize::try_from(tensor.byte_offset).map_err(|_| wraps("data + byte_offset"))?;
+    let first = base
+        .checked_add(offset)
+        .ok_or_else(|| wraps("data + byte_offset"))?;
+    if layout.size() > 0 {
+        let (low, end) = layout.byte_span()?;
+        first
+            .checked_add_signed(low)
+            .filter(|&lowest| lowest != 0)
+            .ok_or_else(|| wraps("the lowest element's address (through NULL)"))?;
+        // `end >= itemsize >= 1` for a non-empty layout.
+        first
+            .checked_add(end.unsigned_abs() - 1)
+            .ok_or_else(|| wraps("the last byte's address"))?;
+    }
+    // `wrapping_add` keeps the producer pointer's provenance; the checks above make it
+    // an exact addition.
+    Ok((tensor.data.cast::<u8>().wrapping_add(offset), dtype, layout))
 }
 
 #[cfg(test)]

@@ -17,7 +17,11 @@ fn sampler(len: usize, shuffle: bool, drop_last: bool, rank: usize, world: usize
 
 fn orders(len: usize, shuffle: bool, drop_last: bool, world: usize) -> Vec<Vec<usize>> {
     (0..world)
-        .map(|r| sampler(len, shuffle, drop_last, r, world).epoch_order(3))
+        .map(|r| {
+            sampler(len, shuffle, drop_last, r, world)
+                .epoch_order(3)
+                .to_vec()
+        })
         .collect()
 }
 
@@ -25,7 +29,8 @@ fn orders(len: usize, shuffle: bool, drop_last: bool, world: usize) -> Vec<Vec<u
 fn global_order_is_a_permutation() {
     for len in [0, 1, 2, 7, 1000] {
         let s = Sampler::new(len, true, 9, false, None).unwrap();
-        let mut order = s.global_order(5);
+        let p = s.permutation(5);
+        let mut order: Vec<usize> = (0..len).map(|i| p.apply(i)).collect();
         order.sort_unstable();
         assert_eq!(order, (0..len).collect::<Vec<_>>());
     }
@@ -36,18 +41,31 @@ fn order_is_deterministic_per_seed_and_epoch() {
     let a = Sampler::new(500, true, 1, false, None).unwrap();
     let b = Sampler::new(500, true, 1, false, None).unwrap();
     assert_eq!(a.epoch_order(0), b.epoch_order(0));
-    assert_eq!(a.epoch_order(7), b.epoch_order(7));
-    assert_ne!(a.epoch_order(0), a.epoch_order(1), "epochs must differ");
+    assert_eq!(a.epoch_order(7).to_vec(), b.epoch_order(7).to_vec());
+    assert_ne!(
+        a.epoch_order(0).to_vec(),
+        a.epoch_order(1).to_vec(),
+        "epochs must differ"
+    );
     let c = Sampler::new(500, true, 2, false, None).unwrap();
-    assert_ne!(a.epoch_order(0), c.epoch_order(0), "seeds must differ");
-    assert_ne!(a.epoch_order(0), (0..500).collect::<Vec<_>>(), "shuffled");
+    assert_ne!(
+        a.epoch_order(0).to_vec(),
+        c.epoch_order(0).to_vec(),
+        "seeds must differ"
+    );
+    assert_ne!(
+        a.epoch_order(0).to_vec(),
+        (0..500).collect::<Vec<_>>(),
+        "shuffled"
+    );
 }
 
 #[test]
 fn no_shuffle_is_identity() {
     let s = Sampler::new(5, false, 1, false, None).unwrap();
-    assert_eq!(s.epoch_order(0), vec![0, 1, 2, 3, 4]);
-    assert_eq!(s.epoch_order(9), vec![0, 1, 2, 3, 4]);
+    assert_eq!(s.epoch_order(0).to_vec(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(s.epoch_order(9).to_vec(), vec![0, 1, 2, 3, 4]);
+    assert!(!s.permutation(0).is_shuffled());
     assert_eq!(s.samples_per_epoch(), 5);
 }
 
@@ -57,7 +75,11 @@ fn shuffle_positions_are_roughly_uniform() {
     let s = Sampler::new(4, true, 3, false, None).unwrap();
     let mut counts = [0u32; 4];
     for epoch in 0..8000 {
-        let pos = s.epoch_order(epoch).iter().position(|&i| i == 0).unwrap();
+        let pos = s
+            .epoch_order(epoch)
+            .range(0..4)
+            .position(|i| i == 0)
+            .unwrap();
         counts[pos] += 1;
     }
     for c in counts {
@@ -127,7 +149,8 @@ fn shards_cover_shuffled_epoch_with_padding() {
         let per = len.div_ceil(world);
         assert!(parts.iter().all(|p| p.len() == per));
         // Interleave back into the padded global order: rank r holds positions r::world.
-        let global = sampler(len, true, false, 0, world).global_order(3);
+        let global = sampler(len, true, false, 0, world).epoch_order(3);
+        let global: Vec<usize> = (0..len).map(|p| global.global(p)).collect();
         let padded: Vec<usize> = (0..per * world)
             .map(|p| parts[p % world][p / world])
             .collect();

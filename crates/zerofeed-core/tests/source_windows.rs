@@ -129,7 +129,7 @@ fn windows_with_next_token_targets_run_through_the_pipeline() {
         prefetch: 1,
     };
     let sampler = Sampler::new(source.len(), true, 3, false, None).unwrap();
-    let order = sampler.epoch_order(0);
+    let order = sampler.epoch_order(0).to_vec();
     let pipeline = Pipeline::new(source, &[vec![], vec![]], sampler, config, pool()).unwrap();
     let batches = run_all(&pipeline);
     assert_eq!(batches.len(), 2);

@@ -123,10 +123,13 @@ fn take(capsule: &Bound<'_, PyAny>, name: &CStr, used: &CStr) -> PyResult<Option
 
 /// Consumes a DLPack capsule (either kind) and reads the tensor it holds.
 pub fn import_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<Imported> {
-    let handle = if let Some(p) = take(capsule, VERSIONED, USED_VERSIONED)? {
-        ManagedTensor::Versioned(NonNull::new(p.cast()).expect("checked non-null"))
+    let imported = if let Some(p) = take(capsule, VERSIONED, USED_VERSIONED)? {
+        // SAFETY: the pointer came out of a valid, now-consumed capsule, so we are its only
+        // owner; the core validates every field before use (NULL included).
+        unsafe { ManagedTensor::import_versioned(p.cast()) }
     } else if let Some(p) = take(capsule, LEGACY, USED_LEGACY)? {
-        ManagedTensor::Legacy(NonNull::new(p.cast()).expect("checked non-null"))
+        // SAFETY: as above, for the legacy struct.
+        unsafe { ManagedTensor::import_legacy(p.cast()) }
     } else {
         return Err(raise(
             Kind::UnsupportedSource,
@@ -134,6 +137,5 @@ pub fn import_capsule(capsule: &Bound<'_, PyAny>) -> PyResult<Imported> {
             "expected an unconsumed DLPack capsule named 'dltensor' or 'dltensor_versioned' (a capsule can be consumed only once; call __dlpack__() again)",
         ));
     };
-    // SAFETY: the pointer came out of a valid, now-consumed capsule, so we are its only owner.
-    unsafe { handle.import() }.map_err(|e| dlpack_error("obj", e))
+    imported.map_err(|e| dlpack_error("obj", e))
 }

@@ -156,7 +156,7 @@ impl PyPipeline {
 
     /// This rank's sample order for `epoch` (for tests and debugging).
     fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        self.inner.sampler().epoch_order(epoch)
+        self.inner.sampler().epoch_order(epoch).to_vec()
     }
 
     /// `(copies, bytes)` made converting this pipeline's batches (never other loaders').

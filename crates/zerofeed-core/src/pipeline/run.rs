@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use crate::ops::SampleKey;
 use crate::pool::BufferPool;
+use crate::sampler::EpochOrder;
 use crate::source::Source;
 
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
@@ -40,7 +41,7 @@ impl Shared {
 struct Job {
     source: Arc<dyn Source>,
     fields: Arc<Vec<Field>>,
-    order: Arc<Vec<usize>>,
+    order: EpochOrder,
     epoch: u64,
     seed: u64,
     batch_size: usize,
@@ -56,7 +57,7 @@ pub(super) fn start(
     epoch: u64,
     first_batch: usize,
 ) -> Result<EpochRun, PipelineError> {
-    let order = Arc::new(pipeline.sampler.epoch_order(epoch));
+    let order = pipeline.sampler.epoch_order(epoch);
     let end = pipeline.num_batches();
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
@@ -140,14 +141,16 @@ impl Job {
 
     fn build(&self, index: usize) -> Result<Batch, PipelineError> {
         let start = index * self.batch_size;
-        let samples = &self.order[start..(start + self.batch_size).min(self.order.len())];
+        let samples = self
+            .order
+            .range(start..start.saturating_add(self.batch_size));
         let mut buffers = Vec::with_capacity(self.fields.len());
         for (number, field) in self.fields.iter().enumerate() {
             let sample_bytes = field.sample_nbytes();
             // Full-size buffers even for a short last batch, so that every buffer is reusable.
             let mut buffer = self.pool.take(sample_bytes * self.batch_size)?;
             let slots = buffer.as_mut_slice().chunks_exact_mut(sample_bytes.max(1));
-            for (&sample, slot) in samples.iter().zip(slots) {
+            for (sample, slot) in samples.clone().zip(slots) {
                 let key = SampleKey {
                     seed: self.seed,
                     epoch: self.epoch,

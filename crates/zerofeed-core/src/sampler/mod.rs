@@ -1,18 +1,25 @@
 //! Sample order: shuffling, shards across ranks, epochs, and counter-based randomness.
 //!
-//! Everything here is a pure function of `(seed, epoch, ...)`: the order of epoch `e` is
-//! recomputed, never stored, so resuming mid-epoch needs only `(epoch, position)` and
-//! any number of workers sees the same order.
+//! Everything here is a pure function of `(seed, epoch, ...)`, and the order is computed,
+//! not stored: [`Sampler::epoch_order`] returns an [`EpochOrder`] of a few dozen bytes
+//! whose [`EpochOrder::get`] maps a position to a sample index in nanoseconds, whatever
+//! the number of samples (10^12 costs nothing up front; see [`Permutation`] for the
+//! keyed Feistel permutation behind it). Resuming mid-epoch needs only
+//! `(epoch, position)`, and any number of workers sees the same order.
 
+mod permutation;
 mod rng;
 
+use std::ops::Range;
+
+pub use permutation::{Permutation, ROUNDS};
 pub use rng::{philox4x32_10, random_u64, CounterRng};
 use thiserror::Error;
 
 /// First stream words that keep independent uses of one seed apart.
 pub mod domain {
-    /// The epoch permutation: stream `[SHUFFLE, epoch]`, draw `i` picks the swap partner
-    /// of position `i` in Fisher-Yates.
+    /// The epoch permutation: stream `[SHUFFLE, epoch]`, draw `i` is the key of Feistel
+    /// round `i` (see [`super::Permutation`]).
     pub const SHUFFLE: u64 = 0x5348_5546_464c_4531; // "SHUFFLE1"
     /// Per-sample op randomness: stream `[OPS, epoch, sample_index, op_index]`.
     pub const OPS: u64 = 0x4f50_5352_414e_4431; // "OPSRAND1"
@@ -141,38 +148,124 @@ impl Sampler {
     }
 
     /// The global order of epoch `epoch` before sharding: the identity without shuffle,
-    /// else a Fisher-Yates permutation driven by the counter RNG on `(seed, epoch)`.
-    pub fn global_order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.len).collect();
+    /// else the keyed permutation of `0..len()` for `(seed, epoch)`.
+    pub fn permutation(&self, epoch: u64) -> Permutation {
         if self.shuffle {
-            let rng = CounterRng::new(self.seed, &[domain::SHUFFLE, epoch]);
-            // Durstenfeld's Fisher-Yates: position i swaps with a uniform j in 0..=i.
-            // Draw i is used for position i, so the permutation depends on nothing but
-            // (seed, epoch, len).
-            for i in (1..self.len).rev() {
-                let j = rng.below(i as u64, i as u64 + 1) as usize;
-                order.swap(i, j);
-            }
+            Permutation::shuffled(self.len, self.seed, epoch)
+        } else {
+            Permutation::identity(self.len)
         }
-        order
     }
 
-    /// This rank's sample indices for epoch `epoch`, in visiting order.
+    /// This rank's order for epoch `epoch`: a small `Copy` value that computes the sample
+    /// at each position on demand (nothing is allocated, whatever `len()` is).
     ///
     /// DistributedSampler's rules: `total = samples_per_epoch() * world`; with `drop_last`
     /// the global order is cut to its first `total` entries, without it the order is
     /// padded to `total` by repeating it from the start (cycling when `world > len`);
     /// rank `r` then takes positions `r, r + world, r + 2 world, ...`.
-    pub fn epoch_order(&self, epoch: u64) -> Vec<usize> {
-        let world = self.shard.world_size;
-        let per_rank = self.samples_per_epoch();
-        let global = self.global_order(epoch);
-        if global.is_empty() {
-            return Vec::new();
+    pub fn epoch_order(&self, epoch: u64) -> EpochOrder {
+        EpochOrder {
+            permutation: self.permutation(epoch),
+            rank: self.shard.rank,
+            world: self.shard.world_size,
+            len: self.samples_per_epoch(),
         }
-        (0..per_rank)
-            .map(|k| global[(self.shard.rank + k * world) % global.len()])
-            .collect()
+    }
+}
+
+/// One rank's visiting order for one epoch, computed position by position.
+///
+/// Made by [`Sampler::epoch_order`]. `Copy + Send + Sync` and heap-free: give every worker
+/// its own copy. Position `k` of rank `r` is global position `r + k * world` of the
+/// epoch's [`Permutation`], taken modulo the dataset length (DistributedSampler's padding
+/// by repetition). That arithmetic is exact for every length up to `usize::MAX` (it falls
+/// back to 128-bit integers where `r + k * world` would not fit), so there is no cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EpochOrder {
+    permutation: Permutation,
+    rank: usize,
+    world: usize,
+    len: usize,
+}
+
+impl EpochOrder {
+    /// This rank's samples per epoch ([`Sampler::samples_per_epoch`]).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when this rank visits nothing this epoch.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The epoch's global permutation, before sharding.
+    pub fn permutation(&self) -> &Permutation {
+        &self.permutation
+    }
+
+    /// The sample index at this rank's position `position`, or `None` when
+    /// `position >= len()`.
+    #[inline]
+    pub fn checked_get(&self, position: usize) -> Option<usize> {
+        if position >= self.len {
+            return None;
+        }
+        // `len > 0` implies a non-empty dataset: samples_per_epoch is 0 for 0 samples.
+        let n = self.permutation.len();
+        let global = match position
+            .checked_mul(self.world)
+            .and_then(|p| p.checked_add(self.rank))
+        {
+            Some(p) => p % n,
+            // Only for datasets within `world` of usize::MAX; the remainder is below `n`,
+            // so it fits back into usize.
+            None => {
+                ((position as u128 * self.world as u128 + self.rank as u128) % n as u128) as usize
+            }
+        };
+        self.permutation.checked_apply(global)
+    }
+
+    /// The sample index at this rank's position `position`.
+    ///
+    /// # Panics
+    /// If `position >= len()`, like slice indexing.
+    #[inline]
+    pub fn get(&self, position: usize) -> usize {
+        self.checked_get(position).unwrap_or_else(|| {
+            panic!(
+                "position {position} is out of range for an epoch of {} samples on this rank",
+                self.len
+            )
+        })
+    }
+
+    /// The sample at global (unsharded, unpadded) position `position` of the epoch's
+    /// permutation.
+    ///
+    /// # Panics
+    /// If `position` is not below the dataset length.
+    #[inline]
+    pub fn global(&self, position: usize) -> usize {
+        self.permutation.apply(position)
+    }
+
+    /// The samples at this rank's positions `positions`, clipped to `0..len()`: one
+    /// batch is `order.range(b * batch_size..(b + 1) * batch_size)`.
+    pub fn range(&self, positions: Range<usize>) -> impl ExactSizeIterator<Item = usize> + Clone {
+        let order = *self;
+        let end = positions.end.min(self.len);
+        let start = positions.start.min(end);
+        (start..end).map(move |p| order.get(p))
+    }
+
+    /// Every sample of this rank's epoch, in order, as a vector: for tests and debugging
+    /// only. It allocates `8 * len()` bytes, which is exactly what `EpochOrder` exists
+    /// to avoid; production code calls [`EpochOrder::get`] or [`EpochOrder::range`].
+    pub fn to_vec(&self) -> Vec<usize> {
+        self.range(0..self.len).collect()
     }
 }
 

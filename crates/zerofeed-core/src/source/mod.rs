@@ -10,7 +10,7 @@ mod npy;
 mod pydict;
 mod sample;
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -47,6 +47,8 @@ pub enum SourceError {
         source: io::Error,
     },
     /// The path is a directory, device or pipe, which cannot be mapped as an array.
+    /// Checked before the file is opened, so a named pipe fails at once instead of
+    /// waiting for a writer.
     #[error("{}: not a regular file; pass the path of a .npy file", path.display())]
     NotAFile {
         /// The path.
@@ -103,12 +105,25 @@ impl NpyFile {
                 source,
             }
         };
-        let file = File::open(path).map_err(io_error("open"))?;
-        let metadata = file.metadata().map_err(io_error("stat"))?;
-        if !metadata.is_file() {
-            return Err(SourceError::NotAFile {
-                path: path.to_path_buf(),
-            });
+        let not_a_file = || SourceError::NotAFile {
+            path: path.to_path_buf(),
+        };
+        // Opening a named pipe blocks until a writer appears (forever, and EINTR is
+        // retried), and opening a device can have effects: refuse them before opening.
+        // Reported as "open" because, to the user, that is the step that failed.
+        if !std::fs::metadata(path).map_err(io_error("open"))?.is_file() {
+            return Err(not_a_file());
+        }
+        // The path may be swapped for a pipe between that check and the open; O_NONBLOCK
+        // makes such an open return at once, and the check on the opened file below then
+        // refuses it. On a regular file O_NONBLOCK changes nothing, least of all mmap.
+        let mut options = OpenOptions::new();
+        options.read(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+        let file = options.open(path).map_err(io_error("open"))?;
+        if !file.metadata().map_err(io_error("stat"))?.is_file() {
+            return Err(not_a_file());
         }
         // SAFETY: `Mmap::map` is unsafe because the mapped bytes can change (or vanish,
         // raising SIGBUS) if the file is modified or truncated while mapped, which would
