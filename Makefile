@@ -24,11 +24,14 @@ test-rust: ## Rust unit and integration tests
 test-python: ## Python tests, doc examples included
 	$(PY) -m pytest --doctest-modules python/zerofeed tests $(PYTEST_ARGS)
 
-lint: ## rustfmt, clippy -D warnings, ruff
+lint: ## rustfmt, clippy -D warnings, ruff, mypy --strict, stubtest (needs `make build`)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests examples
 	$(VENV)/bin/ruff format --check python tests examples
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest zerofeed._zerofeed --mypy-config-file pyproject.toml \
+	  --allowlist scripts/stubtest-allowlist.txt --allowlist scripts/stubtest-allowlist-temp.txt
 
 fmt: ## Format Rust and Python
 	cargo fmt --all

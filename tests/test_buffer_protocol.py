@@ -40,7 +40,7 @@ PyBUF_RECORDS = PyBUF_RECORDS_RO | PyBUF_WRITABLE
 
 
 class PyBuffer(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012
+    _fields_ = [
         ("buf", ctypes.c_void_p),
         ("obj", ctypes.py_object),
         ("len", ctypes.c_ssize_t),
