@@ -154,7 +154,8 @@ def test_datetime_arrays_are_a_typed_error() -> None:
     with pytest.raises(zf.ZerofeedError) as info:
         zf.view(np.zeros(3, "M8[s]"))
     assert isinstance(info.value, TypeError) and info.value.argument == "obj"
-    assert "datetime64" in str(info.value) or "ndarray" in str(info.value)
+    assert "cannot view ndarray" in str(info.value)
+    assert "convert it to a supported dtype" in str(info.value)
 
 
 @pytest.mark.parametrize("dtype", ["object", ">f4", "U3", "float128", "nonsense", "V8"])
@@ -390,7 +391,7 @@ def test_cuda_host_memory_is_readable() -> None:
     """Pinned host memory (kDLCUDAHost) is host memory: NumPy reads it without a copy."""
     backing = np.arange(8, dtype=np.float32)
     v = zf.view(HandMade(backing, device=(3, 0)).capsule())
-    assert v.device.startswith("cuda_host") or v.device.startswith("cuda")
+    assert v.device == "cuda_host"
     out = zf.to_numpy(v)
     assert out.ctypes.data == backing.ctypes.data
     np.testing.assert_array_equal(out, backing)
