@@ -7,14 +7,18 @@ cannot run here is preceded by a marker comment that says why, and shows up as a
 
     <!-- docs-test: skip (needs CUDA) -->
 
+(``needs CUDA`` blocks do run where a CUDA driver is found: ``pytest tests/test_docs.py -k gpu``.)
+
 A block that imports a framework which is not installed skips (and fails under ``CI=true``
 when requirements/test.txt pins it; see ``conftest.require``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import doctest
 import inspect
+import io
 import json
 import re
 import subprocess
@@ -42,6 +46,13 @@ class Block:
     line: int
     code: str
     skip: str | None  # the marker's reason, when the block cannot run here
+
+    @property
+    def skip_here(self) -> str | None:
+        """Why the block does not run on this machine: ``needs CUDA`` blocks run where CUDA is."""
+        if self.skip == "needs CUDA" and zf.cuda.available():
+            return None
+        return self.skip
 
     @property
     def id(self) -> str:
@@ -88,7 +99,14 @@ def run_block(block: Block, namespace: dict[str, Any]) -> None:
         if runner.failures:
             raise ShownOutputDiffers(f"shown output differs:\n{''.join(report)}")
     else:
-        exec(compile(block.code, block.id, "exec"), namespace)
+        printed = io.StringIO()
+        with contextlib.redirect_stdout(printed):
+            exec(compile(block.code, block.id, "exec"), namespace)
+        if printed.getvalue():
+            # The page cannot show what this printed, so nothing would check it.
+            raise ShownOutputDiffers(
+                f"the block prints {printed.getvalue()[:200]!r}; show output as a >>> block instead"
+            )
 
 
 def run_page(path: Path, results: Path) -> None:
@@ -97,7 +115,7 @@ def run_page(path: Path, results: Path) -> None:
     namespace: dict[str, Any] = {"__name__": "__docs__"}
     with results.open("a") as out:
         for block in blocks(path):
-            if block.skip is not None:
+            if block.skip_here is not None:
                 continue
             outcome: dict[str, Any] = {"line": block.line, "error": None, "missing": None}
             try:
@@ -147,8 +165,8 @@ def page_results(path: Path, workdir: Path) -> tuple[dict[int, dict[str, Any]], 
 
 @pytest.mark.parametrize("block", ALL, ids=[b.id for b in ALL])
 def test_block_runs(block: Block, workdir: Path) -> None:
-    if block.skip is not None:
-        pytest.skip(f"{block.id}: {block.skip}")
+    if block.skip_here is not None:
+        pytest.skip(f"{block.id}: {block.skip_here}")
     outcomes, crash = page_results(block.path, workdir)
     outcome = outcomes.get(block.line)
     if outcome is None:
@@ -187,17 +205,18 @@ def test_a_page_reports_each_block(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
         "```python\nx = 41\n```\n```python\n>>> x + 1\n42\n```\n```python\n>>> x\n40\n```\n"
-        "<!-- docs-test: skip (needs CUDA) -->\n```python\nraise SystemExit(3)\n```\n"
-        "```python\nimport zerofeed_no_such_module\n```\n```python\n1 / 0\n```\n"
+        "<!-- docs-test: skip (needs a TPU) -->\n```python\nraise SystemExit(3)\n```\n"
+        "```python\nimport zerofeed_no_such_module\n```\n```python\n1 / 0\n```\n```python\nprint(x)\n```\n"
     )
     results = tmp_path / "results.jsonl"
     run_page(page, results)
     outcomes = [json.loads(line) for line in results.read_text().splitlines()]
-    assert [o["line"] for o in outcomes] == [1, 4, 8, 16, 19]
+    assert [o["line"] for o in outcomes] == [1, 4, 8, 16, 19, 22]
     assert outcomes[0]["error"] is None and outcomes[1]["error"] is None
     assert outcomes[2]["error"].startswith("shown output differs") and "40" in outcomes[2]["error"]
     assert outcomes[3]["missing"] == "zerofeed_no_such_module"
     assert "ZeroDivisionError" in outcomes[4]["error"]
+    assert "the block prints '41\\n'; show output as a >>> block" in outcomes[5]["error"]
 
 
 def test_the_guide_describes_every_loader_option() -> None:
