@@ -36,11 +36,14 @@ check-wheel: ## Build the wheel and sdist and check that they hold zerofeed and 
 	@VIRTUAL_ENV=$(VENV) PATH=$(VENV)/bin:$$PATH maturin sdist -o target/check-wheel
 	$(PY) scripts/check_wheel.py target/check-wheel
 
-lint: ## rustfmt, clippy -D warnings, ruff
+lint: ## rustfmt, clippy -D warnings, ruff, mypy --strict, stubtest (needs `make build`)
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --quiet -- -D warnings
 	$(VENV)/bin/ruff check python tests examples bench scripts
 	$(VENV)/bin/ruff format --check python tests examples bench scripts
+	$(PY) -m mypy
+	$(PY) -m mypy.stubtest zerofeed._zerofeed --mypy-config-file pyproject.toml \
+	  --allowlist scripts/stubtest-allowlist.txt --allowlist scripts/stubtest-allowlist-temp.txt
 
 fmt: ## Format Rust and Python
 	cargo fmt --all

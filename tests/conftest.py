@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import glob
+import importlib
 import os
+import re
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -45,6 +48,59 @@ DTYPES = [
     "complex64",
     "complex128",
 ]
+
+
+REQUIREMENTS = ROOT / "requirements" / "test.txt"
+
+
+def in_ci() -> bool:
+    """True under CI (``CI=true``, as GitHub Actions and most CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def pinned_requirements(path: Path | None = None) -> set[str]:
+    """The distribution names a requirements file lists (normalized: lower case, ``-``).
+
+    Example: ``jax[cpu]==0.10.2`` gives ``jax``, ``ml_dtypes>=0.5`` gives ``ml-dtypes``.
+    """
+    names = set()
+    for line in (path or REQUIREMENTS).read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+        if name:
+            names.add(re.sub(r"[-_.]+", "-", name.group(0)).lower())
+    return names
+
+
+def is_pinned(module: str, requirements: set[str] | None = None) -> bool:
+    """Whether the requirements install ``module``: a distribution named after it, or a
+    variant of it (``tensorflow-cpu`` for ``tensorflow``, ``nvidia-dali-cuda120`` for
+    ``nvidia.dali``).
+    """
+    names = pinned_requirements() if requirements is None else requirements
+    base = re.sub(r"[-_.]+", "-", module).lower()
+    return any(name == base or name.startswith(base + "-") for name in names)
+
+
+def require(module: str, reason: str | None = None) -> ModuleType:
+    """Import ``module`` for a test, or skip the test saying why.
+
+    Under CI a framework that requirements/test.txt pins but that fails to import is a
+    broken install: the test fails instead of skipping, so CI cannot turn green without it.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as err:
+        why = reason or f"{module} is not installed"
+        if in_ci() and is_pinned(module):
+            pytest.fail(
+                f"{module} is pinned in {os.path.relpath(REQUIREMENTS, ROOT)} but does not import under "
+                f"CI=true ({err}); fix the environment ({why})",
+                pytrace=False,
+            )
+        pytest.skip(f"{why} ({err})")
 
 
 def pytest_configure(config: pytest.Config) -> None:

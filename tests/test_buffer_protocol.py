@@ -20,7 +20,7 @@ import mmap
 
 import numpy as np
 import pytest
-from conftest import DTYPES, addr, capsule_is_valid, capsule_name, filled
+from conftest import DTYPES, addr, capsule_is_valid, capsule_name, filled, require
 
 import zerofeed as zf
 
@@ -40,7 +40,7 @@ PyBUF_RECORDS = PyBUF_RECORDS_RO | PyBUF_WRITABLE
 
 
 class PyBuffer(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012
+    _fields_ = [
         ("buf", ctypes.c_void_p),
         ("obj", ctypes.py_object),
         ("len", ctypes.c_ssize_t),
@@ -256,7 +256,7 @@ def test_numpy_readonly_flag_travels_through_dlpack() -> None:
 
 
 def test_dlpack_producer_torch() -> None:
-    torch = pytest.importorskip("torch", reason="torch is not installed")
+    torch = require("torch", reason="torch is not installed")
     t = torch.arange(24, dtype=torch.float32).reshape(4, 6)[:, 1::2]
     v = zf.view(t)
     assert v.ptr == t.data_ptr() and not v.readonly
@@ -269,7 +269,7 @@ def test_dlpack_producer_torch() -> None:
 
 
 def test_dlpack_producer_jax() -> None:
-    jax = pytest.importorskip("jax", reason="jax is not installed")
+    jax = require("jax", reason="jax is not installed")
     # On a CUDA machine JAX's default device is the GPU; this test is about host arrays.
     x = jax.device_put(jax.numpy.arange(12, dtype="float32").reshape(3, 4), jax.devices("cpu")[0])
     v = zf.view(x)
@@ -279,7 +279,7 @@ def test_dlpack_producer_jax() -> None:
 
 
 def test_dlpack_producer_tensorflow() -> None:
-    tf = pytest.importorskip("tensorflow", reason="tensorflow is not installed")
+    tf = require("tensorflow", reason="tensorflow is not installed")
     y = tf.reshape(tf.range(12, dtype=tf.int32), (3, 4))
     v = zf.view(y)
     expected_ptr = zf.view(tf.experimental.dlpack.to_dlpack(y)).ptr

@@ -154,7 +154,8 @@ def test_datetime_arrays_are_a_typed_error() -> None:
     with pytest.raises(zf.ZerofeedError) as info:
         zf.view(np.zeros(3, "M8[s]"))
     assert isinstance(info.value, TypeError) and info.value.argument == "obj"
-    assert "datetime64" in str(info.value) or "ndarray" in str(info.value)
+    assert "cannot view ndarray" in str(info.value)
+    assert "convert it to a supported dtype" in str(info.value)
 
 
 @pytest.mark.parametrize("dtype", ["object", ">f4", "U3", "float128", "nonsense", "V8"])
@@ -208,15 +209,15 @@ def test_writable_exports_of_readonly_data() -> None:
 
 
 class DLDevice(ctypes.Structure):
-    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]  # noqa: RUF012
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
 
 
 class DLDataType(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]  # noqa: RUF012
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
 
 
 class DLTensor(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012
+    _fields_ = [
         ("data", ctypes.c_void_p),
         ("device", DLDevice),
         ("ndim", ctypes.c_int32),
@@ -228,14 +229,14 @@ class DLTensor(ctypes.Structure):
 
 
 class DLPackVersion(ctypes.Structure):
-    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32)]  # noqa: RUF012
+    _fields_ = [("major", ctypes.c_uint32), ("minor", ctypes.c_uint32)]
 
 
 DELETER = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
 class DLManagedTensorVersioned(ctypes.Structure):
-    _fields_ = [  # noqa: RUF012
+    _fields_ = [
         ("version", DLPackVersion),
         ("manager_ctx", ctypes.c_void_p),
         ("deleter", DELETER),
@@ -393,7 +394,7 @@ def test_cuda_host_memory_is_readable() -> None:
     """Pinned host memory (kDLCUDAHost) is host memory: NumPy reads it without a copy."""
     backing = np.arange(8, dtype=np.float32)
     v = zf.view(HandMade(backing, device=(3, 0)).capsule())
-    assert v.device.startswith("cuda_host") or v.device.startswith("cuda")
+    assert v.device == "cuda_host"
     out = zf.to_numpy(v)
     assert out.ctypes.data == backing.ctypes.data
     np.testing.assert_array_equal(out, backing)

@@ -13,7 +13,7 @@ from types import ModuleType
 
 import numpy as np
 import pytest
-from conftest import addr, rss_bytes
+from conftest import addr, require, rss_bytes
 
 import zerofeed as zf
 
@@ -109,7 +109,7 @@ def test_copies_do_not_keep_the_producer() -> None:
 
 
 def test_torch_tensor_keeps_the_producer_alive() -> None:
-    torch = pytest.importorskip("torch", reason="torch is not installed")
+    torch = require("torch", reason="torch is not installed")
     a, alive = producer()
     t = zf.to_torch(zf.view(a)[8:16])
     ptr = addr(a) + 32
@@ -129,7 +129,7 @@ def test_torch_tensor_keeps_the_producer_alive() -> None:
 
 @pytest.mark.parametrize("framework", ["tensorflow", "jax"])
 def test_immutable_framework_tensors_keep_the_producer_alive(framework: str) -> None:
-    pytest.importorskip(framework, reason=f"{framework} is not installed")
+    require(framework, reason=f"{framework} is not installed")
     buf = zf.empty(4096, "float32")  # aligned, so that the export is zero-copy
     buf[:] = np.arange(4096, dtype=np.float32)
     alive = weakref.ref(buf)
@@ -184,7 +184,7 @@ def test_cycle_through_a_view_is_collected() -> None:
 
 
 def test_many_views_and_exports_do_not_leak() -> None:
-    torch = pytest.importorskip("torch", reason="torch is not installed")
+    torch = require("torch", reason="torch is not installed")
 
     def churn(count: int) -> weakref.ref:
         last = None
@@ -214,8 +214,8 @@ def test_many_views_and_exports_do_not_leak() -> None:
 
 
 def test_many_tensorflow_and_jax_exports_do_not_leak() -> None:
-    pytest.importorskip("tensorflow", reason="tensorflow is not installed")
-    pytest.importorskip("jax", reason="jax is not installed")
+    require("tensorflow", reason="tensorflow is not installed")
+    require("jax", reason="jax is not installed")
 
     def churn(count: int) -> None:
         for i in range(count):
@@ -236,7 +236,7 @@ def test_many_tensorflow_and_jax_exports_do_not_leak() -> None:
 
 
 def test_framework_results_do_not_hold_the_producer() -> None:
-    torch: ModuleType = pytest.importorskip("torch", reason="torch is not installed")
+    torch: ModuleType = require("torch", reason="torch is not installed")
     a, alive = producer()
     s = zf.to_torch(a).sum()
     del a

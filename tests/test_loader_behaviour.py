@@ -7,10 +7,11 @@ import os
 import subprocess
 import sys
 import textwrap
-import warnings
+import time
 
 import numpy as np
 import pytest
+from conftest import describe_exit, require, subprocess_env
 
 import zerofeed as zf
 
@@ -109,7 +110,7 @@ def test_state_from_another_configuration_is_refused():
 @pytest.mark.parametrize("drop_last", [False, True])
 @pytest.mark.parametrize("n", [10, 11, 13])
 def test_shards_cover_the_data_like_distributed_sampler(n, drop_last):
-    torch = pytest.importorskip("torch", reason="torch is needed for DistributedSampler's reference")
+    torch = require("torch", reason="torch is needed for DistributedSampler's reference")
     from torch.utils.data import DistributedSampler
 
     world = 3
@@ -150,7 +151,7 @@ def test_shard_from_env(monkeypatch):
 @pytest.mark.parametrize("framework", ["numpy", "torch", "tensorflow", "jax"])
 def test_kept_batches_never_change(framework):
     if framework != "numpy":
-        pytest.importorskip(framework, reason=f"{framework} not installed")
+        require(framework, reason=f"{framework} not installed")
     data = dataset(64)
     loader = zf.Loader(data, batch_size=4, ops=OPS, shuffle=True, workers=2, prefetch=2)
     iterate = {
@@ -239,8 +240,12 @@ def test_close_and_context_manager_stop_workers():
     before = threads()
     with zf.Loader(data, batch_size=4, workers=3) as loader:
         next(iter(loader))
+        # One batch can be ready before every worker has started (and named itself).
+        deadline = time.monotonic() + 10
+        while threads() < before + 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert threads() == before + 3
-    assert threads() == before
+    assert threads() == before  # close() joins them
 
 
 def test_stats_count_the_work():
@@ -273,17 +278,67 @@ def test_pin_falls_back_with_one_warning_when_memlock_forbids():
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 
-def test_pinned_bytes_are_reported_when_locking_works():
-    loader = zf.Loader(dataset(16), batch_size=4, pin=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        list(loader)
-    stats = loader.stats
-    assert stats["pinned_bytes"] + stats["pin_failures"] > 0
+PIN_SCRIPT = """
+import json, resource, sys, warnings
+import numpy as np, zerofeed as zf
+limit = int(sys.argv[1])
+if limit >= 0:
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, (limit, resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]))
+soft = resource.getrlimit(resource.RLIMIT_MEMLOCK)[0]
+loader = zf.Loader(np.zeros((16, 12, 10, 3), np.uint8), batch_size=4, pin=True, workers=2)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    list(loader)
+stats = {k: v for k, v in loader.stats.items() if k in (
+    "pinned_bytes", "pin_failures", "pin_error", "pool_allocations", "pool_buffers")}
+stats["warnings"] = sum("page-locked" in str(w.message) for w in caught)
+stats["soft"] = None if soft == resource.RLIM_INFINITY else soft
+print(json.dumps(stats))
+"""
+
+
+@pytest.mark.parametrize("limit", ["inherited", "1MiB", "1000B"])
+def test_pinned_bytes_follow_the_memlock_limit(limit):
+    """Each pool buffer is page-locked while the soft memlock limit has room for it, and
+    counted as a pin failure (with the reason, warned once) when it does not."""
+    import json
+    import resource
+
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    wanted = {"inherited": -1, "1MiB": 1 << 20, "1000B": 1000}[limit]
+    if wanted > 0 and hard != resource.RLIM_INFINITY and hard < wanted:
+        pytest.skip(f"the hard memlock limit ({hard} bytes) is below {wanted} bytes")
+    proc = subprocess.run(
+        [sys.executable, "-c", PIN_SCRIPT, str(wanted)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=subprocess_env(),
+    )
+    assert proc.returncode == 0, describe_exit(proc)
+    stats = json.loads(proc.stdout.strip().splitlines()[-1])
+    batch = 4 * 12 * 10 * 3
+    buffers = stats["pool_allocations"]
+    assert buffers >= 1
+    # Each buffer is pinned or counted as a failure, never both or neither.
+    assert stats["pinned_bytes"] + stats["pin_failures"] * batch == buffers * batch, stats
+    page = os.sysconf("SC_PAGE_SIZE")
+    # mlock counts whole pages: a buffer of `batch` bytes spans at most this many.
+    locked_per_buffer = (batch + page - 1) // page * page + page
+    soft = stats["soft"]
+    if soft is None or soft >= buffers * locked_per_buffer:
+        assert stats["pinned_bytes"] == buffers * batch, stats
+        assert stats["pin_failures"] == 0 and stats["pin_error"] is None and stats["warnings"] == 0, stats
+    elif soft < batch:  # the pool refuses before asking the kernel
+        assert stats["pinned_bytes"] == 0 and stats["pin_failures"] == buffers, stats
+        assert "memlock limit" in stats["pin_error"] and stats["warnings"] == 1, stats
+    elif soft >= locked_per_buffer:
+        assert stats["pinned_bytes"] > 0, stats
+    # (between one batch and its pages, mlock succeeds as root and fails otherwise)
 
 
 def test_tf_dataset_has_a_correct_element_spec():
-    tf = pytest.importorskip("tensorflow", reason="tensorflow not installed")
+    tf = require("tensorflow", reason="tensorflow not installed")
     labels = np.arange(10, dtype=np.int32)
     loader = zf.Loader(
         {"image": dataset(10), "label": labels}, batch_size=4, ops={"image": OPS}, drop_last=True
@@ -296,8 +351,8 @@ def test_tf_dataset_has_a_correct_element_spec():
 
 
 def test_keras_fit_runs_on_the_loader():
-    keras = pytest.importorskip("keras", reason="keras not installed")
-    pytest.importorskip("tensorflow", reason="the keras test uses the TensorFlow backend")
+    keras = require("keras", reason="keras not installed")
+    require("tensorflow", reason="the keras test uses the TensorFlow backend")
     if keras.backend.backend() != "tensorflow":
         pytest.skip("keras backend is not tensorflow")
     x = np.random.default_rng(0).random((32, 4)).astype(np.float32)
@@ -313,7 +368,7 @@ def test_keras_fit_runs_on_the_loader():
 
 
 def test_conversions_that_must_copy_are_counted_in_stats():
-    pytest.importorskip("jax", reason="jax not installed")
+    require("jax", reason="jax not installed")
     from zerofeed.explain import jax_x64_enabled
 
     if jax_x64_enabled():

@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from conftest import DTYPES, addr, filled
+from conftest import DTYPES, addr, filled, require
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -328,7 +328,7 @@ def test_empty_and_aligned_produce_aligned_writable_memory() -> None:
 
 
 def test_bfloat16_views() -> None:
-    ml_dtypes = pytest.importorskip("ml_dtypes", reason="bfloat16 needs ml_dtypes")
+    ml_dtypes = require("ml_dtypes", reason="bfloat16 needs ml_dtypes")
     a = np.arange(60, dtype=np.float32).reshape(3, 4, 5).astype(ml_dtypes.bfloat16)
     v = zf.view(a)
     assert v.dtype == "bfloat16" and v.itemsize == 2 and v.shape == (3, 4, 5)

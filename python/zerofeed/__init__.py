@@ -38,7 +38,7 @@ from .ops import Cast, CenterCrop, Normalize, Op, RandomCrop, RandomFlip, ToCHW
 from .sources import open_npy
 from .views import View, view
 
-_zerofeed._register_errors(ALL_ERRORS)
+_zerofeed._register_errors(dict(ALL_ERRORS))  # typed as the stub's dict[str, type[Exception]]
 
 __version__: str = _zerofeed.__version__
 

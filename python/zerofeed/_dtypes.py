@@ -21,7 +21,8 @@ def bfloat16() -> np.dtype[Any]:
         import ml_dtypes
     except ImportError as err:  # pragma: no cover - ml_dtypes is a dependency
         raise DTypeError("bfloat16 needs the ml_dtypes package: pip install ml_dtypes", "dtype") from err
-    return np.dtype(ml_dtypes.bfloat16)
+    dtype: np.dtype[Any] = np.dtype(ml_dtypes.bfloat16)
+    return dtype
 
 
 def dtype_name(dtype: Any) -> str:
@@ -35,7 +36,7 @@ def dtype_name(dtype: Any) -> str:
     if isinstance(dtype, str) and dtype == "bfloat16":
         return dtype
     try:
-        resolved = np.dtype(dtype)
+        resolved: np.dtype[Any] = np.dtype(dtype)
     except TypeError as err:
         raise DTypeError(f"dtype={dtype!r} is not a dtype: use e.g. 'float32'", "dtype") from err
     if resolved.byteorder == ">":
