@@ -83,6 +83,16 @@ pub struct BufferPool {
     pinner: Option<Arc<dyn Pinner>>,
     /// Addresses of live buffers that `pinner` pinned.
     pinned: Mutex<HashSet<usize>>,
+    /// The process that made the pool. A `fork()`ed child inherits the pool but not its
+    /// worker threads, one of which may have held a lock at the fork: the child never
+    /// touches the pool's locks, the pinner (CUDA is unusable after fork) or its buffers,
+    /// and leaks them instead (the child's copy of memory dies with it).
+    pid: u32,
+}
+
+/// True in a process other than `pid` (a `fork()`ed child).
+pub(crate) fn forked_from(pid: u32) -> bool {
+    std::process::id() != pid
 }
 
 impl BufferPool {
@@ -106,6 +116,7 @@ impl BufferPool {
             pin_error: Mutex::new(None),
             pinner,
             pinned: Mutex::new(HashSet::new()),
+            pid: std::process::id(),
         })
     }
 
@@ -144,6 +155,7 @@ impl BufferPool {
             pinned_by: self.pinned_by(&buffer),
             buffer: Some(buffer),
             pool: Arc::downgrade(self),
+            pid: self.pid,
         })
     }
 
@@ -263,6 +275,11 @@ impl BufferPool {
 
 impl Drop for BufferPool {
     fn drop(&mut self) {
+        if forked_from(self.pid) {
+            let idle = self.idle.get_mut().unwrap_or_else(|e| e.into_inner());
+            std::mem::forget(std::mem::take(&mut idle.buffers));
+            return;
+        }
         let idle = std::mem::take(
             &mut self
                 .idle
@@ -282,6 +299,8 @@ pub struct PooledBuffer {
     pool: Weak<BufferPool>,
     /// Set when the pool's pinner pinned this buffer: unpinned here if the pool is gone.
     pinned_by: Option<Arc<dyn Pinner>>,
+    /// The pool's process (see [`BufferPool`]'s `pid`).
+    pid: u32,
 }
 
 impl PooledBuffer {
@@ -322,6 +341,10 @@ impl Drop for PooledBuffer {
         let Some(buffer) = self.buffer.take() else {
             return;
         };
+        if forked_from(self.pid) {
+            std::mem::forget(buffer);
+            return;
+        }
         match self.pool.upgrade() {
             Some(pool) => pool.give_back(buffer),
             // The pool (and its loader) is gone: the buffer dies with its last user,

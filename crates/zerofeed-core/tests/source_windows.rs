@@ -171,3 +171,63 @@ fn a_source_whose_samples_do_not_match_its_declaration_gets_an_error_not_a_read(
     let err = run.next_batch().unwrap().err().unwrap();
     assert!(matches!(err, PipelineError::SampleShape { .. }), "{err}");
 }
+
+/// A source whose samples take `delay` each: a stand-in for a slow disk.
+struct Slow {
+    data: View,
+    row: Layout,
+    delay: std::time::Duration,
+    fields: Vec<FieldSpec>,
+}
+
+impl Source for Slow {
+    fn len(&self) -> usize {
+        4
+    }
+    fn fields(&self) -> &[FieldSpec] {
+        &self.fields
+    }
+    fn sample(&self, index: usize, _: usize) -> Result<Sample<'_>, SampleError> {
+        std::thread::sleep(self.delay);
+        Ok(Sample::Strided(self.data.sample(&self.row, index as isize)?))
+    }
+}
+
+#[test]
+fn a_consumer_can_stop_waiting_for_a_slow_batch_and_wait_again() {
+    use zerofeed_core::pipeline::Polled;
+    let slow = Slow {
+        data: View::from_owned(vec![1u8, 2, 3, 4], &[4], DType::U8, DLDevice::CPU, true).unwrap(),
+        row: Layout::c_contiguous(&[], 1).unwrap(),
+        delay: std::time::Duration::from_millis(300),
+        fields: vec![FieldSpec {
+            name: "x".into(),
+            dtype: DType::U8,
+            shape: Some(vec![]),
+        }],
+    };
+    let config = PipelineConfig {
+        batch_size: 2,
+        drop_last: false,
+        workers: 1,
+        prefetch: 0,
+    };
+    let sampler = Sampler::new(4, false, 0, false, None).unwrap();
+    let pipeline = Pipeline::new(Arc::new(slow), &[vec![]], sampler, config, pool()).unwrap();
+    let mut run = pipeline.start(0, 0).unwrap();
+    let asked = std::time::Instant::now();
+    assert!(matches!(
+        run.poll_batch(std::time::Duration::from_millis(20)),
+        Polled::Pending
+    ));
+    assert!(asked.elapsed() < std::time::Duration::from_millis(250));
+    let Polled::Ready(batch) = run.poll_batch(std::time::Duration::from_secs(30)) else {
+        panic!("the batch arrives after the wait")
+    };
+    assert_eq!(batch.unwrap().buffers[0].as_slice(), &[1, 2]);
+    let mut rest = Vec::new();
+    while let Some(batch) = run.next_batch() {
+        rest.extend_from_slice(batch.unwrap().buffers[0].as_slice());
+    }
+    assert_eq!(rest, [3, 4]);
+}

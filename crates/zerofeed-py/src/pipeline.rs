@@ -3,6 +3,7 @@
 //! (validation, sizes, memory policy, the device split) is the core's `pipeline::build`.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use pyo3::exceptions::PyStopIteration;
 use pyo3::prelude::*;
@@ -10,7 +11,7 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 
 use zerofeed_core::cuda::engine::FieldPlan;
 use zerofeed_core::ops::OpSpec;
-use zerofeed_core::pipeline::{self, Batch, EpochRun, LoaderConfig, Pin, Pipeline};
+use zerofeed_core::pipeline::{self, Batch, EpochRun, LoaderConfig, Pin, Pipeline, Polled};
 use zerofeed_core::sampler::Shard;
 use zerofeed_core::source::{field_label, ArraySource, Source};
 
@@ -239,16 +240,27 @@ pub struct PyEpoch {
     pipeline: Arc<Pipeline>,
 }
 
+/// How long a wait for a batch runs before Python gets to handle signals (Ctrl-C).
+const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+
 impl PyEpoch {
     fn next_batch(&self, py: Python<'_>) -> PyResult<Option<Batch>> {
-        py.detach(|| {
-            let mut guard = self.run.lock().unwrap_or_else(|e| e.into_inner());
-            match guard.as_mut() {
-                None => Ok(None),
-                Some(run) => run.next_batch().transpose(),
+        loop {
+            let polled = py.detach(|| {
+                let mut guard = self.run.lock().unwrap_or_else(|e| e.into_inner());
+                match guard.as_mut() {
+                    None => Polled::Done,
+                    Some(run) => run.poll_batch(SIGNAL_CHECK),
+                }
+            });
+            match polled {
+                Polled::Ready(batch) => return batch.map(Some).map_err(pipeline_error),
+                Polled::Done => return Ok(None),
+                // KeyboardInterrupt (and any signal handler's exception) surfaces here; the
+                // epoch stays usable: the next call waits for the same batch.
+                Polled::Pending => py.check_signals()?,
             }
-        })
-        .map_err(pipeline_error)
+        }
     }
 }
 

@@ -31,7 +31,7 @@ use crate::view::{CopyCounter, View, ViewError};
 
 pub use device::split_device_ops;
 pub use memory::{plan_memory, MemoryPlan};
-pub use run::EpochRun;
+pub use run::{EpochRun, Polled};
 
 /// What can go wrong building or running a pipeline. [`PipelineError::argument`] names the
 /// loader argument at fault, so that bindings never have to decide it.
@@ -150,6 +150,9 @@ pub enum PipelineError {
     /// A worker panicked; the batch is lost, the process lives.
     #[error("a worker thread failed: {0}")]
     WorkerPanic(String),
+    /// An inherited loader used in a `fork()`ed child, whose worker threads stayed behind.
+    #[error("this loader was inherited through fork(): its worker threads live in the parent process; create a new Loader in the child (or use the 'spawn' start method)")]
+    Forked,
     /// The pipeline could not start its workers.
     #[error("could not start a worker thread: {0}")]
     Spawn(String),
@@ -169,6 +172,7 @@ impl PipelineError {
             PipelineError::Overflow { argument, .. } => argument,
             PipelineError::Workers(_) | PipelineError::Spawn(_) => "workers",
             PipelineError::DeviceOps { .. } => "normalize_on_device",
+            PipelineError::Forked => "loader",
             _ => "source",
         }
     }
@@ -379,6 +383,8 @@ pub struct Pipeline {
     pool: Arc<BufferPool>,
     stats: Arc<PipelineStats>,
     copies: Arc<CopyCounter>,
+    /// The process that built it (see [`PipelineError::Forked`]).
+    pid: u32,
 }
 
 /// Turns a loader's options into a running-ready pipeline: checks every argument and every
@@ -483,6 +489,7 @@ impl Pipeline {
             pool,
             stats: Arc::default(),
             copies: Arc::default(),
+            pid: std::process::id(),
         })
     }
 
@@ -566,6 +573,9 @@ impl Pipeline {
 
     /// Starts workers for `epoch`, beginning at batch `first_batch` (to resume).
     pub fn start(&self, epoch: u64, first_batch: usize) -> Result<EpochRun, PipelineError> {
+        if crate::pool::forked_from(self.pid) {
+            return Err(PipelineError::Forked);
+        }
         run::start(self, epoch, first_batch)
     }
 }

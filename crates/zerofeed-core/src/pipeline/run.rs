@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::ops::SampleKey;
-use crate::pool::BufferPool;
+use crate::pool::{forked_from, BufferPool};
 use crate::sampler::EpochOrder;
 use crate::source::Source;
 
@@ -90,6 +90,7 @@ pub(super) fn start(
         threads: Vec::with_capacity(pipeline.config.workers.min(1024)),
         end,
         stats: pipeline.stats.clone(),
+        pid: std::process::id(),
     };
     for i in 0..pipeline.config.workers {
         let job = job.clone();
@@ -190,20 +191,50 @@ fn panic_message(panic: &Box<dyn Any + Send>) -> String {
         .unwrap_or_else(|| "unknown panic".to_owned())
 }
 
+/// What [`EpochRun::poll_batch`] found.
+pub enum Polled {
+    /// The next batch (or why it could not be made).
+    Ready(Result<Batch, PipelineError>),
+    /// Not ready within the timeout; ask again (after checking for signals, say).
+    Pending,
+    /// The epoch is over.
+    Done,
+}
+
 /// One epoch in progress. Dropping it stops and joins its workers.
+///
+/// After `fork()`, the child inherits the run but not its worker threads: there, every call
+/// answers [`PipelineError::Forked`] and dropping it leaks the run instead of joining threads
+/// that do not exist (or locking a mutex a vanished thread held).
 pub struct EpochRun {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     end: usize,
     stats: Arc<PipelineStats>,
+    pid: u32,
 }
 
 impl EpochRun {
     /// The next batch in order, waiting for it; `None` at the end of the epoch.
     pub fn next_batch(&mut self) -> Option<Result<Batch, PipelineError>> {
+        loop {
+            match self.poll_batch(Duration::from_secs(3600)) {
+                Polled::Ready(batch) => return Some(batch),
+                Polled::Done => return None,
+                Polled::Pending => continue,
+            }
+        }
+    }
+
+    /// The next batch in order, waiting at most `timeout` for it, so that a caller can
+    /// handle signals (Ctrl-C) while the workers are busy or stuck.
+    pub fn poll_batch(&mut self, timeout: Duration) -> Polled {
+        if forked_from(self.pid) {
+            return Polled::Ready(Err(PipelineError::Forked));
+        }
         let mut state = self.shared.lock();
         if state.consumed >= self.end {
-            return None;
+            return Polled::Done;
         }
         let waited = Instant::now();
         let wanted = state.consumed;
@@ -214,23 +245,40 @@ impl EpochRun {
                 self.stats
                     .consumer_wait_ns
                     .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                return Some(batch);
+                return Polled::Ready(batch);
+            }
+            let left = timeout.saturating_sub(waited.elapsed());
+            if left.is_zero() {
+                self.stats
+                    .consumer_wait_ns
+                    .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                return Polled::Pending;
             }
             state = self
                 .shared
                 .done
-                .wait(state)
-                .unwrap_or_else(|e| e.into_inner());
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
     }
 
     /// Batches of this epoch handed out so far (counting from 0, including skipped ones).
     pub fn position(&self) -> usize {
+        if forked_from(self.pid) {
+            return 0;
+        }
         self.shared.lock().consumed
     }
 
     /// Stops the workers and waits for them (also done on drop).
     pub fn stop(&mut self) {
+        if forked_from(self.pid) {
+            // The threads are the parent's: there is nothing to join, and the state's lock
+            // may have been held by one of them at the fork.
+            std::mem::forget(std::mem::take(&mut self.threads));
+            return;
+        }
         {
             let mut state = self.shared.lock();
             state.stop = true;
