@@ -24,7 +24,7 @@ pub enum LayoutError {
         /// The axis length.
         size: usize,
     },
-    /// More non-`None` indices than axes.
+    /// More axis-consuming indices (not `None` or `...`) than the view has axes.
     #[error("too many indices: {given} given for a {ndim}-dimensional view; use at most {ndim} (plus `...`)")]
     TooManyIndices {
         /// Indices that consume an axis.
@@ -100,7 +100,8 @@ pub enum IndexItem {
     Int(i64),
     /// `v[a:b:c]` with Python's defaults for missing parts.
     Slice {
-        /// First position (negative counts from the end); `None` is the start in the step's direction.
+        /// First position (negative counts from the end); `None` starts at the end the
+        /// step walks from.
         start: Option<i64>,
         /// Position to stop before; `None` runs to the end in the step's direction.
         stop: Option<i64>,

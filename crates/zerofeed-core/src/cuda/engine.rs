@@ -105,7 +105,8 @@ pub struct DeviceKeep {
 }
 
 impl DeviceKeep {
-    /// Keeps `buffer` until `event` (its copy) is done and every consumer stream is fenced; `source` is kept too when the copy reads it directly (not staged).
+    /// Keeps `buffer` until `event` (its copy) is done and every consumer stream is
+    /// fenced; `source` is kept too when the copy reads it directly (not staged).
     pub fn new(
         buffer: DeviceBuffer<CudaEngine>,
         event: Arc<Event>,

@@ -91,7 +91,8 @@ pub(super) fn block_table(
 /// 16 writable bytes at `p`, 16-aligned unless `MODE == UNALIGNED`.
 #[inline(always)]
 unsafe fn store16<const MODE: u8>(p: *mut u8, v: __m128i) {
-    // SAFETY: caller contract (bounds, and alignment for the aligned forms).
+    // SAFETY: the caller guarantees 16 writable bytes at `p`, 16-aligned for the aligned
+    // and streaming stores; these are SSE2 stores, baseline on x86-64.
     unsafe {
         match MODE {
             UNALIGNED => _mm_storeu_si128(p.cast(), v),
@@ -107,7 +108,9 @@ unsafe fn store16<const MODE: u8>(p: *mut u8, v: __m128i) {
 /// 32 writable bytes at `p`, 32-aligned unless `MODE == UNALIGNED`; AVX.
 #[inline(always)]
 unsafe fn store32<const MODE: u8>(p: *mut u8, v: __m256) {
-    // SAFETY: caller contract (bounds, and alignment for the aligned forms).
+    // SAFETY: the caller guarantees 32 writable bytes at `p`, 32-aligned for the aligned
+    // and streaming stores, and AVX (only `avx2_body`, behind a detected-AVX2 wrapper,
+    // reaches it).
     unsafe {
         match MODE {
             UNALIGNED => _mm256_storeu_ps(p.cast(), v),
@@ -137,7 +140,7 @@ pub(super) unsafe fn bf16x4x2(lo: __m128, hi: __m128) -> __m128i {
             _mm_or_si128(_mm_and_si128(nan, quiet), _mm_andnot_si128(nan, rounded))
         }
     }
-    // SAFETY: SSE2 only (function contract).
+    // SAFETY: SSE2 register arithmetic only, baseline on x86-64; no memory is touched.
     unsafe { _mm_packs_epi32(one(lo), one(hi)) }
 }
 
@@ -195,7 +198,8 @@ pub(super) unsafe fn f16x8(x: __m256) -> __m128i {
 /// `MODE == UNALIGNED`; AVX2, and F16C when `OUT == F16`.
 #[inline(always)]
 unsafe fn emit8<const OUT: u8, const MODE: u8>(p: *mut u8, y: __m256) {
-    // SAFETY: caller contract.
+    // SAFETY: this fn's contract covers each arm: the bytes and alignment `store32` /
+    // `store16` need, AVX2 for `bf16x8`, and F16C for `f16x8` (only with `OUT == F16`).
     unsafe {
         match OUT {
             F32 => store32::<MODE>(p, y),
@@ -272,7 +276,8 @@ fn block_masks<const FLIP: bool, const PLANAR: bool>(f: &FastAffine) -> [[__m128
 /// 48 readable bytes at `p` (any alignment: loadu).
 #[inline(always)]
 unsafe fn load48(p: *const u8) -> [__m128i; 3] {
-    // SAFETY: caller contract.
+    // SAFETY: the caller guarantees 48 readable bytes at `p`; SSE2 unaligned loads
+    // (baseline on x86-64) need no alignment.
     unsafe {
         [
             _mm_loadu_si128(p.cast()),
@@ -431,7 +436,8 @@ unsafe fn sse2<const FLIP: bool, const MODE: u8, const OUT: u8, const PLANAR: bo
     blocks: usize,
 ) {
     debug_assert!(!FLIP && !PLANAR, "pshufb needs SSSE3");
-    // SAFETY: forwarded contract.
+    // SAFETY: `sse_body`'s contract is this fn's; without a flip or planes (this fn's
+    // contract too) it needs no SSSE3, only baseline SSE2.
     unsafe { sse_body::<FLIP, MODE, OUT, PLANAR>(f, g, head, blocks) }
 }
 
