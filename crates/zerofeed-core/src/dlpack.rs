@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // TEMP(lead): remove after merging core9
 //! The DLPack ABI (v1.x, with the legacy pre-1.0 struct): export and import.
 //!
 //! The structs mirror `dlpack.h` field for field (`#[repr(C)]`). Exports own their shape

@@ -8,30 +8,51 @@ use thiserror::Error;
 /// An element type that zerofeed can view, export and compute on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// NumPy `bool`: one byte holding 0 or 1.
     Bool,
+    /// Signed 8-bit integer (`int8`).
     I8,
+    /// Signed 16-bit integer (`int16`).
     I16,
+    /// Signed 32-bit integer (`int32`).
     I32,
+    /// Signed 64-bit integer (`int64`).
     I64,
+    /// Unsigned 8-bit integer (`uint8`), the usual image pixel type.
     U8,
+    /// Unsigned 16-bit integer (`uint16`).
     U16,
+    /// Unsigned 32-bit integer (`uint32`).
     U32,
+    /// Unsigned 64-bit integer (`uint64`).
     U64,
+    /// IEEE 754 half precision (`float16`): 5 exponent, 10 mantissa bits.
     F16,
+    /// bfloat16: the top 16 bits of a float32 (8 exponent, 7 mantissa bits).
     BF16,
+    /// IEEE 754 single precision (`float32`).
     F32,
+    /// IEEE 754 double precision (`float64`).
     F64,
+    /// Complex of two float32 (real, then imaginary): `complex64`.
     C64,
+    /// Complex of two float64 (real, then imaginary): `complex128`.
     C128,
 }
 
 /// DLPack type codes (`DLDataTypeCode` in dlpack.h).
 pub mod dl_code {
+    /// `kDLInt`: signed integers.
     pub const INT: u8 = 0;
+    /// `kDLUInt`: unsigned integers.
     pub const UINT: u8 = 1;
+    /// `kDLFloat`: IEEE floats (16, 32 and 64 bits).
     pub const FLOAT: u8 = 2;
+    /// `kDLBfloat`: bfloat16.
     pub const BFLOAT: u8 = 4;
+    /// `kDLComplex`: complex numbers; `bits` counts both parts.
     pub const COMPLEX: u8 = 5;
+    /// `kDLBool`: booleans, 8 bits each.
     pub const BOOL: u8 = 6;
 }
 
@@ -39,6 +60,7 @@ pub mod dl_code {
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 #[error("unsupported dtype {found:?}: use one of {}", DType::NAMES.join(", "))]
 pub struct UnsupportedDType {
+    /// What was asked for, as given (a name, type string or DLPack code), for the message.
     pub found: String,
 }
 

@@ -15,20 +15,27 @@ use crate::layout::{alignment_of, Layout};
 /// A consumer of views.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
+    /// NumPy, through the buffer protocol: host memory only, any strides and alignment.
     Numpy,
+    /// PyTorch, through versioned DLPack; negative strides force a copy.
     Torch,
+    /// TensorFlow, through legacy DLPack; needs C-contiguous data, 64-byte aligned on the host.
     TensorFlow,
     /// JAX; `x64` is the state of `jax_enable_x64` (off by default), which decides
     /// whether 64-bit types survive the trip.
     Jax {
+        /// True when `jax_enable_x64` is on, so 64-bit types are kept as they are.
         x64: bool,
     },
+    /// CuPy, through versioned DLPack: device memory (host views are copied there).
     Cupy,
 }
 
 impl Target {
+    /// The names [`Target::from_str`] accepts first (aliases like `tf` aside), in variant order.
     pub const NAMES: [&'static str; 5] = ["numpy", "torch", "tensorflow", "jax", "cupy"];
 
+    /// The canonical lower-case name, as used in messages and [`Target::NAMES`].
     pub fn name(self) -> &'static str {
         match self {
             Target::Numpy => "numpy",
@@ -72,13 +79,18 @@ pub enum Route {
     /// The buffer protocol (NumPy on the host): any strides, any alignment.
     Buffer,
     /// A DLPack capsule; `legacy` when the consumer only takes `"dltensor"` capsules.
-    Dlpack { legacy: bool },
+    Dlpack {
+        /// True for a legacy (pre-1.0) `"dltensor"` capsule, false for `"dltensor_versioned"`.
+        legacy: bool,
+    },
 }
 
 /// The verdict for one view and one target.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExportPlan {
+    /// The consumer the plan is for.
     pub target: Target,
+    /// How the view (or its copy) is handed over.
     pub route: Route,
     /// True when the consumer will read the view's own bytes.
     pub zero_copy: bool,
@@ -93,10 +105,15 @@ pub struct ExportPlan {
 /// What the planner needs to know about a view.
 #[derive(Clone, Debug)]
 pub struct ViewFacts<'a> {
+    /// Address of the view's first element (for the alignment rules).
     pub address: usize,
+    /// Shape and byte strides of the view.
     pub layout: &'a Layout,
+    /// Element type of the view.
     pub dtype: DType,
+    /// Where the bytes are (host, pinned host, or a GPU).
     pub device: DLDevice,
+    /// True when the bytes must not be written (e.g. a read-only memory map).
     pub readonly: bool,
 }
 

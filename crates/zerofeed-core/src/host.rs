@@ -36,16 +36,33 @@ impl Alignment {
 /// Why host memory could not be had.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum HostError {
+    /// An alignment that is not a power of two; holds the alignment asked for, in bytes.
     #[error("align={0} is not a power of two; use 64, 4096, \"page\" or \"huge\"")]
     BadAlignment(usize),
+    /// The size rounded up for the alignment (or huge pages) overflows `isize`.
     #[error("{bytes} bytes with alignment {align} cannot be allocated: the size overflows")]
-    TooLarge { bytes: usize, align: usize },
+    TooLarge {
+        /// Bytes asked for.
+        bytes: usize,
+        /// Alignment asked for, in bytes.
+        align: usize,
+    },
+    /// The allocator returned null.
     #[error("out of memory allocating {bytes} bytes (available RAM: {available} bytes); reduce the batch size or memory_budget")]
-    OutOfMemory { bytes: usize, available: u64 },
+    OutOfMemory {
+        /// Bytes asked for.
+        bytes: usize,
+        /// RAM available at the time, in bytes (0 when unknown).
+        available: u64,
+    },
+    /// `mlock` refused to page-lock the buffer.
     #[error("mlock of {bytes} bytes failed ({reason}); the memlock limit is {limit}; raise it with `ulimit -l` or pass pin=False")]
     Lock {
+        /// Bytes that were to be locked.
         bytes: usize,
+        /// The process's memlock limit (`ulimit -l`), as text ("unlimited" or "N bytes").
         limit: String,
+        /// The OS error `mlock` returned.
         reason: String,
     },
 }
@@ -177,22 +194,27 @@ impl AlignedBuffer {
         Ok(())
     }
 
+    /// True once [`AlignedBuffer::lock`] succeeded; the pages stay locked until drop.
     pub fn is_locked(&self) -> bool {
         self.locked
     }
 
+    /// The first byte, aligned as asked; dangling (but aligned) when `len == 0`.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr.as_ptr()
     }
 
+    /// Bytes usable from [`AlignedBuffer::as_ptr`] on (the size asked for, not rounded up).
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True for a zero-byte buffer, which owns no allocation.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
+    /// The buffer as bytes; contents not yet written are unspecified.
     pub fn as_slice(&self) -> &[u8] {
         // SAFETY: `ptr` is valid for `len` bytes (or dangling with len 0). Reading bytes the
         // allocator handed out but nobody wrote is reading initialised-by-the-OS memory
@@ -200,6 +222,7 @@ impl AlignedBuffer {
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
+    /// The buffer as writable bytes, to fill in place.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: as in `as_slice`, and `&mut self` guarantees exclusivity.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }

@@ -14,41 +14,81 @@ pub const MAX_REPORTED_ALIGNMENT: usize = 4096;
 /// argument at fault and what to do instead.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum LayoutError {
+    /// An integer index beyond an axis, after negative indices count from its end.
     #[error("index {index} is out of range for axis {axis} with size {size}: use -{size} <= index < {size}")]
     IndexOutOfRange {
+        /// The axis indexed.
         axis: usize,
+        /// The index as given (maybe negative).
         index: i64,
+        /// The axis length.
         size: usize,
     },
+    /// More axis-consuming indices (not `None` or `...`) than the view has axes.
     #[error("too many indices: {given} given for a {ndim}-dimensional view; use at most {ndim} (plus `...`)")]
-    TooManyIndices { given: usize, ndim: usize },
+    TooManyIndices {
+        /// Indices that consume an axis.
+        given: usize,
+        /// Axes of the view.
+        ndim: usize,
+    },
+    /// A slice with `step == 0`.
     #[error("slice step cannot be zero (axis {axis}); use a positive or negative step")]
-    ZeroStep { axis: usize },
+    ZeroStep {
+        /// The axis the slice was for.
+        axis: usize,
+    },
+    /// More than one `...` in one index expression.
     #[error("an index can only have a single ellipsis ('...')")]
     MultipleEllipsis,
+    /// A stride count that differs from the number of axes.
     #[error("shape and strides differ in length ({shape} vs {strides})")]
-    StridesLength { shape: usize, strides: usize },
+    StridesLength {
+        /// Number of axes in the shape.
+        shape: usize,
+        /// Number of strides given.
+        strides: usize,
+    },
+    /// A shape or stride whose byte arithmetic does not fit in `isize`.
     #[error("{what} overflows the address space; check the shape {shape:?}")]
     Overflow {
+        /// Which quantity overflowed (e.g. "stride", "byte size").
         what: &'static str,
+        /// The shape it was computed for.
         shape: Vec<usize>,
     },
+    /// A transpose order that is not a permutation of the axes.
     #[error("axes {axes:?} are not a permutation of 0..{ndim}; pass each axis exactly once")]
-    BadAxes { axes: Vec<usize>, ndim: usize },
+    BadAxes {
+        /// The order given.
+        axes: Vec<usize>,
+        /// Axes of the view.
+        ndim: usize,
+    },
+    /// A reshape target with another element count.
     #[error("cannot reshape a view of {size} elements into shape {shape:?} ({target} elements)")]
     ReshapeSize {
+        /// Elements in the view.
         size: usize,
+        /// The shape asked for, `-1` included.
         shape: Vec<i64>,
+        /// Elements of that shape (of its known dimensions when one is `-1`).
         target: usize,
     },
+    /// A reshape target that is not a shape: more than one `-1`, a negative size, or overflow.
     #[error("shape {shape:?}: {reason}")]
     BadShape {
+        /// The shape asked for.
         shape: Vec<i64>,
+        /// What is wrong with it.
         reason: &'static str,
     },
+    /// A reshape the strides cannot express over the same bytes.
     #[error("reshape to {shape:?} would need a copy: the strides {strides:?} cannot express it as a view; copy first (np.ascontiguousarray) or reshape before slicing")]
     ReshapeNeedsCopy {
+        /// The resolved target shape.
         shape: Vec<usize>,
+        /// The view's byte strides that prevent it.
         strides: Vec<isize>,
     },
 }
@@ -60,8 +100,12 @@ pub enum IndexItem {
     Int(i64),
     /// `v[a:b:c]` with Python's defaults for missing parts.
     Slice {
+        /// First position (negative counts from the end); `None` starts at the end the
+        /// step walks from.
         start: Option<i64>,
+        /// Position to stop before; `None` runs to the end in the step's direction.
         stop: Option<i64>,
+        /// Stride in positions, non-zero; `None` means 1.
         step: Option<i64>,
     },
     /// `...`: as many full slices as needed.
@@ -81,7 +125,9 @@ pub struct Layout {
 /// The result of indexing: the new layout, and how far its first element lies from the old one's.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Indexed {
+    /// The indexed layout.
     pub layout: Layout,
+    /// Bytes from the old first element to the new one (negative for reversed axes).
     pub byte_offset: isize,
 }
 
@@ -133,6 +179,7 @@ impl Layout {
         Ok(layout)
     }
 
+    /// Length of each axis, outermost first.
     pub fn shape(&self) -> &[usize] {
         &self.shape
     }
@@ -142,10 +189,12 @@ impl Layout {
         &self.strides
     }
 
+    /// Bytes per element.
     pub fn itemsize(&self) -> usize {
         self.itemsize
     }
 
+    /// Number of axes (0 for a scalar).
     pub fn ndim(&self) -> usize {
         self.shape.len()
     }

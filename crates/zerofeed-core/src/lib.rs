@@ -18,6 +18,8 @@
 //! - [`view`]: the one view type (address + layout + dtype + device + keep-alive)
 //! - [`transfer`]: host -> device state machines (event-gated reuse, staging), GPU-free testable
 
+#![warn(missing_docs)]
+
 pub mod cuda;
 pub mod dlpack;
 pub mod dtype;

@@ -57,13 +57,21 @@ pub struct PoolStats {
 /// A snapshot of [`PoolStats`] plus the idle count.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PoolSnapshot {
+    /// Buffers allocated fresh (the first fill, and whenever none was idle).
     pub allocations: u64,
+    /// Buffers handed out again after being returned.
     pub reuses: u64,
+    /// Bytes page-locked by this pool at the time of the snapshot.
     pub pinned_bytes: u64,
+    /// Buffers that could not be locked and were used unlocked.
     pub pin_failures: u64,
+    /// Returned buffers freed because keeping them would exceed the budget.
     pub freed_over_budget: u64,
+    /// Buffers alive (handed out or idle).
     pub live_buffers: u64,
+    /// Buffers waiting in the pool for reuse.
     pub idle_buffers: u64,
+    /// Bytes of those idle buffers (at most the budget).
     pub idle_bytes: u64,
 }
 
@@ -96,6 +104,7 @@ pub(crate) fn forked_from(pid: u32) -> bool {
 }
 
 impl BufferPool {
+    /// A pool that page-locks with `mlock` when `config.pin`.
     pub fn new(config: PoolConfig) -> Arc<BufferPool> {
         Self::build(config, None)
     }
@@ -129,6 +138,7 @@ impl BufferPool {
         }
     }
 
+    /// The budget and pinning the pool was built with.
     pub fn config(&self) -> &PoolConfig {
         &self.config
     }
@@ -257,6 +267,7 @@ impl BufferPool {
             .clone()
     }
 
+    /// The counters and the idle count, read now (each counter on its own: not one atomic view).
     pub fn snapshot(&self) -> PoolSnapshot {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let s = &self.stats;
@@ -304,22 +315,27 @@ pub struct PooledBuffer {
 }
 
 impl PooledBuffer {
+    /// The first byte: 64-byte aligned, page-aligned for large buffers.
     pub fn as_ptr(&self) -> *mut u8 {
         self.inner().as_ptr()
     }
 
+    /// Bytes of the buffer, exactly as asked of [`BufferPool::take`].
     pub fn len(&self) -> usize {
         self.inner().len()
     }
 
+    /// True for a zero-byte buffer.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// True when `mlock` locked the buffer (a [`Pinner`]'s pinning is not reported here).
     pub fn is_locked(&self) -> bool {
         self.inner().is_locked()
     }
 
+    /// The buffer as writable bytes, to fill a batch in place.
     pub fn as_mut_slice(&mut self) -> &mut [u8] {
         self.buffer
             .as_mut()
@@ -327,6 +343,7 @@ impl PooledBuffer {
             .as_mut_slice()
     }
 
+    /// The buffer as bytes; what a previous loan wrote may still be there.
     pub fn as_slice(&self) -> &[u8] {
         self.inner().as_slice()
     }

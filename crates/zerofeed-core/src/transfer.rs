@@ -23,6 +23,7 @@ use crate::pool::PooledBuffer;
 
 /// The device operations the transfer logic needs, all on one copy stream.
 pub trait Engine: Send + Sync + 'static {
+    /// A point on the copy stream; completes when everything queued before it is done.
     type Event: Send + Sync + 'static;
     /// A device allocation of `len` bytes (its address).
     fn alloc(&self, len: usize) -> Result<u64, CudaError>;
@@ -50,10 +51,15 @@ pub trait Engine: Send + Sync + 'static {
 /// Counters of a [`DevicePool`].
 #[derive(Debug, Default)]
 pub struct DevicePoolStats {
+    /// Device buffers allocated fresh (`Engine::alloc`).
     pub allocations: AtomicU64,
+    /// Buffers handed out again after being returned.
     pub reuses: AtomicU64,
+    /// Buffers allocated and not yet freed (handed out or idle).
     pub live_buffers: AtomicU64,
+    /// Returned buffers freed because keeping them would exceed the budget.
     pub freed_over_budget: AtomicU64,
+    /// Consumer fences the copy stream waited on before reusing a buffer.
     pub fences_waited: AtomicU64,
 }
 
@@ -72,6 +78,7 @@ pub struct DevicePool<E: Engine> {
 }
 
 impl<E: Engine> DevicePool<E> {
+    /// A pool allocating through `engine` that keeps at most `budget` idle bytes.
     pub fn new(engine: Arc<E>, budget: usize) -> Arc<DevicePool<E>> {
         Arc::new(DevicePool {
             engine,
@@ -81,10 +88,12 @@ impl<E: Engine> DevicePool<E> {
         })
     }
 
+    /// The engine buffers are allocated and fenced on.
     pub fn engine(&self) -> &Arc<E> {
         &self.engine
     }
 
+    /// Live counters, updated as buffers come and go.
     pub fn stats(&self) -> &DevicePoolStats {
         &self.stats
     }
@@ -173,14 +182,17 @@ pub struct DeviceBuffer<E: Engine> {
 }
 
 impl<E: Engine> DeviceBuffer<E> {
+    /// The device address of the buffer.
     pub fn ptr(&self) -> u64 {
         self.block.as_ref().map_or(0, |b| b.ptr)
     }
 
+    /// Bytes of the buffer, exactly as asked of [`DevicePool::take`].
     pub fn len(&self) -> usize {
         self.block.as_ref().map_or(0, |b| b.len)
     }
 
+    /// True for a zero-byte buffer (the engine may still have allocated one byte).
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -208,8 +220,11 @@ impl<E: Engine> Drop for DeviceBuffer<E> {
 /// One host -> device copy of a batch field.
 #[derive(Clone, Copy, Debug)]
 pub struct CopyJob {
+    /// Device address to copy to.
     pub dst: u64,
+    /// Host address to copy from; must stay valid until the copy's event completes.
     pub src: *const u8,
+    /// Bytes to copy.
     pub len: usize,
 }
 
@@ -229,6 +244,7 @@ pub struct Transfers<E: Engine, H> {
 }
 
 impl<E: Engine, H> Transfers<E, H> {
+    /// An empty list over `engine` holding at most `max_pending` batches (at least 1).
     pub fn new(engine: Arc<E>, max_pending: usize) -> Transfers<E, H> {
         Transfers {
             engine,
@@ -336,6 +352,7 @@ impl<E: Engine> Stager<E> {
         }
     }
 
+    /// Bytes per staging chunk (0 without slots): the most one copy moves.
     pub fn chunk_bytes(&self) -> usize {
         self.slots.first().map_or(0, |s| s.0.len())
     }

@@ -176,9 +176,9 @@ impl PyDeviceStage {
             holds.push(v.keep().clone());
         }
         let hold: Box<dyn Any + Send> = Box::new(holds);
-        // SAFETY: `hold` owns a clone of every view's keep-alive, so the host bytes live
-        // until the stage releases it after the copy's event.
         let (buffers, event) = py
+            // SAFETY: `hold` owns a clone of every view's keep-alive, so the host bytes
+            // live until the stage releases it after the copy's event.
             .detach(|| unsafe { self.inner.submit(hold, &fields) })
             .map_err(|e| cuda_error("batch", e))?;
         let mut out = Vec::with_capacity(buffers.len());

@@ -23,16 +23,19 @@ pub struct CudaEngine {
 }
 
 impl CudaEngine {
+    /// A new non-blocking copy stream in `context`, shared by a stage and its device pool.
     pub fn new(context: &Arc<Context>) -> Result<Arc<CudaEngine>, CudaError> {
         Ok(Arc::new(CudaEngine {
             stream: Stream::new(context)?,
         }))
     }
 
+    /// The device's primary context the stream lives in.
     pub fn context(&self) -> &Arc<Context> {
         self.stream.context()
     }
 
+    /// The copy stream every upload and kernel of this engine is queued on.
     pub fn stream(&self) -> &Stream {
         &self.stream
     }
@@ -102,6 +105,8 @@ pub struct DeviceKeep {
 }
 
 impl DeviceKeep {
+    /// Keeps `buffer` until `event` (its copy) is done and every consumer stream is
+    /// fenced; `source` is kept too when the copy reads it directly (not staged).
     pub fn new(
         buffer: DeviceBuffer<CudaEngine>,
         event: Arc<Event>,
@@ -115,6 +120,7 @@ impl DeviceKeep {
         }
     }
 
+    /// The device address of the kept buffer: where the view's data starts.
     pub fn ptr(&self) -> u64 {
         self.buffer
             .lock()
@@ -188,13 +194,19 @@ pub enum FieldPlan {
     Copy,
     /// uint8 HWC samples normalized (and cast, and maybe transposed) by the kernel.
     Normalize {
+        /// Sample height in pixels (rows of the HWC input).
         height: usize,
+        /// Sample width in pixels.
         width: usize,
+        /// Channels per pixel, the length of `a` and `b`.
         channels: usize,
         /// `x * a[c] + b[c]`
         a: Vec<f32>,
+        /// The per-channel offsets added after scaling by `a`.
         b: Vec<f32>,
+        /// The output element type: float32, float16 or bfloat16.
         dtype: DType,
+        /// Write each sample as CHW planes (`true`) instead of keeping HWC.
         chw: bool,
     },
 }
@@ -228,8 +240,11 @@ impl FieldPlan {
 /// One host field of a batch: address, bytes, samples.
 #[derive(Clone, Copy, Debug)]
 pub struct HostField {
+    /// Host address of the field's first byte.
     pub address: usize,
+    /// Bytes of the field (all its samples).
     pub len: usize,
+    /// Samples (batch rows) in the field.
     pub samples: usize,
 }
 
@@ -285,10 +300,12 @@ impl DeviceStage {
         })
     }
 
+    /// The CUDA device ordinal the stage copies to.
     pub fn device(&self) -> i32 {
         self.engine.context().index()
     }
 
+    /// The pool the stage's device batches come from and return to.
     pub fn pool(&self) -> &Arc<DevicePool<CudaEngine>> {
         &self.pool
     }
@@ -390,6 +407,7 @@ impl DeviceStage {
 
 /// Staging chunk size and count for pageable `to_device` sources.
 pub const STAGING_CHUNK: usize = 8 << 20;
+/// Staging chunks in the ring, so one fills while others copy.
 pub const STAGING_SLOTS: usize = 3;
 /// Idle device bytes `to_device` keeps for reuse (repeated same-size uploads skip
 /// `cuMemAlloc`/`cuMemFree`, and `cuMemFree` may synchronize).

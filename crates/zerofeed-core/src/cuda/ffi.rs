@@ -10,21 +10,32 @@ use libloading::Library;
 
 use super::CudaError;
 
+/// A driver call's status: [`CUDA_SUCCESS`] or an error code for `cuGetErrorString`.
 pub type CUresult = c_int;
+/// A device ordinal as the driver numbers them (`0..cuDeviceGetCount`).
 pub type CUdevice = c_int;
+/// A device address (bytes); 0 is never a live allocation.
 pub type CUdeviceptr = u64;
+/// An opaque driver context handle (here always a device's primary context).
 pub type CUcontext = *mut c_void;
+/// An opaque stream handle; null is the legacy default stream.
 pub type CUstream = *mut c_void;
+/// An opaque event handle, recorded on a stream to mark a point in its work.
 pub type CUevent = *mut c_void;
+/// An opaque handle of a loaded PTX module.
 pub type CUmodule = *mut c_void;
+/// An opaque handle of one kernel inside a [`CUmodule`].
 pub type CUfunction = *mut c_void;
 
+/// The [`CUresult`] of a call that succeeded.
 pub const CUDA_SUCCESS: CUresult = 0;
+/// The [`CUresult`] of `cuEventQuery` on work still pending: not an error.
 pub const CUDA_ERROR_NOT_READY: CUresult = 600;
 /// `CU_STREAM_NON_BLOCKING`: the copy stream does not synchronize with the legacy stream.
 pub const CU_STREAM_NON_BLOCKING: c_uint = 0x1;
 /// `CU_EVENT_DISABLE_TIMING`: cheaper events for ordering only.
 pub const CU_EVENT_DISABLE_TIMING: c_uint = 0x2;
+/// `CU_EVENT_DEFAULT`: an event that records timing (for `cuEventElapsedTime`).
 pub const CU_EVENT_DEFAULT: c_uint = 0x0;
 /// `CU_MEMHOSTREGISTER_PORTABLE` / `CU_MEMHOSTALLOC_PORTABLE`: pinned for every context.
 /// Write-combining (`0x4` for `cuMemHostAlloc`) is deliberately never set: the CPU writes
@@ -32,13 +43,17 @@ pub const CU_EVENT_DEFAULT: c_uint = 0x0;
 pub const CU_MEMHOST_PORTABLE: c_uint = 0x1;
 /// `CU_STREAM_LEGACY` and `CU_STREAM_PER_THREAD`, as DLPack's `stream` argument spells them.
 pub const CU_STREAM_LEGACY: usize = 0x1;
+/// `CU_STREAM_PER_THREAD`: the calling thread's default stream, as DLPack's `stream` spells it.
 pub const CU_STREAM_PER_THREAD: usize = 0x2;
 
 macro_rules! driver_table {
     ($( $field:ident = $symbol:literal : fn($($arg:ty),*); )*) => {
         /// Resolved driver entry points; the library stays loaded as long as this lives.
         pub struct Driver {
-            $( pub $field: unsafe extern "C" fn($($arg),*) -> CUresult, )*
+            $(
+                #[doc = concat!("The driver's `", $symbol, "`, valid while the table lives.")]
+                pub $field: unsafe extern "C" fn($($arg),*) -> CUresult,
+            )*
             _library: Library,
         }
 

@@ -35,14 +35,21 @@ pub fn grid_for(total: u32) -> u32 {
 /// One normalize launch: `n` samples of `hw` pixels with `c` channels.
 #[derive(Clone, Copy, Debug)]
 pub struct NormalizeLaunch {
+    /// Device address of the `n` uint8 HWC input samples.
     pub src: u64,
+    /// Device address of the output, `n * hw * c` elements of `kind`.
     pub dst: u64,
     /// `2 * c` floats on the device: a[0..c) then b[0..c).
     pub coef: u64,
+    /// Samples in the batch.
     pub n: usize,
+    /// Pixels per sample (height times width).
     pub hw: usize,
+    /// Channels per pixel.
     pub c: usize,
+    /// Write CHW planes (`true`) instead of HWC.
     pub chw: bool,
+    /// Output element code from [`output_kind`]: 0 float32, 1 float16, 2 bfloat16.
     pub kind: u32,
 }
 

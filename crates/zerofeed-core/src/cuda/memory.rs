@@ -33,6 +33,7 @@ pub struct CudaPinner {
 }
 
 impl CudaPinner {
+    /// Pins for every context of the machine (portable); `context` is entered for the calls.
     pub fn new(context: Arc<Context>) -> CudaPinner {
         CudaPinner { context }
     }
@@ -96,14 +97,17 @@ impl PinnedHost {
         })
     }
 
+    /// The first pinned byte; valid until this value is dropped.
     pub fn as_ptr(&self) -> *mut u8 {
         self.ptr
     }
 
+    /// Pinned bytes usable from [`PinnedHost::as_ptr`] on.
     pub fn len(&self) -> usize {
         self.len
     }
 
+    /// True for a zero-byte allocation (the driver still got one byte).
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }

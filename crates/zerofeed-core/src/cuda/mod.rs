@@ -25,19 +25,28 @@ use ffi::{CUcontext, CUdevice, CUevent, CUresult, CUstream, Driver};
 pub enum CudaError {
     /// No usable driver: the library or one of its symbols is missing, or `cuInit` failed.
     #[error("no CUDA driver found: {reason}")]
-    NoDriver { reason: String },
+    NoDriver {
+        /// What was missing: the library, a symbol, or `cuInit`'s error.
+        reason: String,
+    },
     /// A driver call failed.
     #[error("{function} failed: {message} (CUresult {code})")]
     Call {
+        /// The driver entry point that failed, e.g. `cuMemAlloc`.
         function: &'static str,
+        /// Its `CUresult`.
         code: i32,
+        /// The driver's own text for `code` (`cuGetErrorString`).
         message: String,
     },
     /// A device index that does not exist.
     #[error("CUDA device {index} does not exist: this machine has {count} CUDA device(s){hint}")]
     BadDevice {
+        /// The device index asked for.
         index: i64,
+        /// CUDA devices this machine has.
         count: usize,
+        /// The valid range to use instead, or empty when there is no device.
         hint: &'static str,
     },
     /// A request the kernels or copies cannot serve (size limits, dtypes, shapes).
@@ -46,8 +55,11 @@ pub enum CudaError {
     /// Pinned memory that would exceed what the machine can spare.
     #[error("pinning {bytes} bytes would exceed {limit_name} ({limit} bytes); lower batch_size, prefetch or memory_budget, or pass pin=False")]
     PinnedBudget {
+        /// Bytes the request would pin.
         bytes: u64,
+        /// The most bytes that may be pinned.
         limit: u64,
+        /// Where `limit` comes from, for the message (e.g. half of the available RAM).
         limit_name: &'static str,
     },
 }
@@ -266,6 +278,7 @@ unsafe impl Send for Stream {}
 unsafe impl Sync for Stream {}
 
 impl Stream {
+    /// A new stream in `context`, non-blocking with respect to the legacy default stream.
     pub fn new(context: &Arc<Context>) -> Result<Stream, CudaError> {
         let _guard = context.enter()?;
         let mut raw: CUstream = std::ptr::null_mut();
@@ -279,10 +292,12 @@ impl Stream {
         })
     }
 
+    /// The driver handle, for calls and for DLPack consumers; valid while `self` lives.
     pub fn raw(&self) -> CUstream {
         self.raw
     }
 
+    /// The context the stream belongs to (entered for every call on it).
     pub fn context(&self) -> &Arc<Context> {
         &self.context
     }
@@ -337,6 +352,7 @@ impl Event {
         })
     }
 
+    /// The driver handle; valid while `self` lives.
     pub fn raw(&self) -> CUevent {
         self.raw
     }

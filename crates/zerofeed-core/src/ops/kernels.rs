@@ -103,7 +103,8 @@ pub(crate) unsafe fn gather_row(
     planar: bool,
     dst: &mut [u8],
 ) {
-    // SAFETY (all arms): forwarded caller contract.
+    // SAFETY: every arm forwards this fn's contract unchanged, with `N == itemsize`
+    // (the `gather_n` contract); `dst` is sliced to `w * c * N` there, so a short one panics.
     unsafe {
         match itemsize {
             1 => gather_n::<1>(src, g, planar, dst),

@@ -227,83 +227,156 @@ pub struct Window {
 pub enum OpsError {
     /// Samples must have rank 0 to 3.
     #[error("ops work on samples of rank 0 to 3 (scalar, vector, (H, W) or (H, W, C)), got shape {shape:?}; reshape the field first")]
-    UnsupportedRank { shape: Vec<usize> },
+    UnsupportedRank {
+        /// The sample's shape.
+        shape: Vec<usize>,
+    },
     /// bool and complex values cannot be converted or normalized.
     #[error("{op}: cannot convert {dtype} values; value ops work on integer and float types")]
-    UnsupportedDType { op: String, dtype: DType },
+    UnsupportedDType {
+        /// The op at fault, as `ops[i] Name(args)`.
+        op: String,
+        /// The dtype reaching it.
+        dtype: DType,
+    },
     /// Crops and flips need an image.
     #[error("{op} needs an image sample (H, W) or (H, W, C), got shape {shape:?}")]
-    NotAnImage { op: String, shape: Vec<usize> },
+    NotAnImage {
+        /// The op at fault, as `ops[i] Name(args)`.
+        op: String,
+        /// The sample's shape reaching it.
+        shape: Vec<usize>,
+    },
     /// `ToCHW` needs a channel axis.
     #[error("{op} needs a 3-D (H, W, C) sample, got shape {shape:?}; 2-D samples have no channel axis to move")]
-    LayoutNeeds3d { op: String, shape: Vec<usize> },
+    LayoutNeeds3d {
+        /// The op at fault, as `ops[i] Name(args)`.
+        op: String,
+        /// The sample's shape reaching it.
+        shape: Vec<usize>,
+    },
     /// Crop sizes start at 1.
     #[error("{op} has a zero size; crop height and width must be at least 1")]
-    ZeroCrop { op: String },
+    ZeroCrop {
+        /// The op at fault, as `ops[i] Name(args)`.
+        op: String,
+    },
     /// The crop does not fit in the (possibly already cropped) sample.
     #[error("{op} needs a sample of at least {need_h}x{need_w}, got {got_h}x{got_w}; crop smaller or resize first")]
     CropTooLarge {
+        /// The crop op, as `ops[i] Name(args)`.
         op: String,
+        /// Crop height in pixels.
         need_h: usize,
+        /// Crop width in pixels.
         need_w: usize,
+        /// Height of the sample reaching the crop.
         got_h: usize,
+        /// Width of the sample reaching the crop.
         got_w: usize,
     },
     /// Flip probability outside `[0, 1]`.
     #[error("{op}: p must be in [0, 1], got {p}")]
-    BadProbability { op: String, p: f64 },
+    BadProbability {
+        /// The op at fault, as `ops[i] Name(args)`.
+        op: String,
+        /// The probability given.
+        p: f64,
+    },
     /// `mean` or `std` with the wrong number of values.
     #[error("{op}: {what} has {len} values but the sample has {channels} channel(s); pass {channels} values, or 1 to use for every channel")]
     ChannelMismatch {
+        /// The op at fault, as `ops[i] Name(args)`.
         op: String,
+        /// Which argument: `"mean"` or `"std"`.
         what: &'static str,
+        /// Values it has.
         len: usize,
+        /// Channels of the sample (the last axis; 1 for 2-D samples).
         channels: usize,
     },
     /// A zero, infinite or NaN standard deviation.
     #[error("{op}: std[{index}] is {value}; every std must be finite and non-zero")]
     BadStd {
+        /// The op at fault, as `ops[i] Name(args)`.
         op: String,
+        /// The channel of the bad value.
         index: usize,
+        /// The value given.
         value: f64,
     },
     /// A NaN or infinite mean or scale (or a zero scale).
     #[error("{op}: {what} must be finite (and scale non-zero), got {value}")]
     NonFinite {
+        /// The op at fault, as `ops[i] Name(args)`.
         op: String,
+        /// Which value: `"scale"` or `"mean[i]"`.
         what: String,
+        /// The value given.
         value: f64,
     },
     /// Normalize's coefficients do not fit the precision the kernel computes in.
     #[error("{op}: {what} is {value}, which overflows {precision}; use a std and mean of ordinary magnitude (e.g. std=0.229, not 1e-320)")]
     CoefficientOverflow {
+        /// The op at fault, as `ops[i] Name(args)`.
         op: String,
+        /// Which coefficient, e.g. `"scale / std for channel 0"`.
         what: String,
+        /// The coefficient, computed in f64.
         value: f64,
+        /// The type it must fit: `"float32"` or `"float64"`.
         precision: &'static str,
     },
     /// `Normalize` writes floats only.
     #[error("{op}: Normalize writes float32, float16, bfloat16 or float64, not {dtype}; normalize to float32 and add Cast({dtype}) after it")]
-    NormalizeDType { op: String, dtype: DType },
+    NormalizeDType {
+        /// The op at fault, as `ops[i] Name(args)`.
+        op: String,
+        /// The output dtype asked for.
+        dtype: DType,
+    },
     /// `ToCHW` twice.
     #[error("{op}: the sample is already CHW; use ToCHW once")]
-    DuplicateToCHW { op: String },
+    DuplicateToCHW {
+        /// The second `ToCHW`, as `ops[i] Name(args)`.
+        op: String,
+    },
     /// A crop or flip after `ToCHW`.
     #[error(
         "{op} comes after ToCHW; crops and flips act on HWC samples, so move ToCHW to the end"
     )]
-    SpatialAfterLayout { op: String },
+    SpatialAfterLayout {
+        /// The crop or flip, as `ops[i] Name(args)`.
+        op: String,
+    },
     /// `run` got a stride list of the wrong length.
     #[error(
         "run: got {got} strides for a rank-{rank} sample; pass one byte stride per input dimension"
     )]
-    StrideCount { got: usize, rank: usize },
+    StrideCount {
+        /// Strides passed.
+        got: usize,
+        /// Dimensions of the input sample.
+        rank: usize,
+    },
     /// `run` got an output buffer of the wrong size.
     #[error("run: dst has {got} bytes but the plan writes {expected}; size it with Plan::output_nbytes()")]
-    DstSize { got: usize, expected: usize },
+    DstSize {
+        /// Bytes of `dst`.
+        got: usize,
+        /// Bytes the plan writes (`Plan::output_nbytes`).
+        expected: usize,
+    },
     /// The sample described by offset, strides and shape leaves the source buffer.
     #[error("run: the sample spans bytes {lo}..{hi} of a {len}-byte source; check offset, strides and shape")]
-    OutOfBounds { lo: i128, hi: i128, len: usize },
+    OutOfBounds {
+        /// First byte the sample touches, relative to the source start (may be negative).
+        lo: i128,
+        /// One past the last byte it touches.
+        hi: i128,
+        /// Bytes of the source.
+        len: usize,
+    },
 }
 
 /// Where the crop window comes from, in chain order.

@@ -91,7 +91,8 @@ pub(super) fn block_table(
 /// 16 writable bytes at `p`, 16-aligned unless `MODE == UNALIGNED`.
 #[inline(always)]
 unsafe fn store16<const MODE: u8>(p: *mut u8, v: __m128i) {
-    // SAFETY: caller contract (bounds, and alignment for the aligned forms).
+    // SAFETY: the caller guarantees 16 writable bytes at `p`, 16-aligned for the aligned
+    // and streaming stores; these are SSE2 stores, baseline on x86-64.
     unsafe {
         match MODE {
             UNALIGNED => _mm_storeu_si128(p.cast(), v),
@@ -107,7 +108,9 @@ unsafe fn store16<const MODE: u8>(p: *mut u8, v: __m128i) {
 /// 32 writable bytes at `p`, 32-aligned unless `MODE == UNALIGNED`; AVX.
 #[inline(always)]
 unsafe fn store32<const MODE: u8>(p: *mut u8, v: __m256) {
-    // SAFETY: caller contract (bounds, and alignment for the aligned forms).
+    // SAFETY: the caller guarantees 32 writable bytes at `p`, 32-aligned for the aligned
+    // and streaming stores, and AVX (only `avx2_body`, behind a detected-AVX2 wrapper,
+    // reaches it).
     unsafe {
         match MODE {
             UNALIGNED => _mm256_storeu_ps(p.cast(), v),
@@ -125,15 +128,19 @@ unsafe fn store32<const MODE: u8>(p: *mut u8, v: __m256) {
 pub(super) unsafe fn bf16x4x2(lo: __m128, hi: __m128) -> __m128i {
     #[inline(always)]
     unsafe fn one(x: __m128) -> __m128i {
-        let bits = _mm_castps_si128(x);
-        let odd = _mm_and_si128(_mm_srli_epi32::<16>(bits), _mm_set1_epi32(1));
-        let sum = _mm_add_epi32(_mm_add_epi32(bits, _mm_set1_epi32(0x7fff)), odd);
-        let rounded = _mm_srai_epi32::<16>(sum);
-        let quiet = _mm_or_si128(_mm_srai_epi32::<16>(bits), _mm_set1_epi32(0x40));
-        let nan = _mm_castps_si128(_mm_cmpunord_ps(x, x));
-        _mm_or_si128(_mm_and_si128(nan, quiet), _mm_andnot_si128(nan, rounded))
+        // SAFETY: SSE2 register arithmetic only (no memory is touched); every x86-64
+        // CPU has SSE2, so no run-time check is needed.
+        unsafe {
+            let bits = _mm_castps_si128(x);
+            let odd = _mm_and_si128(_mm_srli_epi32::<16>(bits), _mm_set1_epi32(1));
+            let sum = _mm_add_epi32(_mm_add_epi32(bits, _mm_set1_epi32(0x7fff)), odd);
+            let rounded = _mm_srai_epi32::<16>(sum);
+            let quiet = _mm_or_si128(_mm_srai_epi32::<16>(bits), _mm_set1_epi32(0x40));
+            let nan = _mm_castps_si128(_mm_cmpunord_ps(x, x));
+            _mm_or_si128(_mm_and_si128(nan, quiet), _mm_andnot_si128(nan, rounded))
+        }
     }
-    // SAFETY: SSE2 only (function contract).
+    // SAFETY: SSE2 register arithmetic only, baseline on x86-64; no memory is touched.
     unsafe { _mm_packs_epi32(one(lo), one(hi)) }
 }
 
@@ -144,18 +151,24 @@ pub(super) unsafe fn bf16x4x2(lo: __m128, hi: __m128) -> __m128i {
 /// AVX2.
 #[inline(always)]
 pub(super) unsafe fn bf16x8<const NAN: bool>(x: __m256) -> __m128i {
-    let bits = _mm256_castps_si256(x);
-    let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
-    let sum = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), odd);
-    let rounded = _mm256_srai_epi32::<16>(sum);
-    if !NAN {
-        let r = rounded;
-        return _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
+    // SAFETY: register arithmetic only (no memory is touched); the caller guarantees
+    // AVX2 (this fn's contract): it is inlined into the `avx2` / `avx2_f16c` wrappers,
+    // which `block_table` hands out only at `SimdLevel::Avx2`, a level `FastAffine::new`
+    // caps at `SimdLevel::detect()`; the tests call it after `is_x86_feature_detected!`.
+    unsafe {
+        let bits = _mm256_castps_si256(x);
+        let odd = _mm256_and_si256(_mm256_srli_epi32::<16>(bits), _mm256_set1_epi32(1));
+        let sum = _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), odd);
+        let rounded = _mm256_srai_epi32::<16>(sum);
+        if !NAN {
+            let r = rounded;
+            return _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r));
+        }
+        let quiet = _mm256_or_si256(_mm256_srai_epi32::<16>(bits), _mm256_set1_epi32(0x40));
+        let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
+        let r = _mm256_blendv_epi8(rounded, quiet, nan);
+        _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r))
     }
-    let quiet = _mm256_or_si256(_mm256_srai_epi32::<16>(bits), _mm256_set1_epi32(0x40));
-    let nan = _mm256_castps_si256(_mm256_cmp_ps::<_CMP_UNORD_Q>(x, x));
-    let r = _mm256_blendv_epi8(rounded, quiet, nan);
-    _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256::<1>(r))
 }
 
 /// f16 bits of 8 floats as 8 u16, NaNs made canonical as the scalar code does.
@@ -164,11 +177,18 @@ pub(super) unsafe fn bf16x8<const NAN: bool>(x: __m256) -> __m128i {
 /// AVX and F16C.
 #[inline(always)]
 pub(super) unsafe fn f16x8(x: __m256) -> __m128i {
-    let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
-    let sign = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN)));
-    let canon = _mm256_or_ps(sign, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc0_0000)));
-    let x = _mm256_blendv_ps(x, canon, nan);
-    _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x)
+    // SAFETY: register arithmetic only (no memory is touched); the caller guarantees
+    // AVX and F16C (this fn's contract): it is inlined into the `avx2_f16c` wrapper,
+    // which `block_table` hands out only for f16 output, which `FastAffine::new` allows
+    // only when `SimdLevel::detect()` found AVX2 and `detect_f16c()` F16C; the tests
+    // call it after `is_x86_feature_detected!`.
+    unsafe {
+        let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
+        let sign = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN)));
+        let canon = _mm256_or_ps(sign, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc0_0000)));
+        let x = _mm256_blendv_ps(x, canon, nan);
+        _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x)
+    }
 }
 
 /// Rounds 8 floats to `OUT` and stores them at `p` the `MODE` way.
@@ -178,7 +198,8 @@ pub(super) unsafe fn f16x8(x: __m256) -> __m128i {
 /// `MODE == UNALIGNED`; AVX2, and F16C when `OUT == F16`.
 #[inline(always)]
 unsafe fn emit8<const OUT: u8, const MODE: u8>(p: *mut u8, y: __m256) {
-    // SAFETY: caller contract.
+    // SAFETY: this fn's contract covers each arm: the bytes and alignment `store32` /
+    // `store16` need, AVX2 for `bf16x8`, and F16C for `f16x8` (only with `OUT == F16`).
     unsafe {
         match OUT {
             F32 => store32::<MODE>(p, y),
@@ -215,15 +236,21 @@ unsafe fn emit4x4<const OUT: u8, const MODE: u8>(p: *mut u8, y: [__m128; 4]) {
 /// SSSE3.
 #[inline(always)]
 unsafe fn permute48(r: [__m128i; 3], m: &[[__m128i; 3]; 3]) -> [__m128i; 3] {
-    let mut out = [_mm_setzero_si128(); 3];
-    for (k, o) in out.iter_mut().enumerate() {
-        let x = _mm_or_si128(
-            _mm_shuffle_epi8(r[0], m[k][0]),
-            _mm_shuffle_epi8(r[1], m[k][1]),
-        );
-        *o = _mm_or_si128(x, _mm_shuffle_epi8(r[2], m[k][2]));
+    // SAFETY: register shuffles only (no memory is touched); the caller guarantees SSSE3
+    // (this fn's contract): the body loops call it only when `FLIP || PLANAR`, inlined
+    // into the `ssse3` / `avx2` / `avx2_f16c` wrappers, which `block_table` hands out
+    // only at a level `FastAffine::new` capped at `SimdLevel::detect()`.
+    unsafe {
+        let mut out = [_mm_setzero_si128(); 3];
+        for (k, o) in out.iter_mut().enumerate() {
+            let x = _mm_or_si128(
+                _mm_shuffle_epi8(r[0], m[k][0]),
+                _mm_shuffle_epi8(r[1], m[k][1]),
+            );
+            *o = _mm_or_si128(x, _mm_shuffle_epi8(r[2], m[k][2]));
+        }
+        out
     }
-    out
 }
 
 /// Loads a 3 x 3 set of shuffle masks into registers (once per row, not per block).
@@ -249,7 +276,8 @@ fn block_masks<const FLIP: bool, const PLANAR: bool>(f: &FastAffine) -> [[__m128
 /// 48 readable bytes at `p` (any alignment: loadu).
 #[inline(always)]
 unsafe fn load48(p: *const u8) -> [__m128i; 3] {
-    // SAFETY: caller contract.
+    // SAFETY: the caller guarantees 48 readable bytes at `p`; SSE2 unaligned loads
+    // (baseline on x86-64) need no alignment.
     unsafe {
         [
             _mm_loadu_si128(p.cast()),
@@ -286,16 +314,20 @@ unsafe fn sse_body<const FLIP: bool, const MODE: u8, const OUT: u8, const PLANAR
         )
     };
     let m = block_masks::<FLIP, PLANAR>(f);
-    let z = _mm_setzero_si128();
+    // SAFETY: SSE2 register arithmetic (baseline on x86-64); no memory is touched.
+    let z = unsafe { _mm_setzero_si128() };
     let widen = |reg: __m128i| {
-        let lo = _mm_unpacklo_epi8(reg, z);
-        let hi = _mm_unpackhi_epi8(reg, z);
-        [
-            _mm_cvtepi32_ps(_mm_unpacklo_epi16(lo, z)),
-            _mm_cvtepi32_ps(_mm_unpackhi_epi16(lo, z)),
-            _mm_cvtepi32_ps(_mm_unpacklo_epi16(hi, z)),
-            _mm_cvtepi32_ps(_mm_unpackhi_epi16(hi, z)),
-        ]
+        // SAFETY: SSE2 register arithmetic (baseline on x86-64); no memory is touched.
+        unsafe {
+            let lo = _mm_unpacklo_epi8(reg, z);
+            let hi = _mm_unpackhi_epi8(reg, z);
+            [
+                _mm_cvtepi32_ps(_mm_unpacklo_epi16(lo, z)),
+                _mm_cvtepi32_ps(_mm_unpackhi_epi16(lo, z)),
+                _mm_cvtepi32_ps(_mm_unpacklo_epi16(hi, z)),
+                _mm_cvtepi32_ps(_mm_unpackhi_epi16(hi, z)),
+            ]
+        }
     };
     for blk in 0..blocks {
         let j = head + blk * bpx;
@@ -307,15 +339,18 @@ unsafe fn sse_body<const FLIP: bool, const MODE: u8, const OUT: u8, const PLANAR
         }
         for (ri, reg) in v.into_iter().enumerate() {
             let x = widen(reg);
-            let y: [__m128; 4] = if PLANAR {
-                // Register ri is channel ri of 16 pixels; a[ri] is its coefficient.
-                let (ak, bk) = (_mm_set1_ps(f.a[ri]), _mm_set1_ps(f.b[ri]));
-                x.map(|x| _mm_add_ps(_mm_mul_ps(x, ak), bk))
-            } else {
-                std::array::from_fn(|q| {
-                    let i = (ri * 4 + q) % 6;
-                    _mm_add_ps(_mm_mul_ps(x[q], a[i]), b[i])
-                })
+            // SAFETY: SSE register arithmetic (baseline on x86-64); no memory is touched.
+            let y: [__m128; 4] = unsafe {
+                if PLANAR {
+                    // Register ri is channel ri of 16 pixels; a[ri] is its coefficient.
+                    let (ak, bk) = (_mm_set1_ps(f.a[ri]), _mm_set1_ps(f.b[ri]));
+                    x.map(|x| _mm_add_ps(_mm_mul_ps(x, ak), bk))
+                } else {
+                    std::array::from_fn(|q| {
+                        let i = (ri * 4 + q) % 6;
+                        _mm_add_ps(_mm_mul_ps(x[q], a[i]), b[i])
+                    })
+                }
             };
             // HWC: elements 16ri.. of the block; CHW: pixels j.. of plane ri.
             let at = if PLANAR {
@@ -363,17 +398,24 @@ unsafe fn avx2_body<const FLIP: bool, const MODE: u8, const OUT: u8, const PLANA
             v = unsafe { permute48(v, &m) };
         }
         for (ri, reg) in v.into_iter().enumerate() {
-            let halves = [reg, _mm_unpackhi_epi64(reg, reg)];
+            // SAFETY: SSE2 register arithmetic (baseline on x86-64); no memory is touched.
+            let halves = [reg, unsafe { _mm_unpackhi_epi64(reg, reg) }];
             for (hi, x) in halves.into_iter().enumerate() {
-                let x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x));
-                let (y, at) = if PLANAR {
-                    let (ak, bk) = (_mm256_set1_ps(f.a[ri]), _mm256_set1_ps(f.b[ri]));
-                    let y = _mm256_add_ps(_mm256_mul_ps(x, ak), bk);
-                    (y, ri * g.plane + (j + 8 * hi) * size)
-                } else {
-                    let i = ri * 2 + hi;
-                    let y = _mm256_add_ps(_mm256_mul_ps(x, a[i % 3]), b[i % 3]);
-                    (y, (j * g.c + 8 * i) * size)
+                // SAFETY: AVX / AVX2 register arithmetic, no memory touched; the CPU has
+                // AVX2 (this fn's contract: inlined only into the `avx2` / `avx2_f16c`
+                // wrappers, which `block_table` hands out only at `SimdLevel::Avx2`, a
+                // level `FastAffine::new` caps at `SimdLevel::detect()`).
+                let (y, at) = unsafe {
+                    let x = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(x));
+                    if PLANAR {
+                        let (ak, bk) = (_mm256_set1_ps(f.a[ri]), _mm256_set1_ps(f.b[ri]));
+                        let y = _mm256_add_ps(_mm256_mul_ps(x, ak), bk);
+                        (y, ri * g.plane + (j + 8 * hi) * size)
+                    } else {
+                        let i = ri * 2 + hi;
+                        let y = _mm256_add_ps(_mm256_mul_ps(x, a[i % 3]), b[i % 3]);
+                        (y, (j * g.c + 8 * i) * size)
+                    }
                 };
                 // SAFETY: 8 output elements inside the row (plane ri when planar);
                 // aligned per MODE (blocks advance 192 / 96 bytes HWC, 64 / 32 a plane).
@@ -394,7 +436,8 @@ unsafe fn sse2<const FLIP: bool, const MODE: u8, const OUT: u8, const PLANAR: bo
     blocks: usize,
 ) {
     debug_assert!(!FLIP && !PLANAR, "pshufb needs SSSE3");
-    // SAFETY: forwarded contract.
+    // SAFETY: `sse_body`'s contract is this fn's; without a flip or planes (this fn's
+    // contract too) it needs no SSSE3, only baseline SSE2.
     unsafe { sse_body::<FLIP, MODE, OUT, PLANAR>(f, g, head, blocks) }
 }
 
