@@ -441,8 +441,11 @@ def test_numpy_from_dlpack_shares_memory_and_respects_readonly() -> None:
     got = np.from_dlpack(v)
     assert addr(got) == v.ptr and got.strides == v.strides and got.flags.writeable
     np.testing.assert_array_equal(got, a[1:, ::2])
+    # read-only memory that a write would corrupt leaves as a copy (a consumer may ignore
+    # the read-only flag); a private copy-on-write map (open_npy) is shared, flagged read-only
     ro = np.from_dlpack(zf.view(a, readonly=True))
-    assert not ro.flags.writeable and addr(ro) == addr(a)
+    assert addr(ro) != addr(a) and ro.flags.writeable
+    np.testing.assert_array_equal(ro, a)
 
 
 def test_dlpack_copy_argument() -> None:
@@ -471,18 +474,17 @@ def test_dlpack_copy_argument() -> None:
     np.testing.assert_array_equal(np.asarray(packed), odd)
 
 
-def test_legacy_capsule_of_readonly_view_is_refused() -> None:
-    ro = zf.view(zf.aligned(np.arange(4.0)), readonly=True)
+def test_read_only_memory_leaves_as_a_copy_unless_copy_false_shares_it_with_a_warning() -> None:
+    base = zf.aligned(np.arange(4.0))
+    ro = zf.view(base, readonly=True)
     assert ro.alignment >= 64
-    with pytest.raises(BufferError, match="read-only") as info:
-        ro.__dlpack__()
-    assert isinstance(info.value, zf.ReadOnlyError)
-    with pytest.raises(BufferError):
-        ro.__dlpack__(max_version=(0, 8))
-    # a copy may be legacy: it is fresh, writable memory
-    copied = ro.__dlpack__(copy=True)
-    assert capsule_name(copied) == "dltensor"
-    assert zf.view(copied).ptr != ro.ptr
+    for kwargs in ({}, {"max_version": (1, 0)}):
+        copied = zf.view(ro.__dlpack__(**kwargs))
+        assert copied.ptr != ro.ptr and not copied.readonly
+        np.testing.assert_array_equal(np.asarray(copied), base)
+    with pytest.warns(UserWarning, match="copy=False shares read-only memory"):
+        shared = ro.__dlpack__(copy=False)
+    assert capsule_name(shared) == "dltensor" and zf.view(shared).ptr == ro.ptr
 
 
 def test_legacy_capsules_of_misaligned_or_strided_data_are_aligned_copies() -> None:
@@ -508,10 +510,10 @@ def test_dl_device_argument() -> None:
     assert info.value.argument == "dl_device"
 
 
-def test_unconsumed_exports_and_readonly_flag_read_back() -> None:
-    a = np.arange(8, dtype=np.uint8)
-    ro = zf.view(a, readonly=True)
+def test_unconsumed_exports_and_readonly_flag_read_back(tmp_path) -> None:
+    np.save(tmp_path / "a.npy", np.arange(8, dtype=np.uint8))
+    ro = zf.open_npy(tmp_path / "a.npy")  # private copy-on-write: shared, flagged read-only
     back = zf.view(ro.__dlpack__(max_version=(1, 0)))
-    assert back.readonly and back.ptr == addr(a)
+    assert back.readonly and back.ptr == ro.ptr
     for _ in range(100):
         ro.__dlpack__(max_version=(1, 0))  # dropped unconsumed: the destructor frees it

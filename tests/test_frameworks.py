@@ -163,12 +163,18 @@ def test_torch_shares_crops_and_mutations_are_visible(torch: ModuleType) -> None
     assert t[3, 7, 7, 2].item() == 9
 
 
-def test_torch_readonly_data_warns(torch: ModuleType) -> None:
-    ro = zf.view(images(), readonly=True)
+def test_torch_gets_a_copy_of_read_only_memory_and_shares_it_only_on_request(torch: ModuleType) -> None:
+    source = images()
+    ro = zf.view(source, readonly=True)
+    assert not zf.explain(ro, "torch").zero_copy
+    assert "read-only" in zf.explain(ro, "torch").reasons[0]
+    t = zf.to_torch(ro)
+    assert t.data_ptr() != ro.ptr
+    t += 1  # a write to the copy: the read-only source never changes
+    np.testing.assert_array_equal(np.asarray(ro), source)
     with pytest.warns(UserWarning, match="read-only"):
-        t = zf.to_torch(ro)
-    assert t.data_ptr() == ro.ptr
-    assert zf.explain(ro, "torch").notes
+        shared = zf.to_torch(ro, copy=False)
+    assert shared.data_ptr() == ro.ptr
 
 
 def test_torch_misaligned_is_zero_copy(torch: ModuleType) -> None:

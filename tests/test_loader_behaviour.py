@@ -239,7 +239,8 @@ def test_close_and_context_manager_stop_workers():
     data = dataset(64)
     before = threads()
     with zf.Loader(data, batch_size=4, workers=3) as loader:
-        next(iter(loader))
+        it = iter(loader)  # kept: a dropped iterator stops its workers at once
+        next(it)
         # One batch can be ready before every worker has started (and named itself).
         deadline = time.monotonic() + 10
         while threads() < before + 3 and time.monotonic() < deadline:

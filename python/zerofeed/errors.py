@@ -65,6 +65,23 @@ class PipelineError(ZerofeedError, ValueError):
     """An invalid Loader configuration or op chain."""
 
 
+class SourceChangedError(ZerofeedError, OSError):
+    """A memory-mapped file changed (truncated, rewritten) after it was opened.
+
+    Raised by zerofeed's own reads of it (Loader batches, copies, conversions that copy) for
+    the batch that saw the change and every later one; the message names the file. Reads by
+    other code through zero-copy views never crash: the vanished bytes read as zeros.
+    """
+
+
+class FileMissingError(ZerofeedError, FileNotFoundError):
+    """A path that does not exist (``open_npy`` and friends)."""
+
+
+class SourceIOError(ZerofeedError, OSError):
+    """The operating system refused to open, read or map a file (permissions, limits)."""
+
+
 class FrameworkMissingError(ZerofeedError, ImportError):
     """A framework that is not installed; the message says how to install it."""
 
@@ -82,6 +99,9 @@ ALL_ERRORS: dict[str, type[ZerofeedError]] = {
         NpyFormatError,
         MemoryBudgetError,
         PipelineError,
+        SourceChangedError,
+        FileMissingError,
+        SourceIOError,
         FrameworkMissingError,
     )
 }

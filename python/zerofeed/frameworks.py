@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 
 from ._dtypes import bfloat16
-from .errors import ExportError, FrameworkMissingError
-from .explain import Explanation, plan_for
+from .errors import FrameworkMissingError
+from .explain import Explanation, jax_x64_enabled, plan_for
 from .views import View, view
 
 _INSTALL_HINTS = {
@@ -49,20 +49,25 @@ def _prepared(obj: Any, target: str, copy: bool | None) -> tuple[View, Explanati
     """Return the view to export to ``target``: the input itself, or its one aligned copy."""
     v = view(obj)
     plan = plan_for(v, target)
-    if copy is False and not plan.zero_copy:
-        raise ExportError(
-            f"copy=False but {target} cannot take this view as it is: " + "; ".join(plan.reasons),
-            "copy",
-        )
-    if copy or not plan.zero_copy:
+    decision = v._conversion(target, copy=copy, jax_x64=jax_x64_enabled())
+    if decision == "copy":
         v = v.copy(align=64)
+    elif decision == "share-read-only":
+        warnings.warn(
+            f"zerofeed: copy=False shares read-only memory with {target}, whose tensors can be "
+            "written; a write is undefined (a crash for a read-only memory map)",
+            UserWarning,
+            stacklevel=3,
+        )
     return v, plan
 
 
 class _ImmutableExport:
-    """Hands a legacy capsule of a (possibly read-only) view to an immutable consumer.
+    """Hands a consumer a capsule of the view exactly as :func:`_prepared` decided.
 
-    Consumers whose tensors are immutable (TensorFlow, JAX) ask for legacy capsules.
+    ``_prepared`` already chose to share (a private copy-on-write map, or ``copy=False``
+    with its warning) or to copy; the consumer's own ``__dlpack__`` call must not decide
+    again, so this exports the view itself in a legacy capsule (which every consumer takes).
     """
 
     def __init__(self, v: View) -> None:
@@ -70,6 +75,9 @@ class _ImmutableExport:
 
     def __dlpack__(self, **_: Any) -> Any:
         return self._view._legacy_capsule_for_immutable_consumer()
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self._view.__dlpack_device__()
 
     def __dlpack_device__(self) -> tuple[int, int]:
         return self._view.__dlpack_device__()
@@ -107,10 +115,8 @@ def to_torch(obj: Any, *, copy: bool | None = None) -> Any:
 
     """
     torch = require("torch")
-    v, plan = _prepared(obj, "torch", copy)
-    if plan.notes and v.readonly:
-        warnings.warn(plan.notes[0], UserWarning, stacklevel=2)
-    return torch.from_dlpack(v)
+    v, _ = _prepared(obj, "torch", copy)
+    return torch.from_dlpack(_ImmutableExport(v) if v.readonly else v)
 
 
 def to_tensorflow(obj: Any, *, copy: bool | None = None) -> Any:

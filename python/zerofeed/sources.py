@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 
 from . import _zerofeed
+from .errors import UnsupportedSourceError
 from .views import View
 
 
-def open_npy(path: str | os.PathLike[str]) -> View:
-    """Memory-map a ``.npy`` file read-only and return a :class:`View` of its array.
+def open_npy(path: str | bytes | os.PathLike[str]) -> View:
+    """Memory-map a ``.npy`` file and return a read-only :class:`View` of its array.
+
+    The map is private copy-on-write: the view is read-only for NumPy, and frameworks whose
+    tensors are always writable (PyTorch) share it without a copy, because a write lands in
+    this process's own copy of the page and never in the file. If the file changes after it
+    was opened (truncated or rewritten, e.g. by ``np.save`` to the same path), nothing
+    crashes: zerofeed's own reads raise :class:`zerofeed.SourceChangedError` naming the
+    file, and other code reading through a zero-copy view sees zeros where bytes vanished.
 
     The header is validated completely (magic, version 1.0/2.0/3.0, dict syntax, dtype and
     byte order, Fortran order, shape without overflow, data length equal to the file size);
@@ -27,4 +35,8 @@ def open_npy(path: str | os.PathLike[str]) -> View:
         ((2, 3), 'int16', True, [3, 4, 5])
 
     """
+    if isinstance(path, (bytes, bytearray)):
+        path = os.fsdecode(bytes(path))  # NumPy accepts bytes paths too
+    if not isinstance(path, (str, os.PathLike)):
+        raise UnsupportedSourceError(f"path={path!r} must be a str, bytes or os.PathLike", "path")
     return _zerofeed._open_npy(os.fspath(path))

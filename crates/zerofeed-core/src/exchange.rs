@@ -100,6 +100,9 @@ pub struct ExportPlan {
     pub copy_bytes: usize,
     /// Warnings that do not force a copy (e.g. a consumer that ignores read-only flags).
     pub notes: Vec<String>,
+    /// True when the only reason to copy is that the memory is read-only (so an explicit
+    /// `copy=False` may share it, with a warning).
+    pub only_read_only: bool,
 }
 
 /// What the planner needs to know about a view.
@@ -115,6 +118,27 @@ pub struct ViewFacts<'a> {
     pub device: DLDevice,
     /// True when the bytes must not be written (e.g. a read-only memory map).
     pub readonly: bool,
+    /// True when writes are harmless even so: private copy-on-write pages of a file map
+    /// (`zerofeed.open_npy`), where a write neither crashes nor reaches the file.
+    pub private_writes: bool,
+}
+
+impl ViewFacts<'_> {
+    /// Read-only host memory whose writes would crash or change shared data: a consumer
+    /// that cannot honour read-only (PyTorch), or that may hand it on to one (TensorFlow's
+    /// in-place raw ops, JAX arrays re-exported by DLPack), must get a copy.
+    pub fn shared_read_only(&self) -> bool {
+        self.readonly && !self.private_writes && self.device.is_host_accessible()
+    }
+}
+
+/// Why read-only memory is copied for consumers that cannot honour read-only.
+const READ_ONLY_REASON: &str = "the data is read-only memory that a write would crash or change (a read-only NumPy array, bytes, a shared read-only map), and {target} tensors can be written ({how}): it gets a copy; zerofeed.open_npy maps files copy-on-write and needs none; copy=False shares it anyway, and then writes are undefined";
+
+fn read_only_reason(target: Target, how: &str) -> String {
+    READ_ONLY_REASON
+        .replace("{target}", target.name())
+        .replace("{how}", how)
 }
 
 /// Decides whether `target` can take the view as it is, and why not.
@@ -163,9 +187,14 @@ pub fn plan(facts: &ViewFacts<'_>, target: Target) -> ExportPlan {
                         .to_owned(),
                 );
             }
-            if facts.readonly && on_host {
+            if facts.shared_read_only() {
+                reasons.push(read_only_reason(
+                    target,
+                    "PyTorch tensors are always writable",
+                ));
+            } else if facts.readonly && on_host {
                 notes.push(
-                    "the data is read-only and PyTorch tensors cannot be: writing to the tensor is undefined (a crash for a read-only memory map)"
+                    "the data is read-only and PyTorch tensors cannot be: writes to the tensor land in this process's private copy-on-write pages of the file (the file never changes, other views of it in this process see them)"
                         .to_owned(),
                 );
             }
@@ -177,6 +206,12 @@ pub fn plan(facts: &ViewFacts<'_>, target: Target) -> ExportPlan {
             }
             if on_host && !aligned {
                 reasons.push(align_reason());
+            }
+            if facts.shared_read_only() {
+                reasons.push(read_only_reason(
+                    target,
+                    "tf.raw_ops in-place updates, or torch.from_dlpack of the tensor",
+                ));
             }
             Route::Dlpack { legacy: true }
         }
@@ -197,6 +232,9 @@ pub fn plan(facts: &ViewFacts<'_>, target: Target) -> ExportPlan {
                     facts.dtype
                 ));
             }
+            if facts.shared_read_only() {
+                reasons.push(read_only_reason(target, "torch.from_dlpack of the array"));
+            }
             Route::Dlpack { legacy: true }
         }
         Target::Cupy => {
@@ -210,7 +248,9 @@ pub fn plan(facts: &ViewFacts<'_>, target: Target) -> ExportPlan {
         }
     };
     let zero_copy = reasons.is_empty();
+    let only_read_only = facts.shared_read_only() && reasons.len() == 1 && target != Target::Cupy;
     ExportPlan {
+        only_read_only,
         target,
         route,
         zero_copy,
@@ -227,6 +267,9 @@ pub enum DlpackExport {
     Share,
     /// A packed, 64-byte-aligned copy (flagged IS_COPIED in versioned capsules).
     Copy,
+    /// The view itself, although it is read-only memory that a consumer ignoring the flag
+    /// could crash on (`copy=False` asked for it): the caller warns.
+    ShareReadOnly,
 }
 
 /// Why `__dlpack__` refuses; [`ExportError::argument`] names the argument at fault.
@@ -244,11 +287,8 @@ pub enum ExportError {
     #[error("copy=False but {reason}")]
     CopyForbidden {
         /// Why a copy is needed.
-        reason: &'static str,
+        reason: String,
     },
-    /// A legacy capsule cannot say "read-only".
-    #[error("the view is read-only and a legacy DLPack capsule cannot say so; ask for max_version=(1, 0) or pass copy=True")]
-    ReadOnlyLegacy,
 }
 
 impl ExportError {
@@ -257,7 +297,6 @@ impl ExportError {
         match self {
             ExportError::WrongDevice { .. } => "dl_device",
             ExportError::CopyForbidden { .. } => "copy",
-            ExportError::ReadOnlyLegacy => "max_version",
         }
     }
 }
@@ -268,7 +307,10 @@ impl ExportError {
 /// - A consumer asking for a legacy capsule may be TensorFlow, which aborts the process on
 ///   host data that is not C-contiguous and 64-byte aligned (`Check failed: IsAligned()`);
 ///   the standard lets a producer copy when it must (`copy=None`), so such data is copied.
-/// - Read-only data never leaves in a legacy capsule, which has no read-only flag.
+/// - Read-only memory whose writes would crash or change shared data is copied: a legacy
+///   capsule cannot say "read-only", and PyTorch ignores the versioned flag. `copy=False`
+///   shares it anyway ([`DlpackExport::ShareReadOnly`]: the caller warns). Private
+///   copy-on-write maps (`open_npy`) are shared: their writes are harmless.
 pub fn dlpack_decision(
     facts: &ViewFacts<'_>,
     versioned: bool,
@@ -293,10 +335,32 @@ pub fn dlpack_decision(
         None
     };
     match (copy, must_copy) {
-        (Some(false), Some(reason)) => Err(ExportError::CopyForbidden { reason }),
+        (Some(false), Some(reason)) => Err(ExportError::CopyForbidden {
+            reason: reason.to_owned(),
+        }),
         (Some(true), _) | (None, Some(_)) => Ok(DlpackExport::Copy),
-        _ if !versioned && facts.readonly => Err(ExportError::ReadOnlyLegacy),
+        (None, None) if facts.shared_read_only() => Ok(DlpackExport::Copy),
+        (Some(false), None) if facts.shared_read_only() => Ok(DlpackExport::ShareReadOnly),
         _ => Ok(DlpackExport::Share),
+    }
+}
+
+/// What `zerofeed.to_<target>(view, copy=...)` does with a [`plan`]: share when the target
+/// takes the view as it is (or `copy=False` insists on sharing read-only memory, with a
+/// warning), copy once when it cannot (or `copy=True`), and refuse `copy=False` otherwise.
+pub fn conversion(plan: &ExportPlan, copy: Option<bool>) -> Result<DlpackExport, ExportError> {
+    match copy {
+        Some(true) => Ok(DlpackExport::Copy),
+        _ if plan.zero_copy => Ok(DlpackExport::Share),
+        None => Ok(DlpackExport::Copy),
+        Some(false) if plan.only_read_only => Ok(DlpackExport::ShareReadOnly),
+        Some(false) => Err(ExportError::CopyForbidden {
+            reason: format!(
+                "{} cannot take this view as it is: {}",
+                plan.target,
+                plan.reasons.join("; ")
+            ),
+        }),
     }
 }
 
@@ -318,6 +382,7 @@ mod tests {
             dtype: DType::U8,
             device: DLDevice::CPU,
             readonly: false,
+            private_writes: false,
         }
     }
 
@@ -437,23 +502,59 @@ mod tests {
     }
 
     #[test]
-    fn read_only_data_leaves_only_in_versioned_capsules_or_as_a_copy() {
+    fn shared_read_only_memory_leaves_as_a_copy_and_private_maps_as_they_are() {
         let l = Layout::c_contiguous(&[64], 1).unwrap();
         let ro = ViewFacts {
             readonly: true,
             ..facts(&l, 0x10000)
         };
+        for versioned in [false, true] {
+            assert_eq!(
+                dlpack_decision(&ro, versioned, None, None),
+                Ok(DlpackExport::Copy)
+            );
+            assert_eq!(
+                dlpack_decision(&ro, versioned, Some(false), None),
+                Ok(DlpackExport::ShareReadOnly)
+            );
+        }
+        let cow = ViewFacts {
+            private_writes: true,
+            ..ro.clone()
+        };
         assert_eq!(
-            dlpack_decision(&ro, false, None, None),
-            Err(ExportError::ReadOnlyLegacy)
-        );
-        assert_eq!(
-            dlpack_decision(&ro, false, Some(true), None),
-            Ok(DlpackExport::Copy)
-        );
-        assert_eq!(
-            dlpack_decision(&ro, true, None, None),
+            dlpack_decision(&cow, false, None, None),
             Ok(DlpackExport::Share)
+        );
+        assert_eq!(
+            dlpack_decision(&cow, true, None, None),
+            Ok(DlpackExport::Share)
+        );
+        for target in [Target::Torch, Target::TensorFlow, Target::Jax { x64: true }] {
+            assert!(!plan(&ro, target).zero_copy, "{target}");
+            assert!(plan(&cow, target).zero_copy, "{target}");
+        }
+        assert!(
+            plan(&ro, Target::Numpy).zero_copy,
+            "the buffer protocol keeps read-only"
+        );
+        let torch = plan(&ro, Target::Torch);
+        assert_eq!(conversion(&torch, None), Ok(DlpackExport::Copy));
+        assert_eq!(
+            conversion(&torch, Some(false)),
+            Ok(DlpackExport::ShareReadOnly)
+        );
+        let reversed = Layout::new(vec![8], vec![-1], 1).unwrap();
+        let both = plan(
+            &ViewFacts {
+                layout: &reversed,
+                ..ro.clone()
+            },
+            Target::Torch,
+        );
+        assert_eq!(
+            conversion(&both, Some(false)).unwrap_err().argument(),
+            "copy"
         );
         let gpu = DLDevice {
             device_type: crate::dlpack::device_type::CUDA,

@@ -18,6 +18,7 @@ use crate::exchange::ViewFacts;
 use crate::gather::gather;
 use crate::host::{AlignedBuffer, Alignment, HostError};
 use crate::layout::{IndexItem, Layout, LayoutError};
+use crate::source::{MapState, SourceChanged};
 
 /// Whatever keeps a view's memory alive: a Python object, a DLPack handle, a Rust buffer.
 pub type KeepAlive = Arc<dyn Any + Send + Sync>;
@@ -90,6 +91,9 @@ pub enum ViewError {
     /// The DLPack export failed.
     #[error(transparent)]
     Dlpack(#[from] dlpack::DlpackError),
+    /// The file under a memory-mapped view changed after it was opened.
+    #[error(transparent)]
+    SourceChanged(#[from] SourceChanged),
 }
 
 /// Copies made and bytes copied: one process-wide counter ([`process_copies`]) plus, when a
@@ -138,6 +142,16 @@ pub unsafe trait OwnedBytes: Any + Send + Sync {
     fn bytes_ptr(&self) -> *const u8;
     /// How many bytes there are.
     fn bytes_len(&self) -> usize;
+    /// True when writing to the bytes is harmless even where views are read-only: the
+    /// writes land in this process's private copy-on-write pages (a private file map).
+    /// Implementors must only say so when a write can neither crash nor reach shared data.
+    fn writes_are_private(&self) -> bool {
+        false
+    }
+    /// The file whose change would make the bytes stale, for memory maps.
+    fn watch(&self) -> Option<Arc<MapState>> {
+        None
+    }
 }
 
 // SAFETY: an AlignedBuffer owns a heap block of `len()` bytes until dropped.
@@ -160,13 +174,20 @@ unsafe impl OwnedBytes for crate::pool::PooledBuffer {
     }
 }
 
-// SAFETY: the mapping lives as long as the NpyFile; `data()` is inside it.
+// SAFETY: the mapping lives as long as the NpyFile; `data()` is inside it. Its writes are
+// private exactly when the map is `MAP_PRIVATE` (FileMap::is_private).
 unsafe impl OwnedBytes for crate::source::NpyFile {
     fn bytes_ptr(&self) -> *const u8 {
         self.data_ptr()
     }
     fn bytes_len(&self) -> usize {
         self.data().len()
+    }
+    fn writes_are_private(&self) -> bool {
+        self.writes_are_private()
+    }
+    fn watch(&self) -> Option<Arc<MapState>> {
+        Some(self.watch().clone())
     }
 }
 
@@ -189,8 +210,13 @@ pub struct View {
     dtype: DType,
     device: DLDevice,
     readonly: bool,
+    /// Writes cannot crash or reach shared data (private copy-on-write file pages), so a
+    /// read-only view may still be shared with consumers that ignore read-only flags.
+    private_writes: bool,
     keep: KeepAlive,
     copies: Option<Arc<CopyCounter>>,
+    /// The file under a memory map, checked by reads that zerofeed makes itself.
+    watch: Option<Arc<MapState>>,
 }
 
 impl std::fmt::Debug for View {
@@ -254,8 +280,10 @@ impl View {
             dtype,
             device,
             readonly,
+            private_writes: false,
             keep,
             copies: None,
+            watch: None,
         })
     }
 
@@ -289,9 +317,11 @@ impl View {
             });
         }
         let address = (owner.bytes_ptr() as usize).wrapping_sub(low as usize);
+        let private_writes = owner.writes_are_private();
+        let watch = owner.watch();
         // SAFETY: `owner` keeps `bytes_len()` bytes from `bytes_ptr()` alive (its trait
         // contract) and the layout's bytes `[address + low, address + high)` lie inside them.
-        unsafe {
+        let view = unsafe {
             View::from_raw_parts(
                 address,
                 layout,
@@ -300,7 +330,12 @@ impl View {
                 readonly,
                 Arc::new(owner) as KeepAlive,
             )
-        }
+        }?;
+        Ok(View {
+            private_writes,
+            watch,
+            ..view
+        })
     }
 
     /// Fresh aligned host memory, writable, its contents unspecified.
@@ -335,6 +370,21 @@ impl View {
         self.readonly
     }
 
+    /// True when a write to the memory can neither crash nor reach shared data, even if the
+    /// view is read-only (private copy-on-write pages of a file map).
+    pub fn writes_are_private(&self) -> bool {
+        self.private_writes
+    }
+
+    /// Fails when the file under this memory-mapped view changed since it was opened (a
+    /// no-op for other memory). Zerofeed's own reads (copies, loader batches) call it.
+    pub fn check(&self) -> Result<(), ViewError> {
+        match &self.watch {
+            Some(watch) => Ok(watch.check()?),
+            None => Ok(()),
+        }
+    }
+
     /// The keep-alive, shared by every view derived from this one.
     pub fn keep(&self) -> &KeepAlive {
         &self.keep
@@ -359,6 +409,7 @@ impl View {
             dtype: self.dtype,
             device: self.device,
             readonly: self.readonly,
+            private_writes: self.private_writes,
         }
     }
 
@@ -414,6 +465,7 @@ impl View {
     /// A packed, C-contiguous copy in fresh host memory aligned to `align`, counted.
     pub fn packed_copy(&self, align: Alignment) -> Result<View, ViewError> {
         self.require_host("copying")?;
+        self.check()?;
         let layout = Layout::c_contiguous(self.layout.shape(), self.dtype.itemsize())?;
         let mut buffer = AlignedBuffer::new(layout.nbytes(), align)?;
         // SAFETY: the view's contract: every byte its layout addresses from `address` is
@@ -429,9 +481,11 @@ impl View {
         if let Some(counter) = &self.copies {
             counter.record(layout.nbytes());
         }
-        let mut copy = View::over_owned(buffer, layout, self.dtype, DLDevice::CPU, false)?;
-        copy.copies = self.copies.clone();
-        Ok(copy)
+        let copy = View::over_owned(buffer, layout, self.dtype, DLDevice::CPU, false)?;
+        Ok(View {
+            copies: self.copies.clone(),
+            ..copy
+        })
     }
 
     /// The bytes of a C-contiguous host view, in place.

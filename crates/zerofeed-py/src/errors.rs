@@ -42,6 +42,12 @@ pub enum Kind {
     NpyFormat,
     Memory,
     Pipeline,
+    /// A memory-mapped file changed after it was opened.
+    SourceChanged,
+    /// A path that does not exist.
+    FileMissing,
+    /// Any other refusal of the operating system (permissions, a map that failed).
+    Io,
 }
 
 impl Kind {
@@ -57,6 +63,9 @@ impl Kind {
             Kind::NpyFormat => "NpyFormatError",
             Kind::Memory => "MemoryBudgetError",
             Kind::Pipeline => "PipelineError",
+            Kind::SourceChanged => "SourceChangedError",
+            Kind::FileMissing => "FileMissingError",
+            Kind::Io => "SourceIOError",
         }
     }
 
@@ -66,6 +75,8 @@ impl Kind {
             Kind::DType | Kind::UnsupportedSource => PyTypeError::new_err(message),
             Kind::Export | Kind::ReadOnly => PyBufferError::new_err(message),
             Kind::Memory => PyMemoryError::new_err(message),
+            Kind::SourceChanged | Kind::Io => pyo3::exceptions::PyOSError::new_err(message),
+            Kind::FileMissing => pyo3::exceptions::PyFileNotFoundError::new_err(message),
             Kind::Layout | Kind::Device | Kind::NpyFormat | Kind::Pipeline => {
                 PyValueError::new_err(message)
             }
@@ -130,6 +141,7 @@ pub fn view_error(argument: &str, err: ViewError) -> PyErr {
         ViewError::ReadOnly => raise(Kind::ReadOnly, argument, err.to_string()),
         ViewError::NotOnHost { .. } => raise(Kind::Device, argument, err.to_string()),
         ViewError::OutOfBounds { .. } => raise(Kind::IndexOutOfRange, argument, err.to_string()),
+        ViewError::SourceChanged(_) => raise(Kind::SourceChanged, argument, err.to_string()),
         _ => raise(Kind::UnsupportedSource, argument, err.to_string()),
     }
 }
@@ -138,6 +150,8 @@ pub fn view_error(argument: &str, err: ViewError) -> PyErr {
 pub fn pipeline_error(err: PipelineError) -> PyErr {
     let kind = if err.is_memory() {
         Kind::Memory
+    } else if err.is_source_changed() {
+        Kind::SourceChanged
     } else if matches!(
         err,
         PipelineError::Array(ArraySourceError::NotOnHost { .. })
@@ -150,9 +164,5 @@ pub fn pipeline_error(err: PipelineError) -> PyErr {
 }
 
 pub fn export_error(err: ExportError) -> PyErr {
-    let kind = match err {
-        ExportError::ReadOnlyLegacy => Kind::ReadOnly,
-        _ => Kind::Export,
-    };
-    raise(kind, err.argument(), err.to_string())
+    raise(Kind::Export, err.argument(), err.to_string())
 }

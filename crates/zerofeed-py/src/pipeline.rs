@@ -30,11 +30,20 @@ pub struct PyPipeline {
 
 /// Reads an integer argument of any size as usize, or a typed error naming it.
 fn count(argument: &'static str, value: &Bound<'_, PyAny>, min: usize) -> PyResult<usize> {
+    let expected = match argument {
+        "workers" => "a positive integer or None",
+        "memory_budget" => "a non-negative integer (bytes) or None",
+        _ if min == 0 => "a non-negative integer",
+        _ => "a positive integer",
+    };
     let fail = || {
         raise(
             Kind::Pipeline,
             argument,
-            format!("{argument}={value} must be an integer >= {min}"),
+            format!(
+                "{argument}={} must be {expected}",
+                value.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            ),
         )
     };
     if value.is_instance_of::<pyo3::types::PyBool>() {

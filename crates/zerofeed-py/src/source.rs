@@ -16,9 +16,9 @@ use crate::view::PyView;
 pub fn source_error(argument: &str, err: SourceError) -> PyErr {
     match err {
         SourceError::Io { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            pyo3::exceptions::PyFileNotFoundError::new_err(err.to_string())
+            raise(Kind::FileMissing, argument, err.to_string())
         }
-        SourceError::Io { .. } => pyo3::exceptions::PyOSError::new_err(err.to_string()),
+        SourceError::Io { .. } => raise(Kind::Io, argument, err.to_string()),
         other => raise(Kind::NpyFormat, argument, other.to_string()),
     }
 }

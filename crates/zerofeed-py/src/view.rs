@@ -40,6 +40,15 @@ pub fn _copy_stats() -> (u64, u64) {
 }
 
 impl PyView {
+    fn plan(&self, target: &str, jax_x64: bool) -> PyResult<ExportPlan> {
+        let target: Target = match target.parse() {
+            Ok(Target::Jax { .. }) => Target::Jax { x64: jax_x64 },
+            Ok(t) => t,
+            Err(e) => return Err(raise(Kind::Layout, "target", e.to_string())),
+        };
+        Ok(exchange::plan(&self.inner.facts(), target))
+    }
+
     /// The core view.
     pub fn view(&self) -> &View {
         &self.inner
@@ -310,6 +319,16 @@ impl PyView {
         {
             DlpackExport::Copy => self.packed_copy(py, 64)?.capsule(py, !versioned, true),
             DlpackExport::Share => self.capsule(py, !versioned, false),
+            DlpackExport::ShareReadOnly => {
+                let warning = py.get_type::<pyo3::exceptions::PyUserWarning>();
+                PyErr::warn(
+                    py,
+                    &warning,
+                    c"zerofeed: copy=False shares read-only memory with a consumer that may write to it; a write is undefined (a crash for a read-only map)",
+                    1,
+                )?;
+                self.capsule(py, !versioned, false)
+            }
         }
     }
 
@@ -332,12 +351,26 @@ impl PyView {
         target: &str,
         jax_x64: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let target: Target = match target.parse() {
-            Ok(Target::Jax { .. }) => Target::Jax { x64: jax_x64 },
-            Ok(t) => t,
-            Err(e) => return Err(raise(Kind::Layout, "target", e.to_string())),
-        };
-        plan_dict(py, &exchange::plan(&self.inner.facts(), target))
+        plan_dict(py, &self.plan(target, jax_x64)?)
+    }
+
+    /// What `to_<target>(copy=...)` does: `"share"`, `"copy"` or `"share-read-only"` (share
+    /// and warn), or ExportError for `copy=False` when a copy is needed.
+    #[pyo3(signature = (target, *, copy, jax_x64 = false))]
+    fn _conversion(
+        &self,
+        target: &str,
+        copy: Option<bool>,
+        jax_x64: bool,
+    ) -> PyResult<&'static str> {
+        let plan = self.plan(target, jax_x64)?;
+        Ok(
+            match exchange::conversion(&plan, copy).map_err(export_error)? {
+                DlpackExport::Share => "share",
+                DlpackExport::Copy => "copy",
+                DlpackExport::ShareReadOnly => "share-read-only",
+            },
+        )
     }
 
     unsafe fn __getbuffer__(

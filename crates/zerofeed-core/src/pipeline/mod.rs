@@ -177,6 +177,17 @@ impl PipelineError {
         }
     }
 
+    /// True when a memory-mapped file under the source changed (SourceChangedError).
+    pub fn is_source_changed(&self) -> bool {
+        matches!(
+            self,
+            PipelineError::Sample {
+                source: SampleError::View(ViewError::SourceChanged(_)),
+                ..
+            }
+        )
+    }
+
     /// True for errors about memory (the bindings raise MemoryBudgetError for them).
     pub fn is_memory(&self) -> bool {
         matches!(

@@ -136,6 +136,13 @@ impl Source for ArraySource {
         Ok(Sample::Strided(f.view.sample(&f.row, offset)?))
     }
 
+    fn check(&self) -> Result<(), SampleError> {
+        for field in &self.fields {
+            field.view.check()?;
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         format!("array source of {} samples", self.len)
     }

@@ -6,6 +6,7 @@
 //! without copying them. Every error names the file and the header field at fault.
 
 mod array;
+mod filemap;
 mod npy;
 mod pydict;
 mod sample;
@@ -14,11 +15,12 @@ use std::fs::OpenOptions;
 use std::io;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use memmap2::Mmap;
 use thiserror::Error;
 
 pub use array::{ArraySource, ArraySourceError};
+pub use filemap::{FileMap, MapState, SourceChanged};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
 pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
 
@@ -81,15 +83,17 @@ impl SourceError {
 /// opening a file larger than RAM is cheap. `NpyFile` is `Send + Sync`; share it with
 /// `Arc` and keep it alive as long as any view of its data.
 ///
-/// # Caveat: the file must not change while mapped
+/// # When the file changes while mapped
 ///
-/// The mapping shows the file as it is now, not as it was when opened. If another
-/// process writes to it, the bytes seen through [`NpyFile::data`] change; if it is
-/// truncated, touching the lost pages kills the process with `SIGBUS`. Treat files
-/// being read as immutable (write new files and rename them into place).
+/// The map is private copy-on-write: writes through it (a PyTorch tensor over it) land in
+/// this process's own pages, never in the file. Another process writing to the file can
+/// still change what the map shows; truncating it would raise `SIGBUS` on the lost pages,
+/// which [`FileMap`] turns into zeros plus a sticky "changed" mark. Either way
+/// [`MapState::check`] (through [`NpyFile::watch`]) then fails with [`SourceChanged`],
+/// which zerofeed's own reads check. Write new files and rename them into place.
 #[derive(Debug)]
 pub struct NpyFile {
-    mmap: Mmap,
+    map: FileMap,
     header: NpyHeader,
     path: PathBuf,
 }
@@ -125,14 +129,9 @@ impl NpyFile {
         if !file.metadata().map_err(io_error("stat"))?.is_file() {
             return Err(not_a_file());
         }
-        // SAFETY: `Mmap::map` is unsafe because the mapped bytes can change (or vanish,
-        // raising SIGBUS) if the file is modified or truncated while mapped, which would
-        // break the immutability a `&[u8]` promises. We map read-only and never write
-        // through the mapping; modification by other processes cannot be prevented from
-        // here (advisory locks bind no one), so it is documented as a caveat on `NpyFile`
-        // — the same contract as `np.load(mmap_mode="r")`. The header is parsed once
-        // into owned values below, so a later change cannot make our bounds lie.
-        let mmap = unsafe { Mmap::map(&file) }.map_err(io_error("memory-map"))?;
+        // Private copy-on-write, watched for truncation and rewrites: see `FileMap`.
+        let map = FileMap::new(file, path).map_err(io_error("memory-map"))?;
+        let mmap = map.bytes();
         // The mapping's length, not the earlier metadata: the file may have changed size
         // in between, and the mapping is what `data()` will index.
         let header =
@@ -141,7 +140,7 @@ impl NpyFile {
                 source,
             })?;
         Ok(NpyFile {
-            mmap,
+            map,
             header,
             path: path.to_path_buf(),
         })
@@ -161,7 +160,10 @@ impl NpyFile {
     pub fn data(&self) -> &[u8] {
         // `parse_npy_header` checked data_offset + data_len == mmap.len(), so `get`
         // always succeeds; it is used so that no code path here can panic.
-        self.mmap.get(self.header.data_offset..).unwrap_or_default()
+        self.map
+            .bytes()
+            .get(self.header.data_offset..)
+            .unwrap_or_default()
     }
 
     /// The address of the first data byte (`data().as_ptr()`). Never null; for an
@@ -174,14 +176,7 @@ impl NpyFile {
     /// read-ahead: right for shuffled sampling, where read-ahead wastes I/O. A hint; a
     /// no-op where `madvise` does not exist.
     pub fn advise_random(&self) -> io::Result<()> {
-        #[cfg(unix)]
-        {
-            self.mmap.advise(memmap2::Advice::Random)
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(())
-        }
+        self.map.advise(libc::MADV_RANDOM, 0, usize::MAX)
     }
 
     /// Asks the kernel to start reading `range` of [`NpyFile::data`] now
@@ -194,18 +189,22 @@ impl NpyFile {
         if start == end {
             return Ok(());
         }
-        #[cfg(unix)]
-        {
-            // memmap2 aligns the start down to a page boundary itself.
-            self.mmap.advise_range(
-                memmap2::Advice::WillNeed,
-                self.header.data_offset + start,
-                end - start,
-            )
-        }
-        #[cfg(not(unix))]
-        {
-            Ok(())
-        }
+        // FileMap aligns the start down to a page boundary itself.
+        self.map.advise(
+            libc::MADV_WILLNEED,
+            self.header.data_offset + start,
+            end - start,
+        )
+    }
+
+    /// True when writes through the map land in this process's private copy-on-write pages
+    /// (the file never changes); false when the kernel only allowed a shared read-only map.
+    pub fn writes_are_private(&self) -> bool {
+        self.map.is_private()
+    }
+
+    /// What to ask whether the file changed since it was opened.
+    pub fn watch(&self) -> &Arc<MapState> {
+        self.map.state()
     }
 }

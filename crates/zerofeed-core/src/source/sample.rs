@@ -96,6 +96,13 @@ pub trait Source: Send + Sync {
     /// layout must have exactly that shape (the pipeline checks, and refuses others).
     fn sample(&self, index: usize, field: usize) -> Result<Sample<'_>, SampleError>;
 
+    /// Fails when the data changed under the source since it was opened (a memory-mapped
+    /// file truncated or rewritten). The pipeline asks after every batch, so a batch made of
+    /// stale or zeroed bytes is never handed out. Cheap: one `fstat` per mapped file.
+    fn check(&self) -> Result<(), SampleError> {
+        Ok(())
+    }
+
     /// A short description for messages and `repr`, e.g. `array source of 1000 samples`.
     fn describe(&self) -> String {
         format!("source of {} samples", self.len())
