@@ -189,7 +189,9 @@ impl Source for Slow {
     }
     fn sample(&self, index: usize, _: usize) -> Result<Sample<'_>, SampleError> {
         std::thread::sleep(self.delay);
-        Ok(Sample::Strided(self.data.sample(&self.row, index as isize)?))
+        Ok(Sample::Strided(
+            self.data.sample(&self.row, index as isize)?,
+        ))
     }
 }
 
