@@ -254,9 +254,9 @@ def _dlpack_probe(name: str) -> str:
         if name == "numpy":
             out: Any = np.from_dlpack(prod)
         elif name == "torch":
-            import torch
+            from torch.utils.dlpack import from_dlpack  # torch.from_dlpack, explicitly exported
 
-            out = torch.from_dlpack(prod)
+            out = from_dlpack(prod)
         elif name == "jax":
             import jax.numpy as jnp
 
