@@ -43,7 +43,7 @@ lint: ## rustfmt, clippy -D warnings, ruff, mypy --strict, stubtest (needs `make
 	$(VENV)/bin/ruff format --check python tests examples bench scripts
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest zerofeed._zerofeed --mypy-config-file pyproject.toml \
-	  --allowlist scripts/stubtest-allowlist.txt --allowlist scripts/stubtest-allowlist-temp.txt
+	  --allowlist scripts/stubtest-allowlist.txt
 
 fmt: ## Format Rust and Python
 	cargo fmt --all

@@ -69,8 +69,6 @@ def test_normalize_on_device_needs_a_cuda_device():
     assert info.value.argument == "normalize_on_device"
 
 
-
-
 # -- on a GPU --------------------------------------------------------------------------------
 
 

@@ -156,7 +156,7 @@ def child_main(argv: Sequence[str] | None = None) -> int:
                 res["error"] = "correctness check failed: " + "; ".join(res["check"]["problems"])
         if res["status"] == "ok":
             res.update(run_timed(spec, w, a.dataset, a.out.with_suffix(".timed")))
-    except BaseException as e:  # report any failure, including SystemExit
+    except BaseException as e:  # noqa: BLE001 - report any failure, including SystemExit
         res["status"] = "failed"
         res["error"] = f"{type(e).__name__}: {e}"
         res["traceback"] = traceback.format_exc(limit=8)

@@ -1,42 +1,97 @@
-# Type stubs of the native module (crates/zerofeed-py). Keep in step with the Rust bindings.
-from collections.abc import Iterator, Sequence
-from typing import Any
+# Type stubs of the native module (crates/zerofeed-py). Keep in step with the Rust bindings;
+# `make lint` runs stubtest against the built extension.
+#
+# PyO3 classes cannot be subclassed unless marked `subclass`: all are @final but Op, which is
+# a @disjoint_base instead (its own instance layout). A class without `__new__` here has no
+# constructor at runtime ("cannot create ... instances"): Op is only a base, View comes from
+# `zerofeed.view`, _Epoch from `_Pipeline.start`, _DeviceStage from `_Pipeline.device_stage`.
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any, Self, final, overload
+
+from numpy.typing import DTypeLike
+from typing_extensions import disjoint_base
+
+__all__ = [
+    "View",
+    "_Pipeline",
+    "Op",
+    "RandomCrop",
+    "CenterCrop",
+    "RandomFlip",
+    "Normalize",
+    "Cast",
+    "ToCHW",
+    "_Epoch",
+    "_register_errors",
+    "_view_from_buffer",
+    "_view_from_capsule",
+    "_view_from_address",
+    "_empty",
+    "_copy_stats",
+    "_open_npy",
+    "_DeviceStage",
+    "_cuda_available",
+    "_cuda_unavailable_reason",
+    "_cuda_device_count",
+    "_cuda_device_name",
+    "_cuda_driver_version",
+    "_cuda_check_device",
+    "_cuda_wait",
+    "_pinned_empty",
+    "_to_device",
+    "__version__",
+    "_TARGETS",
+    "_HOST_DEVICE_TYPES",
+]
 
 __version__: str
 _TARGETS: list[str]
 _HOST_DEVICE_TYPES: list[int]
 
-class Op:
-    """Base class of the per-sample ops (over the core's OpSpec)."""
+# -- ops (crates/zerofeed-py/src/ops.rs) -------------------------------------------------------
 
-    def __eq__(self, other: object) -> bool: ...
+@disjoint_base
+class Op:
+    """Base class of the per-sample ops (over the core's OpSpec); only its subclasses are made."""
+
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
     def __getnewargs__(self) -> tuple[Any, ...]: ...
 
+@final
 class RandomCrop(Op):
-    def __new__(cls, height: int, width: int) -> RandomCrop: ...
+    def __new__(cls, height: int, width: int) -> Self: ...
 
+@final
 class CenterCrop(Op):
-    def __new__(cls, height: int, width: int) -> CenterCrop: ...
+    def __new__(cls, height: int, width: int) -> Self: ...
 
+@final
 class RandomFlip(Op):
-    def __new__(cls, p: float | None = None) -> RandomFlip: ...
+    def __new__(cls, p: float | None = None) -> Self: ...
 
+@final
 class Normalize(Op):
     def __new__(
         cls,
-        mean: float | Sequence[float],
-        std: float | Sequence[float],
+        mean: float | Iterable[float],
+        std: float | Iterable[float],
         scale: float | None = None,
-        dtype: Any = None,
-    ) -> Normalize: ...
+        dtype: DTypeLike | None = None,
+    ) -> Self: ...
 
+@final
 class Cast(Op):
-    def __new__(cls, dtype: Any) -> Cast: ...
+    def __new__(cls, dtype: DTypeLike) -> Self: ...
 
+@final
 class ToCHW(Op):
-    def __new__(cls) -> ToCHW: ...
+    def __new__(cls) -> Self: ...
 
+# -- views (view.rs, import.rs, source.rs) -------------------------------------------------
+
+@final
 class View:
     """A zero-copy N-d strided view of a buffer; see ``zerofeed.view``."""
 
@@ -69,14 +124,21 @@ class View:
     @property
     def T(self) -> View: ...
     def __len__(self) -> int: ...
-    def __getitem__(self, key: Any) -> View: ...
+    def __getitem__(self, key: Any, /) -> View: ...
+    # Both take the values either spread out or as one sequence, as NumPy's do.
+    @overload
+    def transpose(self, axes: Sequence[int], /) -> View: ...
+    @overload
     def transpose(self, *axes: int) -> View: ...
+    @overload
+    def reshape(self, shape: Sequence[int], /) -> View: ...
+    @overload
     def reshape(self, *shape: int) -> View: ...
     def copy(self, *, align: int = 64) -> View: ...
     def __dlpack__(
         self,
         *,
-        stream: Any = None,
+        stream: int | None = None,
         max_version: tuple[int, int] | None = None,
         dl_device: tuple[int, int] | None = None,
         copy: bool | None = None,
@@ -87,15 +149,39 @@ class View:
     def _with_readonly(self, readonly: bool) -> View: ...
     def _plan(self, target: str, *, jax_x64: bool = False) -> dict[str, Any]: ...
 
-class _Epoch(Iterator[tuple[View, ...]]):
+def _view_from_buffer(obj: Any, *, readonly: bool | None = None, dtype: str | None = None) -> View: ...
+def _view_from_capsule(capsule: Any, producer: object = None, *, readonly: bool | None = None) -> View: ...
+def _view_from_address(
+    address: int,
+    shape: Sequence[int],
+    strides: Sequence[int] | None,
+    dtype: str,
+    readonly: bool,
+    owner: object,
+) -> View: ...
+def _empty(shape: Sequence[int], dtype: str, *, align: int | str) -> View: ...
+def _copy_stats() -> tuple[int, int]: ...
+def _open_npy(path: str | os.PathLike[str]) -> View: ...
+
+# Takes a dict (not any Mapping) and keeps it: the first call wins, later ones are ignored.
+def _register_errors(classes: dict[str, type[Exception]]) -> None: ...
+
+# -- the loader's engine (pipeline.rs) -------------------------------------------------------
+
+@final
+class _Epoch:
+    """One epoch's batches; closing (or dropping) it stops and joins the workers."""
+
+    def __iter__(self) -> Self: ...
     def __next__(self) -> tuple[View, ...]: ...
     def position(self) -> int: ...
     def close(self) -> None: ...
 
+@final
 class _Pipeline:
-    def __init__(
-        self,
-        fields: list[tuple[str, View, Any]],
+    def __new__(
+        cls,
+        fields: Sequence[tuple[str, View, Iterable[Op]]],
         *,
         batch_size: int,
         shuffle: bool,
@@ -109,7 +195,7 @@ class _Pipeline:
         memory_budget: int | None,
         pin_device: int | None = None,
         normalize_on_device: bool = False,
-    ) -> None: ...
+    ) -> Self: ...
     @property
     def pinned(self) -> bool: ...
     def __len__(self) -> int: ...
@@ -122,22 +208,8 @@ class _Pipeline:
     def start(self, epoch: int, first_batch: int) -> _Epoch: ...
     def stats(self) -> dict[str, Any]: ...
 
-def _register_errors(classes: dict[str, type[Exception]]) -> None: ...
-def _view_from_buffer(obj: Any, *, readonly: bool | None = None, dtype: str | None = None) -> View: ...
-def _view_from_capsule(capsule: Any, producer: Any = None, *, readonly: bool | None = None) -> View: ...
-def _view_from_address(
-    address: int,
-    shape: list[int],
-    strides: list[int] | None,
-    dtype: str,
-    readonly: bool,
-    owner: Any,
-) -> View: ...
-def _empty(shape: tuple[int, ...], dtype: str, *, align: int | str) -> View: ...
-def _copy_stats() -> tuple[int, int]: ...
-def _open_npy(path: str) -> View: ...
+# -- CUDA (cuda.rs); every function but the first two raises DeviceError without a driver -----
 
-# -- CUDA (crates/zerofeed-py/src/cuda.rs); every function raises DeviceError without a driver
 def _cuda_available() -> bool: ...
 def _cuda_unavailable_reason() -> str | None: ...
 def _cuda_device_count() -> int: ...
@@ -145,12 +217,13 @@ def _cuda_device_name(index: int) -> str: ...
 def _cuda_driver_version() -> int: ...
 def _cuda_check_device(index: int) -> None: ...
 def _cuda_wait(view: View) -> None: ...
-def _pinned_empty(shape: list[int], dtype: str, device: int) -> View: ...
+def _pinned_empty(shape: Sequence[int], dtype: str, device: int) -> View: ...
 def _to_device(view: View, device: int) -> View: ...
 
+@final
 class _DeviceStage:
-    """Made by ``_Pipeline.device_stage`` only."""
+    """A loader's device stage: host batches in, device batches out."""
 
-    def submit(self, views: list[View]) -> tuple[View, ...]: ...
+    def submit(self, views: Sequence[View]) -> tuple[View, ...]: ...
     def drain(self) -> None: ...
     def stats(self) -> dict[str, Any]: ...

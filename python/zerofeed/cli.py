@@ -132,7 +132,8 @@ def _bench(argv: Sequence[str]) -> int:
         return 1
     from zerofeed_bench.cli import main as bench_main
 
-    return bench_main(list(argv))
+    status: int = bench_main(list(argv))
+    return status
 
 
 def _doctor(a: argparse.Namespace) -> int:

@@ -174,18 +174,18 @@ class DeviceFeed:
     device pool's budget); this only keeps the queue of copies in flight.
     """
 
-    def __init__(self, pipeline: Any, device: int, prefetch: int) -> None:
+    def __init__(self, pipeline: _zerofeed._Pipeline, device: int, prefetch: int) -> None:
         self.device = device
         self.prefetch = max(1, prefetch)
         self.stage = pipeline.device_stage(device, self.prefetch)
 
-    def wrap(self, run: Any) -> _DeviceRun:
+    def wrap(self, run: _zerofeed._Epoch) -> _DeviceRun:
         """A run whose ``__next__`` yields device views."""
         return _DeviceRun(run, self.stage, self.prefetch)
 
 
 class _DeviceRun:
-    def __init__(self, run: Any, stage: Any, prefetch: int) -> None:
+    def __init__(self, run: _zerofeed._Epoch, stage: _zerofeed._DeviceStage, prefetch: int) -> None:
         self._run = run
         self._stage = stage
         self._prefetch = prefetch

@@ -204,7 +204,7 @@ def cuda_finding() -> Finding:
     """Whether a CUDA driver is loadable and which GPUs it sees."""
     try:
         names = [cuda.device_name(i) for i in range(cuda.device_count())]
-    except Exception as e:  # a broken driver is a finding, not a crash
+    except Exception as e:  # noqa: BLE001 - a broken driver is a finding, not a crash
         return Finding("CUDA", f"error: {e}", "device='cuda' will not work here", "warn")
     if names:
         value = f"{len(names)} GPU(s): " + "; ".join(f"{i}: {n}" for i, n in enumerate(names))
@@ -248,15 +248,15 @@ def _dlpack_probe(name: str) -> str:
 
             try:
                 tf.experimental.dlpack.from_dlpack(prod.array.__dlpack__(max_version=(1, 0)))
-            except Exception:  # rejecting the capsule is the answer
+            except Exception:  # noqa: BLE001 - rejecting the capsule is the answer
                 return "legacy only"
             return "versioned"
         if name == "numpy":
             out: Any = np.from_dlpack(prod)
         elif name == "torch":
-            import torch
+            from torch.utils.dlpack import from_dlpack  # torch.from_dlpack, explicitly exported
 
-            out = torch.from_dlpack(prod)
+            out = from_dlpack(prod)
         elif name == "jax":
             import jax.numpy as jnp
 
@@ -271,7 +271,7 @@ def _dlpack_probe(name: str) -> str:
         if isinstance(asked, tuple) and asked and asked[0] >= 1:
             return "versioned"
         return "legacy only"
-    except Exception as e:  # report, do not crash the doctor
+    except Exception as e:  # noqa: BLE001 - report, do not crash the doctor
         return f"probe failed: {type(e).__name__}: {e}"
 
 
@@ -323,7 +323,7 @@ def zero_copy_findings() -> list[Finding]:
             else:
                 reasons = "; ".join(explain(src, target).reasons or ["unknown"])
                 out.append(Finding(label, "COPIES", f"why: {reasons}", "warn"))
-        except Exception as e:  # report, do not crash the doctor
+        except Exception as e:  # noqa: BLE001 - report, do not crash the doctor
             out.append(
                 Finding(
                     label,

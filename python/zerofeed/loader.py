@@ -557,7 +557,8 @@ class _BatchIterator:
         self.epoch = epoch
         self._done = True  # until the workers run
         self._superseded = False
-        self._run = loader._pipeline.start(epoch, first_batch)
+        # Host batches, or (device loaders) the same run with each batch copied to the GPU.
+        self._run: _zerofeed._Epoch | _cuda._DeviceRun = loader._pipeline.start(epoch, first_batch)
         if loader._device is not None:  # device: host batches -> device batches, in flight
             self._run = loader._device.wrap(self._run)
         self._done = False

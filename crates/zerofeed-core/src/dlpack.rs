@@ -1,4 +1,3 @@
-#![allow(missing_docs)] // TEMP(lead): remove after merging core9
 //! The DLPack ABI (v1.x, with the legacy pre-1.0 struct): export and import.
 //!
 //! The structs mirror `dlpack.h` field for field (`#[repr(C)]`). Exports own their shape
@@ -26,11 +25,17 @@ pub const FLAG_IS_COPIED: u64 = 1 << 1;
 
 /// `DLDeviceType` values zerofeed meets.
 pub mod device_type {
+    /// `kDLCPU`: plain host memory.
     pub const CPU: i32 = 1;
+    /// `kDLCUDA`: CUDA device memory (`device_id` is the GPU ordinal).
     pub const CUDA: i32 = 2;
+    /// `kDLCUDAHost`: host memory pinned by `cudaMallocHost`; `device_id` is 0.
     pub const CUDA_HOST: i32 = 3;
+    /// `kDLROCM`: ROCm (HIP) device memory (`device_id` is the GPU ordinal).
     pub const ROCM: i32 = 10;
+    /// `kDLROCMHost`: host memory pinned by `hipMallocHost`; `device_id` is 0.
     pub const ROCM_HOST: i32 = 11;
+    /// `kDLCUDAManaged`: CUDA managed (unified) memory from `cudaMallocManaged`.
     pub const CUDA_MANAGED: i32 = 13;
 }
 
@@ -43,14 +48,18 @@ pub const HOST_ACCESSIBLE: [i32; 4] = [
     device_type::CUDA_MANAGED,
 ];
 
+/// `DLDevice`: where a tensor's memory lives.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DLDevice {
+    /// A `DLDeviceType` value (see [`device_type`]).
     pub device_type: i32,
+    /// The device ordinal for device memory; 0 for CPU, pinned and managed memory.
     pub device_id: i32,
 }
 
 impl DLDevice {
+    /// Host memory: `(kDLCPU, 0)`.
     pub const CPU: DLDevice = DLDevice {
         device_type: device_type::CPU,
         device_id: 0,
@@ -75,48 +84,76 @@ impl DLDevice {
     }
 }
 
+/// `DLDataType`: the element type, as a type code, a width and a lane count.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DLDataType {
+    /// A `DLDataTypeCode`: 0 int, 1 uint, 2 float, 4 bfloat, 5 complex, 6 bool, ...
     pub code: u8,
+    /// Bits per lane (8, 16, 32, 64, ...); a lane of `bits / 8` bytes.
     pub bits: u8,
+    /// Lanes per element: 1 for scalars, more for vector types (which zerofeed refuses).
     pub lanes: u16,
 }
 
+/// `DLTensor`: a borrowed description of an N-d strided array; it owns nothing it points to.
 #[repr(C)]
 #[derive(Debug)]
 pub struct DLTensor {
+    /// The allocation's base address (opaque on some devices); the first element is at
+    /// `data + byte_offset`. May be NULL only when the tensor has no element.
     pub data: *mut c_void,
+    /// Where the memory lives.
     pub device: DLDevice,
+    /// Number of dimensions (0 for a scalar); the length of `shape` and `strides`.
     pub ndim: i32,
+    /// The element type.
     pub dtype: DLDataType,
+    /// `ndim` sizes, outermost first, owned by whoever owns the managed tensor.
     pub shape: *mut i64,
+    /// `ndim` strides counted in elements, not bytes; NULL means C-contiguous (row-major).
     pub strides: *mut i64,
+    /// Bytes from `data` to the first element.
     pub byte_offset: u64,
 }
 
+/// `DLManagedTensor` (pre-1.0, a `"dltensor"` capsule): a tensor plus the producer's means
+/// to free it. The consumer that takes it calls `deleter` once when done.
 #[repr(C)]
 #[derive(Debug)]
 pub struct DLManagedTensor {
+    /// The tensor being managed.
     pub dl_tensor: DLTensor,
+    /// The producer's private context (what keeps the memory alive); may be NULL.
     pub manager_ctx: *mut c_void,
+    /// Frees `manager_ctx` and the struct itself; NULL when the producer has nothing to free.
     pub deleter: Option<unsafe extern "C" fn(*mut DLManagedTensor)>,
 }
 
+/// `DLPackVersion`: the ABI version a managed tensor was made for.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DLPackVersion {
+    /// Major version: a different one means an incompatible ABI.
     pub major: u32,
+    /// Minor version: additions that keep the ABI compatible.
     pub minor: u32,
 }
 
+/// `DLManagedTensorVersioned` (DLPack 1.x, a `"dltensor_versioned"` capsule): a versioned
+/// tensor plus the producer's means to free it; the consumer calls `deleter` once when done.
 #[repr(C)]
 #[derive(Debug)]
 pub struct DLManagedTensorVersioned {
+    /// The ABI version; comes first so that a consumer can check it before reading on.
     pub version: DLPackVersion,
+    /// The producer's private context (what keeps the memory alive); may be NULL.
     pub manager_ctx: *mut c_void,
+    /// Frees `manager_ctx` and the struct itself; NULL when the producer has nothing to free.
     pub deleter: Option<unsafe extern "C" fn(*mut DLManagedTensorVersioned)>,
+    /// `FLAG_*` bits ([`FLAG_READ_ONLY`], [`FLAG_IS_COPIED`]); 0 by default.
     pub flags: u64,
+    /// The tensor being managed.
     pub dl_tensor: DLTensor,
 }
 
@@ -130,58 +167,102 @@ pub const MAX_IMPORT_NDIM: usize = 64;
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum DlpackError {
+    /// The capsule held a NULL managed-tensor pointer.
     #[error("DLPack tensor has a null managed-tensor pointer")]
     Null,
+    /// A `DLManagedTensorVersioned` of a major version other than 1.
     #[error("DLPack major version {major} is not supported; zerofeed speaks 1.x (ask the producer for max_version=(1, 0))")]
-    Version { major: u32 },
+    Version {
+        /// The producer's `version.major`.
+        major: u32,
+    },
+    /// A negative `ndim` (the value given).
     #[error("DLPack tensor has ndim={0}; it must be >= 0")]
     BadNdim(i32),
+    /// An `ndim` above [`MAX_IMPORT_NDIM`] (the value given).
     #[error("DLPack tensor has ndim={0}; zerofeed takes at most {MAX_IMPORT_NDIM} dimensions (NumPy's limit)")]
     TooManyDims(i32),
+    /// `shape` is NULL although `ndim` (the value given) is positive.
     #[error("DLPack tensor has shape=NULL but ndim={0}; shape must point to ndim sizes")]
     NullShape(i32),
+    /// A negative size in `shape`.
     #[error("DLPack tensor has shape[{axis}]={dim}, a negative dimension; sizes must be >= 0")]
-    NegativeDim { axis: usize, dim: i64 },
+    NegativeDim {
+        /// The axis (0-based).
+        axis: usize,
+        /// Its size.
+        dim: i64,
+    },
+    /// The tensor's byte size (every size, 0 counted as 1, times the item size) exceeds `isize::MAX`.
     #[error("DLPack tensor has shape={shape:?} of {itemsize}-byte items: the size overflows the address space")]
-    SizeOverflow { shape: Vec<i64>, itemsize: usize },
+    SizeOverflow {
+        /// The shape as given.
+        shape: Vec<i64>,
+        /// Bytes per element.
+        itemsize: usize,
+    },
+    /// A stride whose byte span along its axis overflows `isize`.
     #[error("DLPack tensor has strides[{axis}]={stride} with shape[{axis}]={dim} and {itemsize}-byte items: the span overflows the address space")]
     StrideOverflow {
+        /// The axis (0-based).
         axis: usize,
+        /// Its stride, in elements.
         stride: i64,
+        /// Its size.
         dim: i64,
+        /// Bytes per element.
         itemsize: usize,
     },
     /// An unknown `(code, bits)` pair, or `lanes != 1` (vector types): the message
     /// names all three fields.
     #[error("DLPack tensor: {0}")]
     DType(#[from] UnsupportedDType),
+    /// A `device_type` that is no `DLDeviceType` (the value given).
     #[error("DLPack tensor has device.device_type={0}, not a DLPack device type (1-4, 7-18)")]
     UnknownDevice(i32),
+    /// A negative `device_id` (the value given).
     #[error("DLPack tensor has device.device_id={0}; device ids are >= 0")]
     NegativeDeviceId(i32),
+    /// Shape and strides that form no valid [`Layout`] (e.g. a total span overflowing `isize`).
     #[error("DLPack tensor layout: {0}")]
     Layout(#[from] LayoutError),
+    /// On export: a byte stride that is no whole number of items, which DLPack cannot express.
     #[error("DLPack strides count elements, and a stride of {stride_bytes} bytes is not a multiple of the {itemsize}-byte item; copy to a packed array first")]
     StrideNotElementMultiple {
+        /// The offending stride, in bytes.
         stride_bytes: isize,
+        /// Bytes per element.
         itemsize: usize,
     },
+    /// `data` is NULL although the tensor has elements.
     #[error("DLPack tensor has data=NULL but {size} elements")]
-    NullData { size: usize },
+    NullData {
+        /// The number of elements.
+        size: usize,
+    },
+    /// `data + byte_offset`, or the span of the elements from there, wraps the address space.
     #[error("DLPack tensor has data={data:#x} and byte_offset={byte_offset}: {what} wraps around the address space")]
     AddressOverflow {
+        /// The tensor's `data` address.
         data: usize,
+        /// Its `byte_offset`.
         byte_offset: u64,
+        /// Which address wraps (for the message).
         what: &'static str,
     },
 }
 
 /// A tensor to export: where it is, what it holds, and who keeps it alive.
 pub struct ExportSpec {
+    /// Address of the first element (exports always have `byte_offset == 0`).
     pub data: *mut u8,
+    /// Where the memory lives.
     pub device: DLDevice,
+    /// The element type.
     pub dtype: DType,
+    /// Shape and byte strides; every stride must be a whole number of items.
     pub layout: Layout,
+    /// Sets [`FLAG_READ_ONLY`] on versioned exports (legacy ones cannot carry it).
     pub readonly: bool,
 }
 
@@ -330,7 +411,9 @@ pub fn export_legacy(
 
 /// A producer's managed tensor that we own: dropping it calls the producer's deleter once.
 pub enum ManagedTensor {
+    /// A pre-1.0 tensor, from a `"dltensor"` capsule.
     Legacy(NonNull<DLManagedTensor>),
+    /// A DLPack 1.x tensor, from a `"dltensor_versioned"` capsule.
     Versioned(NonNull<DLManagedTensorVersioned>),
 }
 
@@ -368,10 +451,15 @@ impl Drop for ManagedTensor {
 pub struct Imported {
     /// Address of the first element (`data + byte_offset`).
     pub data: *mut u8,
+    /// Where the memory lives (checked to be a known device type with a non-negative id).
     pub device: DLDevice,
+    /// The element type.
     pub dtype: DType,
+    /// Shape and strides, the strides converted from elements to bytes.
     pub layout: Layout,
+    /// The producer's [`FLAG_READ_ONLY`]; always false for legacy tensors, which cannot say.
     pub readonly: bool,
+    /// Keeps the producer's memory alive; dropping it calls the producer's deleter.
     pub handle: ManagedTensor,
 }
 
