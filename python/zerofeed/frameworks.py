@@ -79,9 +79,6 @@ class _ImmutableExport:
     def __dlpack_device__(self) -> tuple[int, int]:
         return self._view.__dlpack_device__()
 
-    def __dlpack_device__(self) -> tuple[int, int]:
-        return self._view.__dlpack_device__()
-
 
 def to_numpy(obj: Any, *, copy: bool | None = None) -> np.ndarray:
     """Return a NumPy array sharing ``obj``'s memory (any strides), or a copy if asked.

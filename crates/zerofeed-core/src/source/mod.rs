@@ -135,7 +135,7 @@ impl NpyFile {
         // The mapping's length, not the earlier metadata: the file may have changed size
         // in between, and the mapping is what `data()` will index.
         let header =
-            parse_npy_header(&mmap, mmap.len() as u64).map_err(|source| SourceError::Npy {
+            parse_npy_header(mmap, mmap.len() as u64).map_err(|source| SourceError::Npy {
                 path: path.to_path_buf(),
                 source,
             })?;
