@@ -7,7 +7,7 @@ PY = $(VENV)/bin/python
 BENCH_VENV = $(shell scripts/env.sh bench/requirements.txt)
 PYTEST_ARGS ?=
 
-.PHONY: help env build test test-rust test-python test-bench check-wheel lint fmt bench bench-install walkthrough doctor gpu-check clean
+.PHONY: help env build test test-rust test-python test-bench test-valgrind check-wheel lint fmt bench bench-install walkthrough doctor gpu-check clean
 
 help: ## Show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ lint: ## rustfmt, clippy -D warnings, ruff, mypy --strict, stubtest (needs `make
 	$(PY) -m mypy
 	$(PY) -m mypy.stubtest zerofeed._zerofeed --mypy-config-file pyproject.toml \
 	  --allowlist scripts/stubtest-allowlist.txt
+
+test-valgrind: ## The core's Rust tests under valgrind memcheck (0 errors expected)
+	bash scripts/valgrind_tests.sh
 
 fmt: ## Format Rust and Python
 	cargo fmt --all

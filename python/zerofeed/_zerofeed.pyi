@@ -30,6 +30,7 @@ __all__ = [
     "_empty",
     "_copy_stats",
     "_open_npy",
+    "_view_of_file",
     "_DeviceStage",
     "_cuda_available",
     "_cuda_unavailable_reason",
@@ -162,6 +163,13 @@ def _view_from_address(
 ) -> View: ...
 def _empty(shape: Sequence[int], dtype: str, *, align: int | str) -> View: ...
 def _copy_stats() -> tuple[int, int]: ...
+def _view_of_file(
+    path: str | os.PathLike[str],
+    first_offset: int,
+    shape: Sequence[int],
+    strides: Sequence[int],
+    dtype: str,
+) -> View: ...
 def _open_npy(path: str | os.PathLike[str]) -> View: ...
 
 # Takes a dict (not any Mapping) and keeps it: the first call wins, later ones are ignored.

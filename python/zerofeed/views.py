@@ -61,6 +61,10 @@ def view(obj: Any, *, readonly: bool | None = None) -> View:
         raise UnsupportedSourceError(
             f"{obj!r} is a path; open .npy files with zerofeed.open_npy(path)", "obj"
         )
+    if isinstance(obj, np.memmap) and not obj.flags.writeable and readonly is not False:
+        private = _private_map_of(obj)
+        if private is not None:
+            return private
     if isinstance(obj, np.ndarray) and obj.dtype.name == "bfloat16":
         # The buffer protocol has no bfloat16 format: view the 16-bit words and say what they are.
         return _zerofeed._view_from_buffer(obj.view(np.uint16), readonly=readonly, dtype="bfloat16")
@@ -83,6 +87,34 @@ def view(obj: Any, *, readonly: bool | None = None) -> View:
         "__dlpack__ nor __array_interface__; convert it with np.asarray first",
         "obj",
     )
+
+
+def _private_map_of(m: np.memmap[Any, Any]) -> View | None:
+    """The same bytes of a read-only ``np.memmap``, through zerofeed's own private
+    copy-on-write map of its file (so frameworks whose tensors can be written, PyTorch,
+    share it safely), or None when that cannot be proven to be the same data.
+    """
+    import mmap as _mmap
+
+    raw = getattr(m, "_mmap", None)
+    filename = getattr(m, "filename", None)
+    if raw is None or not filename or m.dtype.name == "bfloat16" or m.size == 0:
+        return None
+    try:
+        start = np.frombuffer(raw, dtype=np.uint8).ctypes.data
+        mapped_from = int(m.offset) - int(m.offset) % _mmap.ALLOCATIONGRANULARITY
+        first = m.ctypes.data - start + mapped_from
+        private = _zerofeed._view_of_file(
+            os.fspath(filename), first, list(m.shape), list(m.strides), dtype_name(m.dtype)
+        )
+    except (OSError, ValueError, TypeError, BufferError):
+        return None
+    # The file may have been replaced since NumPy mapped it: only the same bytes will do.
+    ours = np.asarray(private)
+    for edge in (slice(None, 64), slice(-64, None)):  # .flat copies only these elements
+        if ours.flat[edge].tobytes() != m.flat[edge].tobytes():
+            return None
+    return private
 
 
 def _from_array_interface(obj: Any, interface: dict[str, Any], readonly: bool | None) -> View:

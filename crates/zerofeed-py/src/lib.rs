@@ -33,6 +33,7 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(import::_empty, m)?)?;
     m.add_function(wrap_pyfunction!(view::_copy_stats, m)?)?;
     m.add_function(wrap_pyfunction!(source::_open_npy, m)?)?;
+    m.add_function(wrap_pyfunction!(source::_view_of_file, m)?)?;
     m.add_class::<cuda::PyDeviceStage>()?;
     for f in [
         wrap_pyfunction!(cuda::_cuda_available, m)?,

@@ -4,7 +4,7 @@ use pyo3::prelude::*;
 use std::path::PathBuf;
 
 use zerofeed_core::dlpack::DLDevice;
-use zerofeed_core::source::{NpyFile, SourceError};
+use zerofeed_core::source::{FileRegion, NpyFile, SourceError};
 use zerofeed_core::Layout;
 
 use zerofeed_core::view::View;
@@ -43,4 +43,39 @@ pub fn _open_npy(py: Python<'_>, path: PathBuf) -> PyResult<PyView> {
     View::over_owned(file, layout, dtype, DLDevice::CPU, true)
         .map(PyView::from)
         .map_err(|e| view_error("path", e))
+}
+
+/// A read-only view of `shape`/`strides` x `dtype` whose first element is at byte
+/// `first_offset` of the file at `path`, over zerofeed's own private copy-on-write map of it
+/// (used for NumPy's read-only `np.memmap`s, so that writers can share them safely).
+#[pyfunction]
+pub fn _view_of_file(
+    py: Python<'_>,
+    path: PathBuf,
+    first_offset: usize,
+    shape: Vec<usize>,
+    strides: Vec<isize>,
+    dtype: &str,
+) -> PyResult<PyView> {
+    let dtype = crate::view::parse_dtype("dtype", dtype)?;
+    let layout =
+        Layout::new(shape, strides, dtype.itemsize()).map_err(|e| layout_error("obj", e))?;
+    let (low, _) = layout.byte_span().map_err(|e| layout_error("obj", e))?;
+    let start = first_offset.checked_add_signed(low).ok_or_else(|| {
+        raise(
+            Kind::Layout,
+            "obj",
+            "the array starts before the beginning of its file",
+        )
+    })?;
+    let region = py.detach(|| FileRegion::open(&path, start)).map_err(|e| {
+        raise(
+            Kind::Io,
+            "obj",
+            format!("{}: cannot map: {e}", path.display()),
+        )
+    })?;
+    View::over_owned(region, layout, dtype, DLDevice::CPU, true)
+        .map(PyView::from)
+        .map_err(|e| view_error("obj", e))
 }

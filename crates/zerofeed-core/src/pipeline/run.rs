@@ -91,6 +91,7 @@ pub(super) fn start(
         end,
         stats: pipeline.stats.clone(),
         pid: std::process::id(),
+        source: pipeline.source.clone(),
     };
     for i in 0..pipeline.config.workers {
         let job = job.clone();
@@ -220,6 +221,7 @@ pub struct EpochRun {
     end: usize,
     stats: Arc<PipelineStats>,
     pid: u32,
+    source: Arc<dyn Source>,
 }
 
 impl EpochRun {
@@ -253,6 +255,18 @@ impl EpochRun {
                 self.stats
                     .consumer_wait_ns
                     .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                drop(state);
+                // A batch prepared before its file changed is still refused: after a change
+                // every batch handed out fails, so none is mistaken for the new data.
+                let batch = batch.and_then(|batch| {
+                    self.source
+                        .check()
+                        .map(|()| batch)
+                        .map_err(|source| PipelineError::Sample {
+                            label: "the source".to_owned(),
+                            source,
+                        })
+                });
                 return Polled::Ready(batch);
             }
             let left = timeout.saturating_sub(waited.elapsed());

@@ -236,6 +236,51 @@ impl Drop for FileMap {
     }
 }
 
+/// The bytes of a file from `offset` on, in a [`FileMap`] (a view of part of a file).
+#[derive(Debug)]
+pub struct FileRegion {
+    map: FileMap,
+    offset: usize,
+}
+
+impl FileRegion {
+    /// Maps all of `path` and keeps the bytes from `offset` on (clipped to the end).
+    pub fn open(path: &Path, offset: usize) -> io::Result<FileRegion> {
+        let file = File::open(path)?;
+        if !file.metadata()?.is_file() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ));
+        }
+        let map = FileMap::new(file, path)?;
+        let offset = offset.min(map.len);
+        Ok(FileRegion { map, offset })
+    }
+
+    /// The region's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.map.bytes()[self.offset..]
+    }
+}
+
+// SAFETY: the region is inside the FileMap this value owns, alive until it drops; writes are
+// private exactly when the map is (MAP_PRIVATE).
+unsafe impl crate::view::OwnedBytes for FileRegion {
+    fn bytes_ptr(&self) -> *const u8 {
+        self.bytes().as_ptr()
+    }
+    fn bytes_len(&self) -> usize {
+        self.bytes().len()
+    }
+    fn writes_are_private(&self) -> bool {
+        self.map.is_private()
+    }
+    fn watch(&self) -> Option<Arc<MapState>> {
+        Some(self.map.state().clone())
+    }
+}
+
 fn register(start: usize, end: usize, changed: &AtomicBool) -> Option<usize> {
     for (index, slot) in TABLE.iter().enumerate() {
         // Claim a free slot by its `end` (0: free); `start` is published last, so the

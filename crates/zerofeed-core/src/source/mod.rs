@@ -20,7 +20,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use array::{ArraySource, ArraySourceError};
-pub use filemap::{FileMap, MapState, SourceChanged};
+pub use filemap::{FileMap, FileRegion, MapState, SourceChanged};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
 pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
 
