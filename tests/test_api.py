@@ -4,6 +4,7 @@ figures, ops as classes over the core's op spec."""
 from __future__ import annotations
 
 import copy
+import os
 import pickle
 import threading
 
@@ -169,3 +170,59 @@ def test_loader_arguments_of_any_size_or_type_are_typed_errors(kwargs, argument)
     with pytest.raises(zf.ZerofeedError) as info:
         zf.Loader(np.zeros((100, 8, 8, 3), np.uint8), **options)
     assert info.value.argument == argument, str(info.value)
+
+
+class _BadDevice:
+    def __init__(self, device: object) -> None:
+        self._device = device
+
+    def __dlpack_device__(self) -> object:
+        return self._device
+
+    def __dlpack__(self, **_: object) -> object:
+        raise AssertionError("never asked: the device is checked first")
+
+
+@pytest.mark.parametrize(
+    ("make", "argument"),
+    [
+        (lambda: zf.empty((-1,)), "shape"),
+        (lambda: zf.empty((2**64,)), "shape"),
+        (lambda: zf.empty((2**62, 2**62)), "shape"),
+        (lambda: zf.empty("abc"), "shape"),
+        (lambda: zf.view(np.zeros(4)).reshape(2**64), "shape"),
+        (lambda: zf.view(np.zeros(4)).reshape(3), "shape"),
+        (lambda: zf.view(np.zeros((2, 2))).transpose(5, 0), "axes"),
+        (lambda: zf.view(np.zeros((2, 2))).transpose(2**70, 0), "axes"),
+        (lambda: zf.view(_BadDevice(())), "obj"),
+        (lambda: zf.view(_BadDevice(None)), "obj"),
+        (lambda: zf.open_npy("/nonexistent/zerofeed.npy"), "path"),
+        (lambda: zf.open_npy(12), "path"),
+    ],
+)
+def test_bad_shapes_axes_devices_and_paths_are_typed_errors(make, argument):
+    with pytest.raises(zf.ZerofeedError) as info:
+        make()
+    assert info.value.argument == argument, str(info.value)
+
+
+def test_negative_axes_transpose_as_numpy_does():
+    a = np.arange(24).reshape(2, 3, 4)
+    np.testing.assert_array_equal(np.asarray(zf.view(a).transpose(-1, 0, 1)), a.transpose(-1, 0, 1))
+
+
+def test_a_missing_file_is_both_file_not_found_and_zerofeed_error(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        zf.open_npy(tmp_path / "missing.npy")
+    assert isinstance(info.value, zf.FileMissingError) and info.value.argument == "path"
+    np.save(tmp_path / "b.npy", np.arange(3))
+    assert zf.open_npy(os.fsencode(tmp_path / "b.npy")).shape == (3,)  # bytes paths, as NumPy
+
+
+def test_an_array_interface_with_a_negative_dimension_is_a_typed_error():
+    class Liar:
+        __array_interface__ = {"data": (4096, True), "shape": (-2,), "typestr": "<f4", "version": 3}
+
+    with pytest.raises(zf.LayoutError) as info:
+        zf.view(Liar())
+    assert info.value.argument == "obj"

@@ -138,9 +138,8 @@ def pinned_empty(shape: int | Sequence[int], dtype: Any = "float32", device: str
         ((1024, 3), dtype('uint8'))
 
     """
-    dims = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
     name = "bfloat16" if str(dtype) == "bfloat16" else np.dtype(dtype).name
-    v = _zerofeed._pinned_empty(dims, name, _cuda_index(device))
+    v = _zerofeed._pinned_empty(shape, name, _cuda_index(device))
     array = np.asarray(v)
     return array.view(bfloat16()) if name == "bfloat16" else array
 

@@ -25,9 +25,8 @@ def empty(shape: int | Sequence[int], dtype: Any = "float32", *, align: int | st
         (0, True)
 
     """
-    dims = (shape,) if isinstance(shape, int) else tuple(int(n) for n in shape)
     name = dtype_name(dtype)
-    array = np.asarray(_zerofeed._empty(dims, name, align=align))
+    array = np.asarray(_zerofeed._empty(shape, name, align=align))  # the core checks the shape
     return array.view(bfloat16()) if name == "bfloat16" else array
 
 

@@ -36,6 +36,23 @@ def _dlpack_capsule(obj: Any) -> Any:
         ) from err
 
 
+def _dlpack_device_type(obj: Any) -> int | None:
+    """The DLPack device type ``obj.__dlpack_device__()`` reports, checked (None: no method)."""
+    method = getattr(obj, "__dlpack_device__", None)
+    if method is None or isinstance(obj, type):
+        return None
+    name = type(obj).__name__
+    try:
+        device = method()
+    except (TypeError, ValueError, AttributeError, RuntimeError, BufferError) as err:
+        raise UnsupportedSourceError(f"{name}.__dlpack_device__() failed: {err}", "obj") from err
+    if not (isinstance(device, tuple) and len(device) == 2 and all(isinstance(d, int) for d in device)):
+        raise UnsupportedSourceError(
+            f"{name}.__dlpack_device__() must return (device_type, device_id), got {device!r}", "obj"
+        )
+    return int(device[0])
+
+
 def view(obj: Any, *, readonly: bool | None = None) -> View:
     """Return a zero-copy, N-d strided :class:`View` of ``obj``'s memory.
 
@@ -68,8 +85,7 @@ def view(obj: Any, *, readonly: bool | None = None) -> View:
     if isinstance(obj, np.ndarray) and obj.dtype.name == "bfloat16":
         # The buffer protocol has no bfloat16 format: view the 16-bit words and say what they are.
         return _zerofeed._view_from_buffer(obj.view(np.uint16), readonly=readonly, dtype="bfloat16")
-    device = getattr(obj, "__dlpack_device__", None)
-    on_device = device is not None and device()[0] not in _HOST_DEVICES
+    on_device = _dlpack_device_type(obj) not in (None, *_HOST_DEVICES)
     if not on_device and not isinstance(obj, type):
         try:
             return _zerofeed._view_from_buffer(obj, readonly=readonly)

@@ -61,7 +61,7 @@ pub enum LayoutError {
     #[error("axes {axes:?} are not a permutation of 0..{ndim}; pass each axis exactly once")]
     BadAxes {
         /// The order given.
-        axes: Vec<usize>,
+        axes: Vec<i64>,
         /// Axes of the view.
         ndim: usize,
     },
@@ -371,20 +371,42 @@ impl Layout {
         })
     }
 
-    /// Permutes axes (`transpose()` with no axes reverses them, as NumPy does).
-    pub fn transpose(&self, axes: Option<&[usize]>) -> Result<Layout, LayoutError> {
+    /// Permutes axes (`transpose()` with no axes reverses them, as NumPy does; a negative
+    /// axis counts from the end, as in NumPy).
+    pub fn transpose(&self, axes: Option<&[i64]>) -> Result<Layout, LayoutError> {
         let ndim = self.ndim();
         let order: Vec<usize> = match axes {
             None => (0..ndim).rev().collect(),
-            Some(a) => a.to_vec(),
+            Some(given) => {
+                let bad = || LayoutError::BadAxes {
+                    axes: given.to_vec(),
+                    ndim,
+                };
+                given
+                    .iter()
+                    .map(|&a| {
+                        let a = if a < 0 {
+                            a.checked_add(ndim as i64)
+                        } else {
+                            Some(a)
+                        };
+                        a.and_then(|a| usize::try_from(a).ok())
+                            .filter(|&a| a < ndim)
+                            .ok_or_else(bad)
+                    })
+                    .collect::<Result<_, _>>()?
+            }
         };
         let mut seen = vec![false; ndim];
         let valid = order.len() == ndim
             && order
                 .iter()
-                .all(|&a| a < ndim && !std::mem::replace(&mut seen[a], true));
+                .all(|&a| !std::mem::replace(&mut seen[a], true));
         if !valid {
-            return Err(LayoutError::BadAxes { axes: order, ndim });
+            return Err(LayoutError::BadAxes {
+                axes: axes.map_or_else(Vec::new, <[i64]>::to_vec),
+                ndim,
+            });
         }
         Ok(Layout {
             shape: order.iter().map(|&a| self.shape[a]).collect(),
@@ -725,6 +747,12 @@ mod tests {
         );
         assert!(l.transpose(Some(&[0, 0, 1])).is_err());
         assert!(l.transpose(Some(&[0, 1])).is_err());
+        assert_eq!(
+            l.transpose(Some(&[-1, 0, 1])).unwrap(),
+            l.transpose(Some(&[2, 0, 1])).unwrap()
+        );
+        assert!(l.transpose(Some(&[-4, 0, 1])).is_err());
+        assert!(l.transpose(Some(&[i64::MIN, 0, 1])).is_err());
     }
 
     #[test]

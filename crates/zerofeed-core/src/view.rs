@@ -430,7 +430,7 @@ impl View {
     }
 
     /// Permutes the axes (`None`: reverses them).
-    pub fn transpose(&self, axes: Option<&[usize]>) -> Result<View, ViewError> {
+    pub fn transpose(&self, axes: Option<&[i64]>) -> Result<View, ViewError> {
         Ok(self.derive(self.layout.transpose(axes)?, 0))
     }
 

@@ -93,10 +93,11 @@ pub fn _cuda_wait(py: Python<'_>, view: PyRef<'_, PyView>) -> PyResult<()> {
 #[pyfunction]
 pub fn _pinned_empty(
     py: Python<'_>,
-    shape: Vec<usize>,
+    shape: &Bound<'_, PyAny>,
     dtype: &str,
     device: i64,
 ) -> PyResult<PyView> {
+    let shape = crate::args::dims("shape", shape)?;
     let dtype = parse_dtype("dtype", dtype)?;
     let layout =
         Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;

@@ -210,16 +210,24 @@ pub fn _view_from_capsule(
 #[pyo3(signature = (address, shape, strides, dtype, readonly, owner))]
 pub fn _view_from_address(
     address: usize,
-    shape: Vec<usize>,
-    strides: Option<Vec<isize>>,
+    shape: &Bound<'_, PyAny>,
+    strides: Option<&Bound<'_, PyAny>>,
     dtype: &str,
     readonly: bool,
     owner: Py<PyAny>,
 ) -> PyResult<PyView> {
     let dtype = parse_dtype("dtype", dtype)?;
+    let shape = crate::args::dims("obj", shape)?;
     let layout = match strides {
         None => Layout::c_contiguous(&shape, dtype.itemsize()),
-        Some(s) => Layout::new(shape, s, dtype.itemsize()),
+        Some(s) => {
+            let strides = crate::args::integers("obj", s)?;
+            let strides = strides
+                .into_iter()
+                .map(|s| isize::try_from(s).unwrap_or(isize::MAX))
+                .collect();
+            Layout::new(shape, strides, dtype.itemsize())
+        }
     }
     .map_err(|e| layout_error("obj", e))?;
     if address == 0 && layout.size() > 0 {
@@ -270,7 +278,8 @@ pub fn parse_alignment(align: &Bound<'_, PyAny>) -> PyResult<Alignment> {
 /// A writable C-contiguous view of fresh, aligned Rust memory (contents unspecified).
 #[pyfunction]
 #[pyo3(signature = (shape, dtype, *, align))]
-pub fn _empty(shape: Vec<usize>, dtype: &str, align: &Bound<'_, PyAny>) -> PyResult<PyView> {
+pub fn _empty(shape: &Bound<'_, PyAny>, dtype: &str, align: &Bound<'_, PyAny>) -> PyResult<PyView> {
+    let shape = crate::args::dims("shape", shape)?;
     let dtype = parse_dtype("dtype", dtype)?;
     let alignment = parse_alignment(align)?;
     View::empty(&shape, dtype, alignment)

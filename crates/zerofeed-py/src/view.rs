@@ -263,12 +263,7 @@ impl PyView {
     /// Permutes the axes (no axes: reverse them). Always a view.
     #[pyo3(signature = (*axes))]
     fn transpose(&self, axes: &Bound<'_, PyTuple>) -> PyResult<PyView> {
-        let axes: Vec<usize> =
-            if axes.len() == 1 && !axes.get_item(0)?.is_instance_of::<pyo3::types::PyInt>() {
-                axes.get_item(0)?.extract()?
-            } else {
-                axes.extract()?
-            };
+        let axes = crate::args::integers("axes", &crate::args::spread(axes)?)?;
         let axes = (!axes.is_empty()).then_some(axes.as_slice());
         self.inner
             .transpose(axes)
@@ -285,12 +280,7 @@ impl PyView {
     /// A view with a new shape (one entry may be -1); ValueError when strides forbid it.
     #[pyo3(signature = (*shape))]
     fn reshape(&self, shape: &Bound<'_, PyTuple>) -> PyResult<PyView> {
-        let dims: Vec<i64> =
-            if shape.len() == 1 && !shape.get_item(0)?.is_instance_of::<pyo3::types::PyInt>() {
-                shape.get_item(0)?.extract()?
-            } else {
-                shape.extract()?
-            };
+        let dims = crate::args::integers("shape", &crate::args::spread(shape)?)?;
         self.inner
             .reshape(&dims)
             .map(PyView::from)
