@@ -226,3 +226,10 @@ def test_an_array_interface_with_a_negative_dimension_is_a_typed_error():
     with pytest.raises(zf.LayoutError) as info:
         zf.view(Liar())
     assert info.value.argument == "obj"
+
+
+def test_a_panic_never_crosses_into_python_as_a_base_exception():
+    with pytest.raises(Exception) as info:
+        zf._zerofeed._panic_for_tests()
+    assert isinstance(info.value, zf.InternalError) and isinstance(info.value, RuntimeError)
+    assert "deliberate panic" in str(info.value) and "bug" in str(info.value)

@@ -23,6 +23,7 @@ __all__ = [
     "Cast",
     "ToCHW",
     "_Epoch",
+    "_panic_for_tests",
     "_register_errors",
     "_view_from_buffer",
     "_view_from_capsule",
@@ -173,6 +174,7 @@ def _view_of_file(
 def _open_npy(path: str | os.PathLike[str]) -> View: ...
 
 # Takes a dict (not any Mapping) and keeps it: the first call wins, later ones are ignored.
+def _panic_for_tests() -> None: ...
 def _register_errors(classes: dict[str, type[Exception]]) -> None: ...
 
 # -- the loader's engine (pipeline.rs) -------------------------------------------------------

@@ -82,6 +82,10 @@ class SourceIOError(ZerofeedError, OSError):
     """The operating system refused to open, read or map a file (permissions, limits)."""
 
 
+class InternalError(ZerofeedError, RuntimeError):
+    """A bug in zerofeed (a Rust panic caught at the boundary); please report the message."""
+
+
 class FrameworkMissingError(ZerofeedError, ImportError):
     """A framework that is not installed; the message says how to install it."""
 
@@ -102,6 +106,7 @@ ALL_ERRORS: dict[str, type[ZerofeedError]] = {
         SourceChangedError,
         FileMissingError,
         SourceIOError,
+        InternalError,
         FrameworkMissingError,
     )
 }

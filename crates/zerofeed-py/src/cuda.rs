@@ -13,7 +13,7 @@ use zerofeed_core::dlpack::{device_type, DLDevice};
 use zerofeed_core::view::{KeepAlive, View};
 use zerofeed_core::Layout;
 
-use crate::errors::{layout_error, raise, view_error, Kind};
+use crate::errors::{guard, layout_error, raise, view_error, Kind};
 use crate::view::{parse_dtype, PyView};
 
 /// Core CUDA errors to Python: no driver or a bad index is a DeviceError (ValueError).
@@ -97,30 +97,34 @@ pub fn _pinned_empty(
     dtype: &str,
     device: i64,
 ) -> PyResult<PyView> {
-    let shape = crate::args::dims("shape", shape)?;
-    let dtype = parse_dtype("dtype", dtype)?;
-    let layout =
-        Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;
-    let context = Context::primary(device).map_err(|e| cuda_error("device", e))?;
-    let memory = py
-        .detach(|| PinnedHost::new(&context, layout.nbytes()))
-        .map_err(|e| cuda_error("shape", e))?;
-    let pinned = DLDevice {
-        device_type: device_type::CUDA_HOST,
-        device_id: 0,
-    };
-    View::from_owned(memory, &shape, dtype, pinned, false)
-        .map(PyView::from)
-        .map_err(|e| view_error("shape", e))
+    guard(|| {
+        let shape = crate::args::dims("shape", shape)?;
+        let dtype = parse_dtype("dtype", dtype)?;
+        let layout =
+            Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;
+        let context = Context::primary(device).map_err(|e| cuda_error("device", e))?;
+        let memory = py
+            .detach(|| PinnedHost::new(&context, layout.nbytes()))
+            .map_err(|e| cuda_error("shape", e))?;
+        let pinned = DLDevice {
+            device_type: device_type::CUDA_HOST,
+            device_id: 0,
+        };
+        View::from_owned(memory, &shape, dtype, pinned, false)
+            .map(PyView::from)
+            .map_err(|e| view_error("shape", e))
+    })
 }
 
 /// Copies a host view to `cuda:device` (the strategy is `zerofeed_core::cuda::upload`).
 #[pyfunction]
 pub fn _to_device(py: Python<'_>, view: PyRef<'_, PyView>, device: i64) -> PyResult<PyView> {
-    let source = view.view();
-    py.detach(|| upload::to_device(source, device))
-        .map(PyView::from)
-        .map_err(|e| cuda_error("obj", e))
+    guard(|| {
+        let source = view.view();
+        py.detach(|| upload::to_device(source, device))
+            .map(PyView::from)
+            .map_err(|e| cuda_error("obj", e))
+    })
 }
 
 /// A loader's device stage: host batches in, device batches out (see `zerofeed.cuda`).
@@ -157,40 +161,42 @@ impl PyDeviceStage {
         py: Python<'py>,
         views: Vec<PyRef<'py, PyView>>,
     ) -> PyResult<Bound<'py, PyTuple>> {
-        let mut fields = Vec::with_capacity(views.len());
-        let mut holds: Vec<KeepAlive> = Vec::with_capacity(views.len());
-        for v in &views {
-            let v = v.view();
-            let Some(bytes) = v.contiguous_bytes() else {
-                return Err(raise(
-                    Kind::Layout,
-                    "batch",
-                    "device stage inputs are contiguous host batches",
-                ));
-            };
-            let samples = v.layout().shape().first().copied().unwrap_or(1);
-            fields.push(HostField {
-                address: bytes.as_ptr() as usize,
-                len: bytes.len(),
-                samples,
-            });
-            holds.push(v.keep().clone());
-        }
-        let hold: Box<dyn Any + Send> = Box::new(holds);
-        let (buffers, event) = py
-            // SAFETY: `hold` owns a clone of every view's keep-alive, so the host bytes
-            // live until the stage releases it after the copy's event.
-            .detach(|| unsafe { self.inner.submit(hold, &fields) })
-            .map_err(|e| cuda_error("batch", e))?;
-        let mut out = Vec::with_capacity(buffers.len());
-        for ((buffer, plan), v) in buffers.into_iter().zip(&self.plans).zip(&views) {
-            let (shape, dtype) = plan.output(v.view().layout().shape(), v.view().dtype());
-            let keep = DeviceKeep::new(buffer, event.clone(), None);
-            let view = upload::device_view(keep, &shape, dtype, self.device)
+        guard(|| {
+            let mut fields = Vec::with_capacity(views.len());
+            let mut holds: Vec<KeepAlive> = Vec::with_capacity(views.len());
+            for v in &views {
+                let v = v.view();
+                let Some(bytes) = v.contiguous_bytes() else {
+                    return Err(raise(
+                        Kind::Layout,
+                        "batch",
+                        "device stage inputs are contiguous host batches",
+                    ));
+                };
+                let samples = v.layout().shape().first().copied().unwrap_or(1);
+                fields.push(HostField {
+                    address: bytes.as_ptr() as usize,
+                    len: bytes.len(),
+                    samples,
+                });
+                holds.push(v.keep().clone());
+            }
+            let hold: Box<dyn Any + Send> = Box::new(holds);
+            let (buffers, event) = py
+                // SAFETY: `hold` owns a clone of every view's keep-alive, so the host bytes
+                // live until the stage releases it after the copy's event.
+                .detach(|| unsafe { self.inner.submit(hold, &fields) })
                 .map_err(|e| cuda_error("batch", e))?;
-            out.push(Py::new(py, PyView::from(view))?);
-        }
-        PyTuple::new(py, out)
+            let mut out = Vec::with_capacity(buffers.len());
+            for ((buffer, plan), v) in buffers.into_iter().zip(&self.plans).zip(&views) {
+                let (shape, dtype) = plan.output(v.view().layout().shape(), v.view().dtype());
+                let keep = DeviceKeep::new(buffer, event.clone(), None);
+                let view = upload::device_view(keep, &shape, dtype, self.device)
+                    .map_err(|e| cuda_error("batch", e))?;
+                out.push(Py::new(py, PyView::from(view))?);
+            }
+            PyTuple::new(py, out)
+        })
     }
 
     /// Waits for queued copies and releases held host buffers.

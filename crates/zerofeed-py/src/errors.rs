@@ -48,6 +48,8 @@ pub enum Kind {
     FileMissing,
     /// Any other refusal of the operating system (permissions, a map that failed).
     Io,
+    /// A bug: a panic caught at the boundary.
+    Internal,
 }
 
 impl Kind {
@@ -66,6 +68,7 @@ impl Kind {
             Kind::SourceChanged => "SourceChangedError",
             Kind::FileMissing => "FileMissingError",
             Kind::Io => "SourceIOError",
+            Kind::Internal => "InternalError",
         }
     }
 
@@ -77,6 +80,7 @@ impl Kind {
             Kind::Memory => PyMemoryError::new_err(message),
             Kind::SourceChanged | Kind::Io => pyo3::exceptions::PyOSError::new_err(message),
             Kind::FileMissing => pyo3::exceptions::PyFileNotFoundError::new_err(message),
+            Kind::Internal => pyo3::exceptions::PyRuntimeError::new_err(message),
             Kind::Layout | Kind::Device | Kind::NpyFormat | Kind::Pipeline => {
                 PyValueError::new_err(message)
             }
@@ -165,4 +169,31 @@ pub fn pipeline_error(err: PipelineError) -> PyErr {
 
 pub fn export_error(err: ExportError) -> PyErr {
     raise(Kind::Export, err.argument(), err.to_string())
+}
+
+/// Runs a binding's body; a panic (a bug: every input error is typed) becomes
+/// `zerofeed.InternalError` instead of crossing into Python as a `PanicException`, which
+/// `except Exception` does not catch.
+pub fn guard<T>(body: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_owned());
+            Err(raise(
+                Kind::Internal,
+                "internal",
+                format!("internal error in zerofeed ({message}); this is a bug, please report it with this message"),
+            ))
+        }
+    }
+}
+
+/// Panics on purpose, so that tests can check that `guard` turns panics into errors.
+#[pyfunction]
+pub fn _panic_for_tests() -> PyResult<()> {
+    guard(|| panic!("a deliberate panic"))
 }

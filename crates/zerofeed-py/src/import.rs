@@ -12,7 +12,7 @@ use zerofeed_core::view::{KeepAlive, View};
 use zerofeed_core::{DType, Layout};
 
 use crate::dlpack::import_capsule;
-use crate::errors::{dtype_error, layout_error, raise, view_error, Kind};
+use crate::errors::{dtype_error, guard, layout_error, raise, view_error, Kind};
 use crate::view::{parse_dtype, PyView};
 
 /// Holds a Python object (a memoryview pinning a buffer export, or a DLPack producer) for
@@ -78,50 +78,53 @@ pub fn _view_from_buffer(
     readonly: Option<bool>,
     dtype: Option<&str>,
 ) -> PyResult<PyView> {
-    let py = obj.py();
-    // SAFETY: `obj` is a live object; PyMemoryView_FromObject returns a new reference or NULL.
-    let memoryview = unsafe { ffi::PyMemoryView_FromObject(obj.as_ptr()) };
-    if memoryview.is_null() {
-        let cause = PyErr::fetch(py);
-        return Err(raise(
-            Kind::UnsupportedSource,
-            "obj",
-            format!(
-                "{} does not export the buffer protocol ({cause})",
-                obj.get_type().name()?
-            ),
-        ));
-    }
-    // SAFETY: a new, owned reference.
-    let memoryview: Py<PyAny> = unsafe { Bound::from_owned_ptr(py, memoryview) }.unbind();
-    // SAFETY: Py_buffer is plain data; zeroed is a valid "empty" value before GetBuffer fills it.
-    let mut buffer: ffi::Py_buffer = unsafe { std::mem::zeroed() };
-    // SAFETY: `memoryview` is live; on success we own one export, released right below. The
-    // memoryview's own export (held by `PythonOwner`) keeps the pointers valid after that.
-    let rc =
-        unsafe { ffi::PyObject_GetBuffer(memoryview.as_ptr(), &mut buffer, ffi::PyBUF_RECORDS_RO) };
-    if rc != 0 {
-        return Err(PyErr::fetch(py));
-    }
-    let described = describe_buffer(&buffer);
-    // SAFETY: releases exactly the export obtained above.
-    unsafe { ffi::PyBuffer_Release(&mut buffer) };
-    let (address, found_dtype, layout, source_readonly) = described?;
-    let keep: KeepAlive = Arc::new(PythonOwner::new(memoryview));
-    // SAFETY: the memoryview held by `keep` holds a buffer export of `obj`, which (by the
-    // buffer protocol) keeps `buf` with this shape and these strides valid until released;
-    // writable only when the exporter said so (`check_readonly` never loosens that).
-    let view = unsafe {
-        View::from_raw_parts(
-            address,
-            layout,
-            override_dtype(found_dtype, dtype)?,
-            DLDevice::CPU,
-            check_readonly(readonly, source_readonly)?,
-            keep,
-        )
-    };
-    view.map(PyView::from).map_err(|e| view_error("obj", e))
+    guard(|| {
+        let py = obj.py();
+        // SAFETY: `obj` is a live object; PyMemoryView_FromObject returns a new reference or NULL.
+        let memoryview = unsafe { ffi::PyMemoryView_FromObject(obj.as_ptr()) };
+        if memoryview.is_null() {
+            let cause = PyErr::fetch(py);
+            return Err(raise(
+                Kind::UnsupportedSource,
+                "obj",
+                format!(
+                    "{} does not export the buffer protocol ({cause})",
+                    obj.get_type().name()?
+                ),
+            ));
+        }
+        // SAFETY: a new, owned reference.
+        let memoryview: Py<PyAny> = unsafe { Bound::from_owned_ptr(py, memoryview) }.unbind();
+        // SAFETY: Py_buffer is plain data; zeroed is a valid "empty" value before GetBuffer fills it.
+        let mut buffer: ffi::Py_buffer = unsafe { std::mem::zeroed() };
+        // SAFETY: `memoryview` is live; on success we own one export, released right below. The
+        // memoryview's own export (held by `PythonOwner`) keeps the pointers valid after that.
+        let rc = unsafe {
+            ffi::PyObject_GetBuffer(memoryview.as_ptr(), &mut buffer, ffi::PyBUF_RECORDS_RO)
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        let described = describe_buffer(&buffer);
+        // SAFETY: releases exactly the export obtained above.
+        unsafe { ffi::PyBuffer_Release(&mut buffer) };
+        let (address, found_dtype, layout, source_readonly) = described?;
+        let keep: KeepAlive = Arc::new(PythonOwner::new(memoryview));
+        // SAFETY: the memoryview held by `keep` holds a buffer export of `obj`, which (by the
+        // buffer protocol) keeps `buf` with this shape and these strides valid until released;
+        // writable only when the exporter said so (`check_readonly` never loosens that).
+        let view = unsafe {
+            View::from_raw_parts(
+                address,
+                layout,
+                override_dtype(found_dtype, dtype)?,
+                DLDevice::CPU,
+                check_readonly(readonly, source_readonly)?,
+                keep,
+            )
+        };
+        view.map(PyView::from).map_err(|e| view_error("obj", e))
+    })
 }
 
 fn describe_buffer(buffer: &ffi::Py_buffer) -> PyResult<(usize, DType, Layout, bool)> {
@@ -183,26 +186,28 @@ pub fn _view_from_capsule(
     producer: Option<Py<PyAny>>,
     readonly: Option<bool>,
 ) -> PyResult<PyView> {
-    let imported = import_capsule(capsule)?;
-    let readonly = check_readonly(readonly, imported.readonly)?;
-    let keep: KeepAlive = Arc::new(DlpackOwner {
-        _tensor: imported.handle,
-        _producer: producer.map(PythonOwner::new),
-    });
-    // SAFETY: the DLPack contract: the producer keeps the tensor's memory (on its device)
-    // valid until its deleter runs, which happens when `keep`'s handle drops; read-only
-    // tensors stay read-only (`check_readonly`).
-    let view = unsafe {
-        View::from_raw_parts(
-            imported.data as usize,
-            imported.layout,
-            imported.dtype,
-            imported.device,
-            readonly,
-            keep,
-        )
-    };
-    view.map(PyView::from).map_err(|e| view_error("obj", e))
+    guard(|| {
+        let imported = import_capsule(capsule)?;
+        let readonly = check_readonly(readonly, imported.readonly)?;
+        let keep: KeepAlive = Arc::new(DlpackOwner {
+            _tensor: imported.handle,
+            _producer: producer.map(PythonOwner::new),
+        });
+        // SAFETY: the DLPack contract: the producer keeps the tensor's memory (on its device)
+        // valid until its deleter runs, which happens when `keep`'s handle drops; read-only
+        // tensors stay read-only (`check_readonly`).
+        let view = unsafe {
+            View::from_raw_parts(
+                imported.data as usize,
+                imported.layout,
+                imported.dtype,
+                imported.device,
+                readonly,
+                keep,
+            )
+        };
+        view.map(PyView::from).map_err(|e| view_error("obj", e))
+    })
 }
 
 /// A view of raw memory described by `__array_interface__`; `owner` must keep it alive.
@@ -216,33 +221,35 @@ pub fn _view_from_address(
     readonly: bool,
     owner: Py<PyAny>,
 ) -> PyResult<PyView> {
-    let dtype = parse_dtype("dtype", dtype)?;
-    let shape = crate::args::dims("obj", shape)?;
-    let layout = match strides {
-        None => Layout::c_contiguous(&shape, dtype.itemsize()),
-        Some(s) => {
-            let strides = crate::args::integers("obj", s)?;
-            let strides = strides
-                .into_iter()
-                .map(|s| isize::try_from(s).unwrap_or(isize::MAX))
-                .collect();
-            Layout::new(shape, strides, dtype.itemsize())
+    guard(|| {
+        let dtype = parse_dtype("dtype", dtype)?;
+        let shape = crate::args::dims("obj", shape)?;
+        let layout = match strides {
+            None => Layout::c_contiguous(&shape, dtype.itemsize()),
+            Some(s) => {
+                let strides = crate::args::integers("obj", s)?;
+                let strides = strides
+                    .into_iter()
+                    .map(|s| isize::try_from(s).unwrap_or(isize::MAX))
+                    .collect();
+                Layout::new(shape, strides, dtype.itemsize())
+            }
         }
-    }
-    .map_err(|e| layout_error("obj", e))?;
-    if address == 0 && layout.size() > 0 {
-        return Err(raise(
-            Kind::UnsupportedSource,
-            "obj",
-            "the array interface reports a null data pointer",
-        ));
-    }
-    let keep: KeepAlive = Arc::new(PythonOwner::new(owner));
-    // SAFETY: `__array_interface__`'s contract: `owner` (the object that reported it) keeps
-    // the described host memory valid while it lives, writable unless it said read-only.
-    let view =
-        unsafe { View::from_raw_parts(address, layout, dtype, DLDevice::CPU, readonly, keep) };
-    view.map(PyView::from).map_err(|e| view_error("obj", e))
+        .map_err(|e| layout_error("obj", e))?;
+        if address == 0 && layout.size() > 0 {
+            return Err(raise(
+                Kind::UnsupportedSource,
+                "obj",
+                "the array interface reports a null data pointer",
+            ));
+        }
+        let keep: KeepAlive = Arc::new(PythonOwner::new(owner));
+        // SAFETY: `__array_interface__`'s contract: `owner` (the object that reported it) keeps
+        // the described host memory valid while it lives, writable unless it said read-only.
+        let view =
+            unsafe { View::from_raw_parts(address, layout, dtype, DLDevice::CPU, readonly, keep) };
+        view.map(PyView::from).map_err(|e| view_error("obj", e))
+    })
 }
 
 /// Parses `align`: a power of two, `"page"` or `"huge"`.
@@ -279,10 +286,12 @@ pub fn parse_alignment(align: &Bound<'_, PyAny>) -> PyResult<Alignment> {
 #[pyfunction]
 #[pyo3(signature = (shape, dtype, *, align))]
 pub fn _empty(shape: &Bound<'_, PyAny>, dtype: &str, align: &Bound<'_, PyAny>) -> PyResult<PyView> {
-    let shape = crate::args::dims("shape", shape)?;
-    let dtype = parse_dtype("dtype", dtype)?;
-    let alignment = parse_alignment(align)?;
-    View::empty(&shape, dtype, alignment)
-        .map(PyView::from)
-        .map_err(|e| view_error("shape", e))
+    guard(|| {
+        let shape = crate::args::dims("shape", shape)?;
+        let dtype = parse_dtype("dtype", dtype)?;
+        let alignment = parse_alignment(align)?;
+        View::empty(&shape, dtype, alignment)
+            .map(PyView::from)
+            .map_err(|e| view_error("shape", e))
+    })
 }

@@ -28,6 +28,7 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ops::PyToCHW>()?;
     m.add_class::<pipeline::PyEpoch>()?;
     m.add_function(wrap_pyfunction!(errors::_register_errors, m)?)?;
+    m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_buffer, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_capsule, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_address, m)?)?;

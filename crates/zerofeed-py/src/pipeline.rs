@@ -16,7 +16,7 @@ use zerofeed_core::sampler::Shard;
 use zerofeed_core::source::{field_label, ArraySource, Source};
 
 use crate::cuda::PyDeviceStage;
-use crate::errors::{pipeline_error, raise, view_error, Kind};
+use crate::errors::{guard, pipeline_error, raise, view_error, Kind};
 use crate::ops::op_chain;
 use crate::view::PyView;
 
@@ -93,41 +93,43 @@ impl PyPipeline {
         pin_device: Option<i64>,
         normalize_on_device: bool,
     ) -> PyResult<PyPipeline> {
-        let mut arrays = Vec::with_capacity(fields.len());
-        let mut chains = Vec::with_capacity(fields.len());
-        for (name, view, ops) in &fields {
-            chains.push(op_chain(&field_label(name), ops)?);
-            arrays.push((name.clone(), view.view().clone()));
-        }
-        let source = ArraySource::new(arrays).map_err(|e| pipeline_error(e.into()))?;
-        let (chains, device_tails) = if normalize_on_device {
-            pipeline::split_device_ops(source.fields(), chains).map_err(pipeline_error)?
-        } else {
-            let none = vec![Vec::new(); chains.len()];
-            (chains, none)
-        };
-        let config = LoaderConfig {
-            batch_size: count("batch_size", batch_size, 1)?,
-            shuffle,
-            seed,
-            drop_last,
-            workers: count("workers", workers, 1)?,
-            prefetch: count("prefetch", prefetch, 0)?,
-            pin: parse_pin(pin)?,
-            shard: Shard::new(rank, world_size)
-                .map_err(|e| raise(Kind::Pipeline, "shard", e.to_string()))?,
-            memory_budget: memory_budget
-                .map(|b| count("memory_budget", b, 0))
-                .transpose()?,
-            pin_device,
-        };
-        let source: Arc<dyn Source> = Arc::new(source);
-        let inner = py
-            .detach(|| pipeline::build(source, &chains, &config))
-            .map_err(pipeline_error)?;
-        Ok(PyPipeline {
-            inner: Arc::new(inner),
-            device_tails,
+        guard(|| {
+            let mut arrays = Vec::with_capacity(fields.len());
+            let mut chains = Vec::with_capacity(fields.len());
+            for (name, view, ops) in &fields {
+                chains.push(op_chain(&field_label(name), ops)?);
+                arrays.push((name.clone(), view.view().clone()));
+            }
+            let source = ArraySource::new(arrays).map_err(|e| pipeline_error(e.into()))?;
+            let (chains, device_tails) = if normalize_on_device {
+                pipeline::split_device_ops(source.fields(), chains).map_err(pipeline_error)?
+            } else {
+                let none = vec![Vec::new(); chains.len()];
+                (chains, none)
+            };
+            let config = LoaderConfig {
+                batch_size: count("batch_size", batch_size, 1)?,
+                shuffle,
+                seed,
+                drop_last,
+                workers: count("workers", workers, 1)?,
+                prefetch: count("prefetch", prefetch, 0)?,
+                pin: parse_pin(pin)?,
+                shard: Shard::new(rank, world_size)
+                    .map_err(|e| raise(Kind::Pipeline, "shard", e.to_string()))?,
+                memory_budget: memory_budget
+                    .map(|b| count("memory_budget", b, 0))
+                    .transpose()?,
+                pin_device,
+            };
+            let source: Arc<dyn Source> = Arc::new(source);
+            let inner = py
+                .detach(|| pipeline::build(source, &chains, &config))
+                .map_err(pipeline_error)?;
+            Ok(PyPipeline {
+                inner: Arc::new(inner),
+                device_tails,
+            })
         })
     }
 
@@ -177,60 +179,69 @@ impl PyPipeline {
     /// The device stage of a `device="cuda:N"` loader: a copy stream, a device pool and,
     /// with `normalize_on_device`, the normalize kernel.
     fn device_stage(&self, device: i64, prefetch: usize) -> PyResult<PyDeviceStage> {
-        let plans = self.device_plans()?;
-        let budget = self.inner.device_budget(&plans, prefetch);
-        PyDeviceStage::new(device, plans, prefetch.max(1), budget)
+        guard(|| {
+            let plans = self.device_plans()?;
+            let budget = self.inner.device_budget(&plans, prefetch);
+            PyDeviceStage::new(device, plans, prefetch.max(1), budget)
+        })
     }
 
     /// `[(name, sample_shape, dtype)]` of the batches as they arrive on the device.
     fn device_field_specs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let plans = self.device_plans()?;
-        let specs: Vec<(String, Vec<usize>, &'static str)> = self
-            .inner
-            .fields()
-            .iter()
-            .zip(self.inner.device_output(&plans))
-            .map(|(f, (shape, dtype))| (f.name().to_owned(), shape, dtype.name()))
-            .collect();
-        PyList::new(py, specs)
+        guard(|| {
+            let plans = self.device_plans()?;
+            let specs: Vec<(String, Vec<usize>, &'static str)> = self
+                .inner
+                .fields()
+                .iter()
+                .zip(self.inner.device_output(&plans))
+                .map(|(f, (shape, dtype))| (f.name().to_owned(), shape, dtype.name()))
+                .collect();
+            PyList::new(py, specs)
+        })
     }
 
     /// Starts workers for `epoch` at batch `first_batch`.
     fn start(&self, py: Python<'_>, epoch: u64, first_batch: usize) -> PyResult<PyEpoch> {
-        let pipeline = self.inner.clone();
-        let run = py
-            .detach(move || pipeline.start(epoch, first_batch))
-            .map_err(pipeline_error)?;
-        Ok(PyEpoch {
-            run: Mutex::new(Some(run)),
-            pipeline: self.inner.clone(),
+        guard(|| {
+            let pipeline = self.inner.clone();
+            let run = py
+                .detach(move || pipeline.start(epoch, first_batch))
+                .map_err(pipeline_error)?;
+            Ok(PyEpoch {
+                run: Mutex::new(Some(run)),
+                pipeline: self.inner.clone(),
+            })
         })
     }
 
     /// Counters: batches, samples, bytes, waits, pool and pinning figures.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let d = PyDict::new(py);
-        let s = self.inner.stats();
-        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-        d.set_item("batches", load(&s.batches))?;
-        d.set_item("samples", load(&s.samples))?;
-        d.set_item("bytes_produced", load(&s.bytes))?;
-        d.set_item("worker_wait_s", load(&s.worker_wait_ns) as f64 * 1e-9)?;
-        d.set_item("consumer_wait_s", load(&s.consumer_wait_ns) as f64 * 1e-9)?;
-        let pool = self.inner.pool().snapshot();
-        d.set_item("pool_allocations", pool.allocations)?;
-        d.set_item("pool_reuses", pool.reuses)?;
-        d.set_item("pool_buffers", pool.live_buffers)?;
-        d.set_item("pool_idle_buffers", pool.idle_buffers)?;
-        d.set_item("pool_freed_over_budget", pool.freed_over_budget)?;
-        d.set_item("pool_budget_bytes", self.inner.pool().config().budget)?;
-        d.set_item("pinned_bytes", pool.pinned_bytes)?;
-        d.set_item("pin_failures", pool.pin_failures)?;
-        d.set_item("pin_error", self.inner.pool().pin_error())?;
-        let (copies, copied) = self.inner.copies().snapshot();
-        d.set_item("conversion_copies", copies)?;
-        d.set_item("conversion_bytes_copied", copied)?;
-        Ok(d)
+        guard(|| {
+            let d = PyDict::new(py);
+            let s = self.inner.stats();
+            let load =
+                |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+            d.set_item("batches", load(&s.batches))?;
+            d.set_item("samples", load(&s.samples))?;
+            d.set_item("bytes_produced", load(&s.bytes))?;
+            d.set_item("worker_wait_s", load(&s.worker_wait_ns) as f64 * 1e-9)?;
+            d.set_item("consumer_wait_s", load(&s.consumer_wait_ns) as f64 * 1e-9)?;
+            let pool = self.inner.pool().snapshot();
+            d.set_item("pool_allocations", pool.allocations)?;
+            d.set_item("pool_reuses", pool.reuses)?;
+            d.set_item("pool_buffers", pool.live_buffers)?;
+            d.set_item("pool_idle_buffers", pool.idle_buffers)?;
+            d.set_item("pool_freed_over_budget", pool.freed_over_budget)?;
+            d.set_item("pool_budget_bytes", self.inner.pool().config().budget)?;
+            d.set_item("pinned_bytes", pool.pinned_bytes)?;
+            d.set_item("pin_failures", pool.pin_failures)?;
+            d.set_item("pin_error", self.inner.pool().pin_error())?;
+            let (copies, copied) = self.inner.copies().snapshot();
+            d.set_item("conversion_copies", copies)?;
+            d.set_item("conversion_bytes_copied", copied)?;
+            Ok(d)
+        })
     }
 }
 
@@ -281,18 +292,20 @@ impl PyEpoch {
 
     /// The next batch as a tuple of views (one per field), in field order.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        let Some(batch) = self.next_batch(py)? else {
-            return Err(PyStopIteration::new_err(()));
-        };
-        let views = self
-            .pipeline
-            .batch_views(batch)
-            .map_err(|e| view_error("source", e))?;
-        let views = views
-            .into_iter()
-            .map(|v| Py::new(py, PyView::from(v)))
-            .collect::<PyResult<Vec<_>>>()?;
-        PyTuple::new(py, views)
+        guard(|| {
+            let Some(batch) = self.next_batch(py)? else {
+                return Err(PyStopIteration::new_err(()));
+            };
+            let views = self
+                .pipeline
+                .batch_views(batch)
+                .map_err(|e| view_error("source", e))?;
+            let views = views
+                .into_iter()
+                .map(|v| Py::new(py, PyView::from(v)))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyTuple::new(py, views)
+        })
     }
 
     /// Batches handed out so far in this epoch (resumed ones counted from 0).

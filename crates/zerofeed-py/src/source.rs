@@ -9,7 +9,7 @@ use zerofeed_core::Layout;
 
 use zerofeed_core::view::View;
 
-use crate::errors::{layout_error, raise, view_error, Kind};
+use crate::errors::{guard, layout_error, raise, view_error, Kind};
 use crate::view::PyView;
 
 /// Maps a source error to the matching exception, naming the file.
@@ -31,18 +31,20 @@ pub fn open(path: PathBuf) -> PyResult<NpyFile> {
 /// A read-only view of a `.npy` file's array, memory-mapped.
 #[pyfunction]
 pub fn _open_npy(py: Python<'_>, path: PathBuf) -> PyResult<PyView> {
-    let file = py.detach(|| open(path))?;
-    let header = file.header();
-    let dtype = header.dtype;
-    let layout = Layout::new(
-        header.shape.clone(),
-        header.byte_strides(),
-        dtype.itemsize(),
-    )
-    .map_err(|e| layout_error("path", e))?;
-    View::over_owned(file, layout, dtype, DLDevice::CPU, true)
-        .map(PyView::from)
-        .map_err(|e| view_error("path", e))
+    guard(|| {
+        let file = py.detach(|| open(path))?;
+        let header = file.header();
+        let dtype = header.dtype;
+        let layout = Layout::new(
+            header.shape.clone(),
+            header.byte_strides(),
+            dtype.itemsize(),
+        )
+        .map_err(|e| layout_error("path", e))?;
+        View::over_owned(file, layout, dtype, DLDevice::CPU, true)
+            .map(PyView::from)
+            .map_err(|e| view_error("path", e))
+    })
 }
 
 /// A read-only view of `shape`/`strides` x `dtype` whose first element is at byte
@@ -57,25 +59,27 @@ pub fn _view_of_file(
     strides: Vec<isize>,
     dtype: &str,
 ) -> PyResult<PyView> {
-    let dtype = crate::view::parse_dtype("dtype", dtype)?;
-    let layout =
-        Layout::new(shape, strides, dtype.itemsize()).map_err(|e| layout_error("obj", e))?;
-    let (low, _) = layout.byte_span().map_err(|e| layout_error("obj", e))?;
-    let start = first_offset.checked_add_signed(low).ok_or_else(|| {
-        raise(
-            Kind::Layout,
-            "obj",
-            "the array starts before the beginning of its file",
-        )
-    })?;
-    let region = py.detach(|| FileRegion::open(&path, start)).map_err(|e| {
-        raise(
-            Kind::Io,
-            "obj",
-            format!("{}: cannot map: {e}", path.display()),
-        )
-    })?;
-    View::over_owned(region, layout, dtype, DLDevice::CPU, true)
-        .map(PyView::from)
-        .map_err(|e| view_error("obj", e))
+    guard(|| {
+        let dtype = crate::view::parse_dtype("dtype", dtype)?;
+        let layout =
+            Layout::new(shape, strides, dtype.itemsize()).map_err(|e| layout_error("obj", e))?;
+        let (low, _) = layout.byte_span().map_err(|e| layout_error("obj", e))?;
+        let start = first_offset.checked_add_signed(low).ok_or_else(|| {
+            raise(
+                Kind::Layout,
+                "obj",
+                "the array starts before the beginning of its file",
+            )
+        })?;
+        let region = py.detach(|| FileRegion::open(&path, start)).map_err(|e| {
+            raise(
+                Kind::Io,
+                "obj",
+                format!("{}: cannot map: {e}", path.display()),
+            )
+        })?;
+        View::over_owned(region, layout, dtype, DLDevice::CPU, true)
+            .map(PyView::from)
+            .map_err(|e| view_error("obj", e))
+    })
 }

@@ -19,7 +19,7 @@ use zerofeed_core::view::{process_copies, Exported, View};
 use zerofeed_core::DType;
 
 use crate::dlpack::{legacy_capsule, versioned_capsule};
-use crate::errors::{dtype_error, export_error, raise, view_error, Kind};
+use crate::errors::{dtype_error, export_error, guard, raise, view_error, Kind};
 
 /// A zero-copy N-d strided view of a buffer. Create one with `zerofeed.view(obj)`.
 #[pyclass(frozen, module = "zerofeed", name = "View")]
@@ -222,10 +222,12 @@ impl PyView {
 
     /// The same view, read-only (`True`) or checked writable (`False`: fails on read-only data).
     fn _with_readonly(&self, readonly: bool) -> PyResult<PyView> {
-        self.inner
-            .with_readonly(readonly)
-            .map(PyView::from)
-            .map_err(|e| view_error("readonly", e))
+        guard(|| {
+            self.inner
+                .with_readonly(readonly)
+                .map(PyView::from)
+                .map_err(|e| view_error("readonly", e))
+        })
     }
 
     /// The transpose (axes reversed).
@@ -247,44 +249,50 @@ impl PyView {
     }
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<PyView> {
-        let items: Vec<IndexItem> = match key.cast::<PyTuple>() {
-            Ok(tuple) => tuple
-                .iter()
-                .map(|i| index_item(&i))
-                .collect::<PyResult<_>>()?,
-            Err(_) => vec![index_item(key)?],
-        };
-        self.inner
-            .index(&items)
-            .map(PyView::from)
-            .map_err(|e| view_error("key", e))
+        guard(|| {
+            let items: Vec<IndexItem> = match key.cast::<PyTuple>() {
+                Ok(tuple) => tuple
+                    .iter()
+                    .map(|i| index_item(&i))
+                    .collect::<PyResult<_>>()?,
+                Err(_) => vec![index_item(key)?],
+            };
+            self.inner
+                .index(&items)
+                .map(PyView::from)
+                .map_err(|e| view_error("key", e))
+        })
     }
 
     /// Permutes the axes (no axes: reverse them). Always a view.
     #[pyo3(signature = (*axes))]
     fn transpose(&self, axes: &Bound<'_, PyTuple>) -> PyResult<PyView> {
-        let axes = crate::args::integers("axes", &crate::args::spread(axes)?)?;
-        let axes = (!axes.is_empty()).then_some(axes.as_slice());
-        self.inner
-            .transpose(axes)
-            .map(PyView::from)
-            .map_err(|e| view_error("axes", e))
+        guard(|| {
+            let axes = crate::args::integers("axes", &crate::args::spread(axes)?)?;
+            let axes = (!axes.is_empty()).then_some(axes.as_slice());
+            self.inner
+                .transpose(axes)
+                .map(PyView::from)
+                .map_err(|e| view_error("axes", e))
+        })
     }
 
     /// A packed, C-contiguous copy in fresh Rust memory aligned to `align` bytes.
     #[pyo3(signature = (*, align = 64))]
     fn copy(&self, py: Python<'_>, align: usize) -> PyResult<PyView> {
-        self.packed_copy(py, align)
+        guard(|| self.packed_copy(py, align))
     }
 
     /// A view with a new shape (one entry may be -1); ValueError when strides forbid it.
     #[pyo3(signature = (*shape))]
     fn reshape(&self, shape: &Bound<'_, PyTuple>) -> PyResult<PyView> {
-        let dims = crate::args::integers("shape", &crate::args::spread(shape)?)?;
-        self.inner
-            .reshape(&dims)
-            .map(PyView::from)
-            .map_err(|e| view_error("shape", e))
+        guard(|| {
+            let dims = crate::args::integers("shape", &crate::args::spread(shape)?)?;
+            self.inner
+                .reshape(&dims)
+                .map(PyView::from)
+                .map_err(|e| view_error("shape", e))
+        })
     }
 
     /// DLPack export (Python array API semantics; the decision is `exchange::dlpack_decision`).
@@ -297,29 +305,31 @@ impl PyView {
         dl_device: Option<(i32, i32)>,
         copy: Option<bool>,
     ) -> PyResult<Py<PyAny>> {
-        // Device views: the consumer's stream waits on the copy's event (host: a no-op).
-        crate::cuda::before_export(self, stream)?;
-        let versioned = max_version.is_some_and(|(major, _)| major >= 1);
-        let wanted = dl_device.map(|(device_type, device_id)| DLDevice {
-            device_type,
-            device_id,
-        });
-        match exchange::dlpack_decision(&self.inner.facts(), versioned, copy, wanted)
-            .map_err(export_error)?
-        {
-            DlpackExport::Copy => self.packed_copy(py, 64)?.capsule(py, !versioned, true),
-            DlpackExport::Share => self.capsule(py, !versioned, false),
-            DlpackExport::ShareReadOnly => {
-                let warning = py.get_type::<pyo3::exceptions::PyUserWarning>();
-                PyErr::warn(
-                    py,
-                    &warning,
-                    c"zerofeed: copy=False shares read-only memory with a consumer that may write to it; a write is undefined (a crash for a read-only map)",
-                    1,
-                )?;
-                self.capsule(py, !versioned, false)
+        guard(|| {
+            // Device views: the consumer's stream waits on the copy's event (host: a no-op).
+            crate::cuda::before_export(self, stream)?;
+            let versioned = max_version.is_some_and(|(major, _)| major >= 1);
+            let wanted = dl_device.map(|(device_type, device_id)| DLDevice {
+                device_type,
+                device_id,
+            });
+            match exchange::dlpack_decision(&self.inner.facts(), versioned, copy, wanted)
+                .map_err(export_error)?
+            {
+                DlpackExport::Copy => self.packed_copy(py, 64)?.capsule(py, !versioned, true),
+                DlpackExport::Share => self.capsule(py, !versioned, false),
+                DlpackExport::ShareReadOnly => {
+                    let warning = py.get_type::<pyo3::exceptions::PyUserWarning>();
+                    PyErr::warn(
+                        py,
+                        &warning,
+                        c"zerofeed: copy=False shares read-only memory with a consumer that may write to it; a write is undefined (a crash for a read-only map)",
+                        1,
+                    )?;
+                    self.capsule(py, !versioned, false)
+                }
             }
-        }
+        })
     }
 
     fn __dlpack_device__(&self) -> (i32, i32) {
@@ -341,7 +351,7 @@ impl PyView {
         target: &str,
         jax_x64: bool,
     ) -> PyResult<Bound<'py, PyDict>> {
-        plan_dict(py, &self.plan(target, jax_x64)?)
+        guard(|| plan_dict(py, &self.plan(target, jax_x64)?))
     }
 
     /// What `to_<target>(copy=...)` does: `"share"`, `"copy"` or `"share-read-only"` (share
@@ -353,14 +363,16 @@ impl PyView {
         copy: Option<bool>,
         jax_x64: bool,
     ) -> PyResult<&'static str> {
-        let plan = self.plan(target, jax_x64)?;
-        Ok(
-            match exchange::conversion(&plan, copy).map_err(export_error)? {
-                DlpackExport::Share => "share",
-                DlpackExport::Copy => "copy",
-                DlpackExport::ShareReadOnly => "share-read-only",
-            },
-        )
+        guard(|| {
+            let plan = self.plan(target, jax_x64)?;
+            Ok(
+                match exchange::conversion(&plan, copy).map_err(export_error)? {
+                    DlpackExport::Share => "share",
+                    DlpackExport::Copy => "copy",
+                    DlpackExport::ShareReadOnly => "share-read-only",
+                },
+            )
+        })
     }
 
     unsafe fn __getbuffer__(
