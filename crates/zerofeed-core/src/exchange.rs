@@ -345,6 +345,61 @@ pub fn dlpack_decision(
     }
 }
 
+/// What a buffer-protocol consumer asks for (the `PyBUF_*` request flags, decoded).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BufferRequest {
+    /// `PyBUF_WRITABLE`: the consumer wants to write.
+    pub writable: bool,
+    /// `PyBUF_STRIDES`: the consumer understands strides.
+    pub strides: bool,
+    /// `PyBUF_C_CONTIGUOUS`.
+    pub c_contiguous: bool,
+    /// `PyBUF_F_CONTIGUOUS`.
+    pub f_contiguous: bool,
+    /// `PyBUF_ANY_CONTIGUOUS`.
+    pub any_contiguous: bool,
+}
+
+/// Why a buffer request is refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum BufferRefusal {
+    /// A writable buffer of read-only memory.
+    #[error("the view is read-only; request a read-only buffer (np.asarray works) or copy it")]
+    ReadOnly,
+    /// A contiguous buffer of a strided view (or a strided one for a consumer without strides).
+    #[error("the consumer asked for a contiguous buffer but the view is strided; use np.asarray(view) (strided) or view.copy()")]
+    NotContiguous,
+    /// Device memory.
+    #[error("the buffer protocol needs host memory but the view is on {0}; move it with a GPU framework first")]
+    NotOnHost(String),
+}
+
+/// Whether the buffer protocol can hand the view to a consumer that asked for `request`
+/// (the rules of PEP 3118: a consumer without `PyBUF_STRIDES` can only take C order).
+pub fn buffer_request(facts: &ViewFacts<'_>, request: BufferRequest) -> Result<(), BufferRefusal> {
+    if !facts.device.is_host_accessible() {
+        return Err(BufferRefusal::NotOnHost(facts.device.name()));
+    }
+    if request.writable && facts.readonly {
+        return Err(BufferRefusal::ReadOnly);
+    }
+    let layout = facts.layout;
+    let contiguous_ok = if request.c_contiguous {
+        layout.is_c_contiguous()
+    } else if request.f_contiguous {
+        layout.is_f_contiguous()
+    } else if request.any_contiguous || !request.strides {
+        layout.is_c_contiguous() || (request.any_contiguous && layout.is_f_contiguous())
+    } else {
+        true
+    };
+    if contiguous_ok {
+        Ok(())
+    } else {
+        Err(BufferRefusal::NotContiguous)
+    }
+}
+
 /// What `zerofeed.to_<target>(view, copy=...)` does with a [`plan`]: share when the target
 /// takes the view as it is (or `copy=False` insists on sharing read-only memory, with a
 /// warning), copy once when it cannot (or `copy=True`), and refuse `copy=False` otherwise.

@@ -80,8 +80,16 @@ pub enum ViewError {
         device: String,
     },
     /// A writable view of read-only memory was asked for.
-    #[error("readonly=False but the view is read-only")]
+    #[error("readonly=False but the source is read-only (e.g. np.load(..., mmap_mode='r')); open it writable or leave readonly=None")]
     ReadOnly,
+    /// A dtype reinterpretation with another item size.
+    #[error("dtype={wanted} has {} bytes per item but the buffer holds {}-byte items", wanted.itemsize(), found.itemsize())]
+    DTypeSize {
+        /// The dtype asked for.
+        wanted: DType,
+        /// The buffer's own dtype.
+        found: DType,
+    },
     /// Shape or index arithmetic failed.
     #[error(transparent)]
     Layout(#[from] LayoutError),
@@ -91,6 +99,15 @@ pub enum ViewError {
     /// The DLPack export failed.
     #[error(transparent)]
     Dlpack(#[from] dlpack::DlpackError),
+    /// A file could not be opened or mapped.
+    #[error("{}: cannot map: {source}", path.display())]
+    File {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
     /// The file under a memory-mapped view changed after it was opened.
     #[error(transparent)]
     SourceChanged(#[from] SourceChanged),
@@ -345,6 +362,42 @@ impl View {
         View::over_owned(buffer, layout, dtype, DLDevice::CPU, false)
     }
 
+    /// The array of a `.npy` file (read-only; private copy-on-write pages, watched).
+    pub fn from_npy(file: crate::source::NpyFile) -> Result<View, ViewError> {
+        let header = file.header();
+        let dtype = header.dtype;
+        let layout = Layout::new(
+            header.shape.clone(),
+            header.byte_strides(),
+            dtype.itemsize(),
+        )?;
+        View::over_owned(file, layout, dtype, DLDevice::CPU, true)
+    }
+
+    /// A read-only view of `layout` x `dtype` whose first element is at byte `first_offset`
+    /// of the file at `path`, over zerofeed's own private copy-on-write map of it (for
+    /// NumPy's read-only `np.memmap`s, so that writers can share them safely).
+    pub fn of_file(
+        path: &std::path::Path,
+        first_offset: usize,
+        layout: Layout,
+        dtype: DType,
+    ) -> Result<View, ViewError> {
+        let (low, _) = layout.byte_span()?;
+        let start = first_offset
+            .checked_add_signed(low)
+            .ok_or(ViewError::OutOfBounds {
+                offset: low,
+                shape: layout.shape().to_vec(),
+            })?;
+        let region =
+            crate::source::FileRegion::open(path, start).map_err(|source| ViewError::File {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        View::over_owned(region, layout, dtype, DLDevice::CPU, true)
+    }
+
     /// Address of the first element (`[0, 0, ...]`).
     pub fn address(&self) -> usize {
         self.address
@@ -448,6 +501,30 @@ impl View {
             readonly,
             ..self.clone()
         })
+    }
+
+    /// The same bytes read as `dtype`, which must have the same item size (e.g. uint16 words
+    /// that are bfloat16 values).
+    pub fn with_dtype(&self, dtype: DType) -> Result<View, ViewError> {
+        if dtype.itemsize() != self.dtype.itemsize() {
+            return Err(ViewError::DTypeSize {
+                wanted: dtype,
+                found: self.dtype,
+            });
+        }
+        Ok(View {
+            dtype,
+            ..self.clone()
+        })
+    }
+
+    /// Applies a `readonly=` request: `None` keeps the view as it is, `Some(true)` makes it
+    /// read-only, `Some(false)` demands a writable source.
+    pub fn with_readonly_request(self, readonly: Option<bool>) -> Result<View, ViewError> {
+        match readonly {
+            None => Ok(self),
+            Some(readonly) => self.with_readonly(readonly),
+        }
     }
 
     /// Fails unless the host can read the memory.

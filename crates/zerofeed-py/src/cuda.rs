@@ -7,13 +7,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
 
 use zerofeed_core::cuda::engine::{DeviceKeep, DeviceStage, FieldPlan, HostField};
-use zerofeed_core::cuda::memory::PinnedHost;
-use zerofeed_core::cuda::{self, upload, Context, CudaError};
-use zerofeed_core::dlpack::{device_type, DLDevice};
-use zerofeed_core::view::{KeepAlive, View};
-use zerofeed_core::Layout;
+use zerofeed_core::cuda::{self, upload, CudaError};
+use zerofeed_core::view::KeepAlive;
 
-use crate::errors::{guard, layout_error, raise, view_error, Kind};
+use crate::errors::{guard, raise, Kind};
 use crate::view::{parse_dtype, PyView};
 
 /// Core CUDA errors to Python: no driver or a bad index is a DeviceError (ValueError).
@@ -100,19 +97,9 @@ pub fn _pinned_empty(
     guard(|| {
         let shape = crate::args::dims("shape", shape)?;
         let dtype = parse_dtype("dtype", dtype)?;
-        let layout =
-            Layout::c_contiguous(&shape, dtype.itemsize()).map_err(|e| layout_error("shape", e))?;
-        let context = Context::primary(device).map_err(|e| cuda_error("device", e))?;
-        let memory = py
-            .detach(|| PinnedHost::new(&context, layout.nbytes()))
-            .map_err(|e| cuda_error("shape", e))?;
-        let pinned = DLDevice {
-            device_type: device_type::CUDA_HOST,
-            device_id: 0,
-        };
-        View::from_owned(memory, &shape, dtype, pinned, false)
+        py.detach(|| cuda::memory::pinned_view(device, &shape, dtype))
             .map(PyView::from)
-            .map_err(|e| view_error("shape", e))
+            .map_err(|e| cuda_error("shape", e))
     })
 }
 

@@ -146,6 +146,11 @@ pub fn view_error(argument: &str, err: ViewError) -> PyErr {
         ViewError::NotOnHost { .. } => raise(Kind::Device, argument, err.to_string()),
         ViewError::OutOfBounds { .. } => raise(Kind::IndexOutOfRange, argument, err.to_string()),
         ViewError::SourceChanged(_) => raise(Kind::SourceChanged, argument, err.to_string()),
+        ViewError::DTypeSize { .. } => raise(Kind::DType, argument, err.to_string()),
+        ViewError::File { ref source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+            raise(Kind::FileMissing, argument, err.to_string())
+        }
+        ViewError::File { .. } => raise(Kind::Io, argument, err.to_string()),
         _ => raise(Kind::UnsupportedSource, argument, err.to_string()),
     }
 }

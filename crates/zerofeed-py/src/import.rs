@@ -41,35 +41,6 @@ impl Drop for PythonOwner {
     }
 }
 
-fn check_readonly(requested: Option<bool>, source_readonly: bool) -> PyResult<bool> {
-    match requested {
-        Some(false) if source_readonly => Err(raise(
-            Kind::ReadOnly,
-            "readonly",
-            "readonly=False but the source is read-only (e.g. np.load(..., mmap_mode='r')); open it writable or leave readonly=None",
-        )),
-        Some(r) => Ok(r || source_readonly),
-        None => Ok(source_readonly),
-    }
-}
-
-fn override_dtype(found: DType, dtype: Option<&str>) -> PyResult<DType> {
-    let Some(name) = dtype else { return Ok(found) };
-    let wanted = parse_dtype("dtype", name)?;
-    if wanted.itemsize() != found.itemsize() {
-        return Err(raise(
-            Kind::DType,
-            "dtype",
-            format!(
-                "dtype={name} has {} bytes per item but the buffer holds {}-byte items",
-                wanted.itemsize(),
-                found.itemsize()
-            ),
-        ));
-    }
-    Ok(wanted)
-}
-
 /// A view of an object exporting the buffer protocol.
 #[pyfunction]
 #[pyo3(signature = (obj, *, readonly = None, dtype = None))]
@@ -112,18 +83,27 @@ pub fn _view_from_buffer(
         let keep: KeepAlive = Arc::new(PythonOwner::new(memoryview));
         // SAFETY: the memoryview held by `keep` holds a buffer export of `obj`, which (by the
         // buffer protocol) keeps `buf` with this shape and these strides valid until released;
-        // writable only when the exporter said so (`check_readonly` never loosens that).
+        // writable only when the exporter said so (a readonly= request never loosens that).
         let view = unsafe {
             View::from_raw_parts(
                 address,
                 layout,
-                override_dtype(found_dtype, dtype)?,
+                found_dtype,
                 DLDevice::CPU,
-                check_readonly(readonly, source_readonly)?,
+                source_readonly,
                 keep,
             )
+        }
+        .map_err(|e| view_error("obj", e))?;
+        let view = match dtype {
+            Some(name) => view
+                .with_dtype(parse_dtype("dtype", name)?)
+                .map_err(|e| view_error("dtype", e))?,
+            None => view,
         };
-        view.map(PyView::from).map_err(|e| view_error("obj", e))
+        view.with_readonly_request(readonly)
+            .map(PyView::from)
+            .map_err(|e| view_error("readonly", e))
     })
 }
 
@@ -188,25 +168,27 @@ pub fn _view_from_capsule(
 ) -> PyResult<PyView> {
     guard(|| {
         let imported = import_capsule(capsule)?;
-        let readonly = check_readonly(readonly, imported.readonly)?;
         let keep: KeepAlive = Arc::new(DlpackOwner {
             _tensor: imported.handle,
             _producer: producer.map(PythonOwner::new),
         });
         // SAFETY: the DLPack contract: the producer keeps the tensor's memory (on its device)
         // valid until its deleter runs, which happens when `keep`'s handle drops; read-only
-        // tensors stay read-only (`check_readonly`).
+        // tensors stay read-only (a readonly= request never loosens that).
         let view = unsafe {
             View::from_raw_parts(
                 imported.data as usize,
                 imported.layout,
                 imported.dtype,
                 imported.device,
-                readonly,
+                imported.readonly,
                 keep,
             )
-        };
-        view.map(PyView::from).map_err(|e| view_error("obj", e))
+        }
+        .map_err(|e| view_error("obj", e))?;
+        view.with_readonly_request(readonly)
+            .map(PyView::from)
+            .map_err(|e| view_error("readonly", e))
     })
 }
 

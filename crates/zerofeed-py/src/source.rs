@@ -3,8 +3,7 @@
 use pyo3::prelude::*;
 use std::path::PathBuf;
 
-use zerofeed_core::dlpack::DLDevice;
-use zerofeed_core::source::{FileRegion, NpyFile, SourceError};
+use zerofeed_core::source::{NpyFile, SourceError};
 use zerofeed_core::Layout;
 
 use zerofeed_core::view::View;
@@ -28,28 +27,19 @@ pub fn open(path: PathBuf) -> PyResult<NpyFile> {
     NpyFile::open(&path).map_err(|e| source_error("path", e))
 }
 
-/// A read-only view of a `.npy` file's array, memory-mapped.
+/// A read-only view of a `.npy` file's array, memory-mapped (private copy-on-write).
 #[pyfunction]
 pub fn _open_npy(py: Python<'_>, path: PathBuf) -> PyResult<PyView> {
     guard(|| {
         let file = py.detach(|| open(path))?;
-        let header = file.header();
-        let dtype = header.dtype;
-        let layout = Layout::new(
-            header.shape.clone(),
-            header.byte_strides(),
-            dtype.itemsize(),
-        )
-        .map_err(|e| layout_error("path", e))?;
-        View::over_owned(file, layout, dtype, DLDevice::CPU, true)
+        View::from_npy(file)
             .map(PyView::from)
             .map_err(|e| view_error("path", e))
     })
 }
 
 /// A read-only view of `shape`/`strides` x `dtype` whose first element is at byte
-/// `first_offset` of the file at `path`, over zerofeed's own private copy-on-write map of it
-/// (used for NumPy's read-only `np.memmap`s, so that writers can share them safely).
+/// `first_offset` of the file at `path`, over zerofeed's own private copy-on-write map.
 #[pyfunction]
 pub fn _view_of_file(
     py: Python<'_>,
@@ -63,22 +53,7 @@ pub fn _view_of_file(
         let dtype = crate::view::parse_dtype("dtype", dtype)?;
         let layout =
             Layout::new(shape, strides, dtype.itemsize()).map_err(|e| layout_error("obj", e))?;
-        let (low, _) = layout.byte_span().map_err(|e| layout_error("obj", e))?;
-        let start = first_offset.checked_add_signed(low).ok_or_else(|| {
-            raise(
-                Kind::Layout,
-                "obj",
-                "the array starts before the beginning of its file",
-            )
-        })?;
-        let region = py.detach(|| FileRegion::open(&path, start)).map_err(|e| {
-            raise(
-                Kind::Io,
-                "obj",
-                format!("{}: cannot map: {e}", path.display()),
-            )
-        })?;
-        View::over_owned(region, layout, dtype, DLDevice::CPU, true)
+        py.detach(|| View::of_file(&path, first_offset, layout, dtype))
             .map(PyView::from)
             .map_err(|e| view_error("obj", e))
     })

@@ -12,7 +12,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyEllipsis, PyList, PySlice, PyTuple};
 
 use zerofeed_core::dlpack::DLDevice;
-use zerofeed_core::exchange::{self, DlpackExport, ExportPlan, Route, Target};
+use zerofeed_core::exchange::{
+    self, BufferRefusal, BufferRequest, DlpackExport, ExportPlan, Route, Target,
+};
 use zerofeed_core::host::Alignment;
 use zerofeed_core::layout::{alignment_of, IndexItem};
 use zerofeed_core::view::{process_copies, Exported, View};
@@ -382,34 +384,23 @@ impl PyView {
     ) -> PyResult<()> {
         let owner = slf.clone();
         let this = slf.get().view();
-        this.require_host("the buffer protocol")
-            .map_err(|e| view_error("obj", e))?;
-        if flags & ffi::PyBUF_WRITABLE != 0 && this.readonly() {
-            return Err(raise(
-                Kind::ReadOnly,
-                "flags",
-                "the view is read-only; request a read-only buffer (np.asarray works) or copy it",
-            ));
-        }
-        let layout = this.layout();
         let wants = |bits: c_int| flags & bits == bits;
-        let contiguous_ok = if wants(ffi::PyBUF_C_CONTIGUOUS) {
-            layout.is_c_contiguous()
-        } else if wants(ffi::PyBUF_F_CONTIGUOUS) {
-            layout.is_f_contiguous()
-        } else if wants(ffi::PyBUF_ANY_CONTIGUOUS) || !wants(ffi::PyBUF_STRIDES) {
-            layout.is_c_contiguous()
-                || (wants(ffi::PyBUF_ANY_CONTIGUOUS) && layout.is_f_contiguous())
-        } else {
-            true
+        let request = BufferRequest {
+            writable: wants(ffi::PyBUF_WRITABLE),
+            strides: wants(ffi::PyBUF_STRIDES),
+            c_contiguous: wants(ffi::PyBUF_C_CONTIGUOUS),
+            f_contiguous: wants(ffi::PyBUF_F_CONTIGUOUS),
+            any_contiguous: wants(ffi::PyBUF_ANY_CONTIGUOUS),
         };
-        if !contiguous_ok {
-            return Err(raise(
-                Kind::Export,
-                "flags",
-                "the consumer asked for a contiguous buffer but the view is strided; use np.asarray(view) (strided) or view.copy()",
-            ));
-        }
+        exchange::buffer_request(&this.facts(), request).map_err(|refusal| {
+            let kind = match refusal {
+                BufferRefusal::ReadOnly => Kind::ReadOnly,
+                BufferRefusal::NotContiguous => Kind::Export,
+                BufferRefusal::NotOnHost(_) => Kind::Device,
+            };
+            raise(kind, "flags", refusal.to_string())
+        })?;
+        let layout = this.layout();
         let format = CString::new(this.dtype().buffer_format()).expect("formats have no NUL");
         let parts = Box::new(BufferParts {
             shape: layout

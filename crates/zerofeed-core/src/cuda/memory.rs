@@ -122,6 +122,25 @@ impl Drop for PinnedHost {
     }
 }
 
+/// A C-contiguous `shape` x `dtype` view of fresh pinned (page-locked, portable) host memory
+/// registered with device `device`'s context, its size checked against the RAM first.
+pub fn pinned_view(
+    device: i64,
+    shape: &[usize],
+    dtype: crate::dtype::DType,
+) -> Result<crate::view::View, CudaError> {
+    let layout = crate::layout::Layout::c_contiguous(shape, dtype.itemsize())
+        .map_err(|e| CudaError::Unsupported(e.to_string()))?;
+    let context = Context::primary(device)?;
+    let memory = PinnedHost::new(&context, layout.nbytes())?;
+    let pinned = crate::dlpack::DLDevice {
+        device_type: crate::dlpack::device_type::CUDA_HOST,
+        device_id: 0,
+    };
+    crate::view::View::from_owned(memory, shape, dtype, pinned, false)
+        .map_err(|e| CudaError::Unsupported(e.to_string()))
+}
+
 // SAFETY: pinned host memory from `cuMemHostAlloc`, `len()` bytes at a fixed address until
 // the PinnedHost is dropped.
 unsafe impl crate::view::OwnedBytes for PinnedHost {
