@@ -14,10 +14,17 @@ for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["executable"])')
+# ops_simd sweeps every SIMD kernel against the scalar one over thousands of shapes: hours
+# under valgrind. The same kernels run under valgrind through ops_reference and the unit
+# tests (valgrind's CPU reports AVX2, so plans pick the SIMD paths there too).
+skip_binaries="${ZEROFEED_VALGRIND_SKIP:-ops_simd}"
 errors=0
 start=$(date +%s)
 for bin in $binaries; do
   name=$(basename "$bin")
+  if [[ " $skip_binaries " == *" ${name%-*} "* ]]; then
+    echo "valgrind: $name: skipped (ZEROFEED_VALGRIND_SKIP)"; continue
+  fi
   log=$(mktemp)
   # --skip: the SIGBUS test maps zero pages from a signal handler, which valgrind's own
   # signal machinery does not model (it reports the fault as fatal); the FIFO-swap race test

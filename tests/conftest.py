@@ -107,6 +107,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: large-memory or many-subprocess tests (run by default)")
 
 
+def worker_threads() -> int:
+    """Live zerofeed worker threads of this process (named ``zerofeed-worker-N``; the kernel
+    keeps 15 characters). Other libraries' pools (TF, torch, JAX) come and go on their own,
+    so counting every thread would make the shutdown tests flaky."""
+    count = 0
+    for task in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                count += comm.read().startswith("zerofeed-worke")
+        except FileNotFoundError:  # the thread ended while we looked
+            pass
+    return count
+
+
 def addr(a: np.ndarray) -> int:
     """The data address NumPy reports for ``a``."""
     return a.__array_interface__["data"][0]

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import describe_exit, require, subprocess_env
+from conftest import describe_exit, require, subprocess_env, worker_threads
 
 import zerofeed as zf
 
@@ -26,18 +26,7 @@ def run(loader: zf.Loader) -> list[np.ndarray]:
     return [np.array(b, copy=True) for b in loader]
 
 
-def threads() -> int:
-    """Live zerofeed worker threads of this process (named ``zerofeed-worker-N``; the kernel
-    keeps 15 characters). Other libraries' pools (TF, torch, JAX) come and go on their own,
-    so counting every thread would make these tests flaky."""
-    count = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/comm") as comm:
-                count += comm.read().startswith("zerofeed-worke")
-        except FileNotFoundError:  # the thread ended while we looked
-            pass
-    return count
+threads = worker_threads
 
 
 def test_len_and_drop_last():

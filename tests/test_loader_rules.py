@@ -15,20 +15,11 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import worker_threads
 
 import zerofeed as zf
 
-
-def workers_alive() -> int:
-    """zerofeed worker threads of this process (named zerofeed-worker-N)."""
-    count = 0
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/comm") as comm:
-                count += comm.read().startswith("zerofeed-worke")
-        except FileNotFoundError:  # the thread ended while we looked
-            pass
-    return count
+workers_alive = worker_threads
 
 
 def test_breaking_out_of_an_epoch_begins_the_next_one():
