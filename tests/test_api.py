@@ -6,10 +6,15 @@ from __future__ import annotations
 import copy
 import os
 import pickle
+import subprocess
+import sys
+import textwrap
 import threading
+import time
 
 import numpy as np
 import pytest
+from conftest import require
 
 import zerofeed as zf
 import zerofeed.cuda as zc
@@ -233,3 +238,53 @@ def test_a_panic_never_crosses_into_python_as_a_base_exception():
         zf._zerofeed._panic_for_tests()
     assert isinstance(info.value, zf.InternalError) and isinstance(info.value, RuntimeError)
     assert "deliberate panic" in str(info.value) and "bug" in str(info.value)
+
+
+def test_a_named_pipe_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    code = textwrap.dedent(
+        f"""
+        import zerofeed as zf
+        try:
+            zf.open_npy({str(fifo)!r})
+        except zf.NpyFormatError as err:
+            print(err.argument)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "path", done.stderr
+    with pytest.raises(zf.ZerofeedError):
+        zf.Loader(str(fifo), batch_size=2)
+
+
+def test_two_to_the_31_samples_shuffle_without_materialising_an_order():
+    labels = np.broadcast_to(np.uint8(7), (2**31,))  # 2 GiB of samples, no memory at all
+    started = time.monotonic()
+    loader = zf.Loader(labels, batch_size=4, shuffle=True, seed=1)
+    assert next(iter(loader)).tolist() == [7, 7, 7, 7]
+    assert time.monotonic() - started < 5  # a stored order would be 16 GiB first
+    assert len(loader) == 2**29
+
+
+def test_a_zero_dimensional_source_names_the_source():
+    with pytest.raises(zf.PipelineError) as info:
+        zf.Loader(np.float32(1.0), batch_size=1)
+    assert info.value.argument == "source" and "the source" in str(info.value)
+
+
+def test_tensorflow_taking_a_legacy_capsule_of_misaligned_data_directly_does_not_abort():
+    require("tensorflow")
+    code = textwrap.dedent(
+        """
+        import numpy as np, tensorflow as tf, zerofeed as zf
+        raw = zf.aligned(np.arange(1024, dtype=np.float32))
+        v = zf.view(raw)[3:515]                        # 12 bytes past a 64-byte boundary
+        t = tf.experimental.dlpack.from_dlpack(v.__dlpack__())
+        print(float(tf.reduce_sum(t)), float(np.asarray(v).sum()))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got, want = done.stdout.split()
+    assert float(got) == float(want)
