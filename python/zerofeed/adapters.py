@@ -41,8 +41,8 @@ _CONVERTERS = {"tensorflow": to_tensorflow, "jax": to_jax, "torch": to_torch, "n
 def keras_dataset(loader: Loader, x: str | None, y: str | None) -> Any:
     """A Keras 3 ``PyDataset`` over the loader (see :meth:`Loader.keras`).
 
-    Keras asks for batches by index; consecutive indices continue the running epoch, any
-    other index restarts the epoch there (the loader is resumable, so this is exact).
+    Each Keras epoch is one pass of the loader, served in the loader's order (Keras' own
+    index order is ignored: with ``fit(shuffle=True)`` it would otherwise force restarts).
     """
     keras = require("keras")
     if loader._single:
