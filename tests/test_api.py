@@ -53,7 +53,7 @@ def test_loader_configuration_is_read_only():
 
 
 def test_copy_counts_are_per_loader_even_across_threads():
-    jax = pytest.importorskip("jax")
+    jax = require("jax")
     if jax.config.read("jax_enable_x64"):
         pytest.skip("needs jax_enable_x64 off (the default): float64 batches then cost JAX a copy")
 

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import worker_threads
+from conftest import require, worker_threads
 
 import zerofeed as zf
 
@@ -174,8 +174,8 @@ KERAS_FIT = textwrap.dedent(
 
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_keras_fit_with_its_defaults_runs_one_pass_per_epoch(backend, tmp_path):
-    pytest.importorskip("keras", reason="keras is not installed")
-    pytest.importorskip(backend, reason=f"the {backend} backend is not installed")
+    require("keras", "keras is not installed")
+    require(backend, f"the {backend} backend is not installed")
     script = tmp_path / "fit.py"
     script.write_text(KERAS_FIT)
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "0"}
