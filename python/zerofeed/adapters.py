@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from ._dtypes import numpy_dtype
@@ -77,31 +78,49 @@ def keras_dataset(loader: Loader, x: str | None, y: str | None) -> Any:
             super().__init__(workers=1, use_multiprocessing=False)
             self._iterator: Any = None
             self._in_epoch = False
+            self._served = 0
+            self._epochs_begun = 0
+            self._state_at_begin: dict[str, Any] | None = None
+            # tf.data's prefetch thread asks for items while Keras' thread begins and ends
+            # epochs: one lock keeps the pass and the flags consistent.
+            self._lock = threading.Lock()
 
         def __len__(self) -> int:
             return len(loader)
 
         def on_epoch_begin(self) -> None:
-            self._in_epoch = True
-            self._iterator = loader._iterate(convert)
+            with self._lock:
+                self._in_epoch = True
+                self._served = 0
+                self._epochs_begun += 1
+                self._state_at_begin = loader.state_dict()
 
         def __getitem__(self, index: int) -> Any:
-            if not self._in_epoch:
-                return pick(_zero_batch(loader))
-            if self._iterator is None:
-                self._iterator = loader._iterate(convert)
-            try:
-                return pick(next(self._iterator))
-            except StopIteration:
-                # More requests than batches (steps_per_epoch > len): begin the next pass.
-                self._iterator = loader._iterate(convert)
-                return pick(next(self._iterator))
+            with self._lock:
+                if not self._in_epoch:
+                    return pick(_zero_batch(loader))
+                if self._iterator is None:
+                    self._iterator = loader._iterate(convert)
+                self._served += 1
+                try:
+                    return pick(next(self._iterator))
+                except StopIteration:
+                    # More requests than batches (steps_per_epoch > len): the next pass.
+                    self._iterator = loader._iterate(convert)
+                    return pick(next(self._iterator))
 
         def on_epoch_end(self) -> None:
-            if self._iterator is not None:
-                self._iterator.close()
-            self._iterator = None
-            self._in_epoch = False
+            with self._lock:
+                if self._iterator is not None:
+                    self._iterator.close()
+                self._iterator = None
+                self._in_epoch = False
+                # The JAX and torch backends build the model by running the first epoch
+                # iterator for one batch and resetting it: that peek must not use up the
+                # loader's epoch (nor a position set by load_state_dict before fit).
+                peek = self._epochs_begun == 1 and self._served == 1 and len(loader) > 1
+                if peek and self._state_at_begin is not None:
+                    loader.load_state_dict(self._state_at_begin)
 
     return ZerofeedPyDataset()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _zerofeed
 from ._dtypes import bfloat16
 from .errors import FrameworkMissingError
 from .explain import Explanation, jax_x64_enabled, plan_for
@@ -74,6 +75,9 @@ class _ImmutableExport:
         self._view = v
 
     def __dlpack__(self, **_: Any) -> Any:
+        if self._view.device.startswith("cuda"):
+            # A legacy capsule carries no stream: wait for the copy that fills a device view.
+            _zerofeed._cuda_wait(self._view)
         return self._view._legacy_capsule_for_immutable_consumer()
 
     def __dlpack_device__(self) -> tuple[int, int]:

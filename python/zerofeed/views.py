@@ -78,7 +78,7 @@ def view(obj: Any, *, readonly: bool | None = None) -> View:
         raise UnsupportedSourceError(
             f"{obj!r} is a path; open .npy files with zerofeed.open_npy(path)", "obj"
         )
-    if isinstance(obj, np.memmap) and not obj.flags.writeable and readonly is not False:
+    if isinstance(obj, np.memmap) and getattr(obj, "mode", None) == "r" and readonly is not False:
         private = _private_map_of(obj)
         if private is not None:
             return private
@@ -106,9 +106,10 @@ def view(obj: Any, *, readonly: bool | None = None) -> View:
 
 
 def _private_map_of(m: np.memmap[Any, Any]) -> View | None:
-    """The same bytes of a read-only ``np.memmap``, through zerofeed's own private
-    copy-on-write map of its file (so frameworks whose tensors can be written, PyTorch,
-    share it safely), or None when that cannot be proven to be the same data.
+    """The same bytes of a read-only (``mode="r"``) ``np.memmap``, through zerofeed's own
+    private copy-on-write map of its file (so frameworks whose tensors can be written, PyTorch,
+    share it safely), or None when that cannot be proven to be the same data. Other modes are
+    not redirected: ``"c"`` maps hold private writes the file does not have.
     """
     import mmap as _mmap
 
@@ -126,11 +127,30 @@ def _private_map_of(m: np.memmap[Any, Any]) -> View | None:
     except (OSError, ValueError, TypeError, BufferError):
         return None
     # The file may have been replaced since NumPy mapped it: only the same bytes will do.
-    ours = np.asarray(private)
-    for edge in (slice(None, 64), slice(-64, None)):  # .flat copies only these elements
-        if ours.flat[edge].tobytes() != m.flat[edge].tobytes():
-            return None
-    return private
+    return private if _same_file_mapping(start, filename, mapped_from) else None
+
+
+def _same_file_mapping(address: int, filename: Any, offset: int) -> bool:
+    """Whether NumPy's mapping at ``address`` is of ``filename`` (same device and inode) from
+    file offset ``offset``: the path may name another file by now (replaced since NumPy
+    mapped it). Without /proc/self/maps nothing can be proven, and the answer is no.
+    """
+    try:
+        info = os.stat(filename)
+        with open("/proc/self/maps") as maps:
+            for line in maps:
+                fields = line.split(maxsplit=5)
+                low, _, high = fields[0].partition("-")
+                if int(low, 16) <= address < int(high, 16):
+                    major, _, minor = fields[3].partition(":")
+                    return (
+                        int(fields[4]) == info.st_ino
+                        and os.makedev(int(major, 16), int(minor, 16)) == info.st_dev
+                        and int(fields[2], 16) == offset
+                    )
+    except (OSError, ValueError, IndexError):
+        return False
+    return False
 
 
 def _from_array_interface(obj: Any, interface: dict[str, Any], readonly: bool | None) -> View:

@@ -261,6 +261,9 @@ impl BufferPool {
 
     /// The first page-lock failure, if any (the caller warns once).
     pub fn pin_error(&self) -> Option<String> {
+        if forked_from(self.pid) {
+            return None; // the lock may have been held by a thread that stayed in the parent
+        }
         self.pin_error
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -269,8 +272,21 @@ impl BufferPool {
 
     /// The counters and the idle count, read now (each counter on its own: not one atomic view).
     pub fn snapshot(&self) -> PoolSnapshot {
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let s = &self.stats;
+        if forked_from(self.pid) {
+            // Counters only: the idle list's lock may have been held by a parent's thread.
+            return PoolSnapshot {
+                allocations: s.allocations.load(Ordering::Relaxed),
+                reuses: s.reuses.load(Ordering::Relaxed),
+                pinned_bytes: s.pinned_bytes.load(Ordering::Relaxed),
+                pin_failures: s.pin_failures.load(Ordering::Relaxed),
+                freed_over_budget: s.freed_over_budget.load(Ordering::Relaxed),
+                live_buffers: s.live_buffers.load(Ordering::Relaxed),
+                idle_buffers: 0,
+                idle_bytes: 0,
+            };
+        }
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         PoolSnapshot {
             allocations: s.allocations.load(Ordering::Relaxed),
             reuses: s.reuses.load(Ordering::Relaxed),

@@ -554,6 +554,8 @@ impl View {
                 buffer.as_mut_slice(),
             )
         };
+        // A file that changed during the copy leaves stale or zeroed bytes in it.
+        self.check()?;
         PROCESS_COPIES.record(layout.nbytes());
         if let Some(counter) = &self.copies {
             counter.record(layout.nbytes());

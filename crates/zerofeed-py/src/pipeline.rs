@@ -211,6 +211,7 @@ impl PyPipeline {
             Ok(PyEpoch {
                 run: Mutex::new(Some(run)),
                 pipeline: self.inner.clone(),
+                pid: std::process::id(),
             })
         })
     }
@@ -258,13 +259,23 @@ impl PyPipeline {
 pub struct PyEpoch {
     run: Mutex<Option<EpochRun>>,
     pipeline: Arc<Pipeline>,
+    /// The process that started it: a fork()ed child must not take `run`'s lock, which a
+    /// parent's thread may have held at the fork.
+    pid: u32,
 }
 
 /// How long a wait for a batch runs before Python gets to handle signals (Ctrl-C).
 const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 impl PyEpoch {
+    fn forked(&self) -> bool {
+        std::process::id() != self.pid
+    }
+
     fn next_batch(&self, py: Python<'_>) -> PyResult<Option<Batch>> {
+        if self.forked() {
+            return Err(pipeline_error(zerofeed_core::pipeline::PipelineError::Forked));
+        }
         loop {
             let polled = py.detach(|| {
                 let mut guard = self.run.lock().unwrap_or_else(|e| e.into_inner());
@@ -310,12 +321,18 @@ impl PyEpoch {
 
     /// Batches handed out so far in this epoch (resumed ones counted from 0).
     fn position(&self) -> usize {
+        if self.forked() {
+            return 0;
+        }
         let guard = self.run.lock().unwrap_or_else(|e| e.into_inner());
         guard.as_ref().map_or(0, |r| r.position())
     }
 
     /// Stops the workers now (the GIL is released while they finish their batch).
     fn close(&self, py: Python<'_>) {
+        if self.forked() {
+            return; // nothing runs here; the run is leaked with the object (see Drop)
+        }
         let run = self.run.lock().unwrap_or_else(|e| e.into_inner()).take();
         py.detach(move || drop(run));
     }
@@ -324,6 +341,7 @@ impl PyEpoch {
 impl Drop for PyEpoch {
     fn drop(&mut self) {
         // Dropping joins the workers; they never need the GIL, so holding it here is safe.
+        // `get_mut` takes no lock, and EpochRun's Drop leaks instead of joining after fork().
         drop(self.run.get_mut().unwrap_or_else(|e| e.into_inner()).take());
     }
 }

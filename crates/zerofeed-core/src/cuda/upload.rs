@@ -54,6 +54,8 @@ pub fn to_device(view: &View, device: i64) -> Result<View, CudaError> {
             view.device().name()
         )));
     }
+    let changed = |e: crate::view::ViewError| CudaError::Unsupported(e.to_string());
+    view.check().map_err(changed)?;
     let uploader = Uploader::for_device(device)?;
     let mut uploader = uploader.lock().unwrap_or_else(|e| e.into_inner());
     let layout = view.layout();
@@ -72,6 +74,9 @@ pub fn to_device(view: &View, device: i64) -> Result<View, CudaError> {
     } else {
         upload_rows(&mut uploader, view)?
     };
+    // The staged copies have read the host bytes by now; a file that changed meanwhile
+    // left stale or zeroed bytes on the device.
+    view.check().map_err(changed)?;
     device_view(keep, layout.shape(), view.dtype(), device)
 }
 

@@ -73,8 +73,8 @@ pub enum PipelineError {
         /// Why.
         source: SampleError,
     },
-    /// A source returned a sample of another shape than it declared.
-    #[error("{label}: the source declared samples of shape {expected:?} but sample {index} has shape {found:?}")]
+    /// A source returned a sample of another shape (or item size) than it declared.
+    #[error("{label}: the source declared samples of shape {expected:?} and {dtype} items but sample {index} has shape {found:?} and {itemsize}-byte items")]
     SampleShape {
         /// The field.
         label: String,
@@ -84,6 +84,10 @@ pub enum PipelineError {
         expected: Vec<usize>,
         /// The sample's shape.
         found: Vec<usize>,
+        /// The declared dtype.
+        dtype: DType,
+        /// The sample's item size.
+        itemsize: usize,
     },
     /// Encoded samples need a decoder, which this field does not have.
     #[error("{label}: the source gives encoded bytes and no decoder is configured for them")]
@@ -279,12 +283,18 @@ impl Field {
             });
         };
         let layout = sample.layout();
-        if layout.shape() != self.input_shape.as_slice() {
+        // Shape and item size both: the plan reads items of the field's dtype, so a sample
+        // of smaller items would make it read past the sample (a Source is safe to implement).
+        if layout.shape() != self.input_shape.as_slice()
+            || layout.itemsize() != self.spec.dtype.itemsize()
+        {
             return Err(PipelineError::SampleShape {
                 label: self.spec.label(),
                 index,
                 expected: self.input_shape.clone(),
                 found: layout.shape().to_vec(),
+                dtype: self.spec.dtype,
+                itemsize: layout.itemsize(),
             });
         }
         match &self.plan {

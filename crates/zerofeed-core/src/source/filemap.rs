@@ -32,7 +32,10 @@ use std::sync::{Arc, Once};
 /// Live maps the `SIGBUS` handler knows about; more open at once are mapped unprotected.
 const SLOTS: usize = 4096;
 
+/// One live map. `generation` is a sequence lock: odd while the slot is being written, bumped
+/// on every change, so the handler can tell that what it read belongs to one map.
 struct Slot {
+    generation: AtomicUsize,
     start: AtomicUsize,
     end: AtomicUsize,
     changed: AtomicPtr<AtomicBool>,
@@ -40,6 +43,7 @@ struct Slot {
 
 #[allow(clippy::declare_interior_mutable_const)] // the array initializer needs a const item
 const EMPTY_SLOT: Slot = Slot {
+    generation: AtomicUsize::new(0),
     start: AtomicUsize::new(0),
     end: AtomicUsize::new(0),
     changed: AtomicPtr::new(std::ptr::null_mut()),
@@ -283,30 +287,49 @@ unsafe impl crate::view::OwnedBytes for FileRegion {
 
 fn register(start: usize, end: usize, changed: &AtomicBool) -> Option<usize> {
     for (index, slot) in TABLE.iter().enumerate() {
-        // Claim a free slot by its `end` (0: free); `start` is published last, so the
-        // handler never sees a half-written slot.
-        if slot
-            .end
-            .compare_exchange(0, usize::MAX, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
-            slot.changed.store(
-                changed as *const AtomicBool as *mut AtomicBool,
-                Ordering::Release,
-            );
-            slot.end.store(end, Ordering::Release);
-            slot.start.store(start, Ordering::Release);
-            return Some(index);
+        // Claim a free slot (even generation, start 0) by making its generation odd.
+        let generation = slot.generation.load(Ordering::Acquire);
+        if generation % 2 == 1 || slot.start.load(Ordering::Acquire) != 0 {
+            continue;
         }
+        if slot
+            .generation
+            .compare_exchange(generation, generation + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue;
+        }
+        slot.changed
+            .store(changed as *const AtomicBool as *mut AtomicBool, Ordering::Release);
+        slot.end.store(end, Ordering::Release);
+        slot.start.store(start, Ordering::Release);
+        slot.generation.store(generation + 2, Ordering::Release);
+        return Some(index);
     }
     None
 }
 
 fn unregister(index: usize) {
     let slot = &TABLE[index];
+    let generation = slot.generation.fetch_add(1, Ordering::AcqRel); // odd: being written
     slot.start.store(0, Ordering::Release);
     slot.changed.store(std::ptr::null_mut(), Ordering::Release);
     slot.end.store(0, Ordering::Release);
+    slot.generation.store(generation + 2, Ordering::Release);
+}
+
+/// Reads a slot consistently: `(start, end, changed)` of one map, or None while it is being
+/// written or when it changed under the reader.
+fn read_slot(slot: &Slot) -> Option<(usize, usize, *mut AtomicBool)> {
+    let before = slot.generation.load(Ordering::Acquire);
+    if before % 2 == 1 {
+        return None;
+    }
+    let start = slot.start.load(Ordering::Acquire);
+    let end = slot.end.load(Ordering::Acquire);
+    let changed = slot.changed.load(Ordering::Acquire);
+    let after = slot.generation.load(Ordering::Acquire);
+    (before == after && start != 0).then_some((start, end, changed))
 }
 
 fn install_handler() {
@@ -338,38 +361,39 @@ extern "C" fn on_sigbus(
     context: *mut libc::c_void,
 ) {
     // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
-    let address = unsafe { (*info).si_addr() } as usize;
-    let page = PAGE.load(Ordering::Relaxed);
-    for slot in &TABLE {
-        let start = slot.start.load(Ordering::Acquire);
-        if start == 0 || address < start {
-            continue;
-        }
-        let end = slot.end.load(Ordering::Acquire);
-        if address >= end {
-            continue;
-        }
-        let from = address / page * page;
-        let len = end.div_ceil(page) * page - from;
-        // SAFETY: replaces the rest of our own live mapping (registered, so not yet
-        // unmapped) with zero pages; nothing else lives in that range.
-        let zeros = unsafe {
-            libc::mmap(
-                from as *mut libc::c_void,
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
-                -1,
-                0,
-            )
-        };
-        if zeros != libc::MAP_FAILED {
-            let changed = slot.changed.load(Ordering::Acquire);
-            // SAFETY: the flag lives in the MapState that the registered FileMap keeps.
-            if let Some(flag) = unsafe { changed.as_ref() } {
-                flag.store(true, Ordering::Release);
+    let (address, code) = unsafe { ((*info).si_addr() as usize, (*info).si_code) };
+    // Only faults the kernel raised (si_code > 0) carry a faulting address; a SIGBUS sent by
+    // kill() or raise() (a handler installed after ours re-raising it) is not ours to handle.
+    if code > 0 {
+        let page = PAGE.load(Ordering::Relaxed);
+        for slot in &TABLE {
+            let Some((start, end, changed)) = read_slot(slot) else {
+                continue;
+            };
+            if address < start || address >= end {
+                continue;
             }
-            return;
+            let from = address / page * page;
+            let len = end.div_ceil(page) * page - from;
+            // SAFETY: replaces the rest of our own live mapping (its slot was read whole and
+            // unchanged, so it is registered and not yet unmapped) with zero pages.
+            let zeros = unsafe {
+                libc::mmap(
+                    from as *mut libc::c_void,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            };
+            if zeros != libc::MAP_FAILED {
+                // SAFETY: the flag lives in the MapState that the registered FileMap keeps.
+                if let Some(flag) = unsafe { changed.as_ref() } {
+                    flag.store(true, Ordering::Release);
+                }
+                return;
+            }
         }
     }
     forward(signal, info, context);
@@ -383,11 +407,21 @@ fn forward(signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::
         return;
     };
     let handler = previous.sa_sigaction;
-    if handler == libc::SIG_DFL || handler == libc::SIG_IGN {
-        // Restore it and return: the faulting instruction runs again and gets the default
-        // action (a core dump), as if we had never been here.
-        // SAFETY: reinstates the saved action.
-        unsafe { libc::sigaction(signal, previous, std::ptr::null_mut()) };
+    if handler == libc::SIG_IGN {
+        return;
+    }
+    if handler == libc::SIG_DFL {
+        // Restore it. A fault then runs its instruction again and gets the default action (a
+        // core dump), as if we had never been here; a signal that was sent (kill, raise) is
+        // sent again, since returning would swallow it.
+        // SAFETY: reinstates the saved action; raise is async-signal-safe.
+        unsafe {
+            libc::sigaction(signal, previous, std::ptr::null_mut());
+            // SAFETY: the kernel passes a valid siginfo for SA_SIGINFO handlers.
+            if (*info).si_code <= 0 {
+                libc::raise(signal);
+            }
+        }
         return;
     }
     if previous.sa_flags & libc::SA_SIGINFO != 0 {
