@@ -159,6 +159,7 @@ KERAS_FIT = textwrap.dedent(
     epochs = 3
     history = model.fit(loader.keras(x="x", y="y"), epochs=epochs, verbose=0)  # shuffle=True
     assert len(history.history["loss"]) == epochs and all(np.isfinite(history.history["loss"]))
+    assert loader.epoch == epochs, loader.epoch  # Keras' shape peek used up no epoch
     produced = loader.stats["batches"]
     # no restarts: each epoch is one pass (plus at most a look-ahead window of the last one)
     assert produced <= epochs * len(loader) + 8, (produced, len(loader))

@@ -148,6 +148,37 @@ fn windows_with_next_token_targets_run_through_the_pipeline() {
 }
 
 #[test]
+fn a_source_whose_items_are_smaller_than_declared_gets_an_error_not_an_over_read() {
+    // Declares float32 items of shape [4] (16 bytes) but hands out 4 bytes: the plan would
+    // read 12 bytes past the view if the item size were not checked.
+    let data = View::from_owned(vec![0u8; 8], &[8], DType::U8, DLDevice::CPU, true).unwrap();
+    let liar = Liar {
+        long: Layout::c_contiguous(&[4], 1).unwrap(),
+        data,
+        fields: vec![FieldSpec {
+            name: "x".into(),
+            dtype: DType::F32,
+            shape: Some(vec![4]),
+        }],
+    };
+    let config = PipelineConfig {
+        batch_size: 2,
+        drop_last: false,
+        workers: 1,
+        prefetch: 0,
+    };
+    let sampler = Sampler::new(2, false, 0, false, None).unwrap();
+    let cast = vec![zerofeed_core::ops::OpSpec::Cast { dtype: DType::F64 }];
+    let pipeline = Pipeline::new(Arc::new(liar), &[cast], sampler, config, pool()).unwrap();
+    let mut run = pipeline.start(0, 0).unwrap();
+    let err = run.next_batch().unwrap().err().unwrap();
+    assert!(
+        matches!(err, PipelineError::SampleShape { itemsize: 1, .. }),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_source_whose_samples_do_not_match_its_declaration_gets_an_error_not_a_read() {
     let data = View::from_owned(vec![0u8; 8], &[8], DType::U8, DLDevice::CPU, true).unwrap();
     let liar = Liar {

@@ -274,7 +274,9 @@ impl PyEpoch {
 
     fn next_batch(&self, py: Python<'_>) -> PyResult<Option<Batch>> {
         if self.forked() {
-            return Err(pipeline_error(zerofeed_core::pipeline::PipelineError::Forked));
+            return Err(pipeline_error(
+                zerofeed_core::pipeline::PipelineError::Forked,
+            ));
         }
         loop {
             let polled = py.detach(|| {

@@ -294,13 +294,20 @@ fn register(start: usize, end: usize, changed: &AtomicBool) -> Option<usize> {
         }
         if slot
             .generation
-            .compare_exchange(generation, generation + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                generation,
+                generation + 1,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_err()
         {
             continue;
         }
-        slot.changed
-            .store(changed as *const AtomicBool as *mut AtomicBool, Ordering::Release);
+        slot.changed.store(
+            changed as *const AtomicBool as *mut AtomicBool,
+            Ordering::Release,
+        );
         slot.end.store(end, Ordering::Release);
         slot.start.store(start, Ordering::Release);
         slot.generation.store(generation + 2, Ordering::Release);
