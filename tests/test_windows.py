@@ -26,7 +26,9 @@ def oracle_starts(n: int, need: int, stride: int, first: int = 0) -> list[int]:
     return list(range(first, n - need + 1, stride))
 
 
-@pytest.mark.parametrize(("n", "length", "stride"), [(100, 10, None), (101, 7, 3), (50, 50, None), (64, 5, 1)])
+@pytest.mark.parametrize(
+    ("n", "length", "stride"), [(100, 10, None), (101, 7, 3), (50, 50, None), (64, 5, 1)]
+)
 def test_every_window_is_the_numpy_slice(n: int, length: int, stride: int | None) -> None:
     tokens = np.random.default_rng(n).integers(0, 60000, n).astype(np.uint16)
     w = zf.Windows(tokens, length, stride=stride, phase=0)
@@ -134,7 +136,9 @@ def test_random_phase_moves_the_grid_by_epoch_and_is_deterministic() -> None:
         assert len(got) == count
         phase = int(got[0, 0])
         assert 0 <= phase < 16
-        np.testing.assert_array_equal(got, np.stack([tokens[s : s + 16] for s in range(phase, phase + 16 * count, 16)]))
+        np.testing.assert_array_equal(
+            got, np.stack([tokens[s : s + 16] for s in range(phase, phase + 16 * count, 16)])
+        )
         phases.add(phase)
     assert len(phases) > 3, phases
     by_seed = []
@@ -176,7 +180,9 @@ def test_real_text_standard_library_source_as_byte_tokens(tmp_path: Path) -> Non
         shards.append((path, data))
     tokens = zf.open_tokens([p for p, _ in shards], dtype="uint16")
     length = 256
-    got = windows_of(zf.Loader(zf.Windows(tokens, length, target="next", phase=0), batch_size=32, dtype="int64"))
+    got = windows_of(
+        zf.Loader(zf.Windows(tokens, length, target="next", phase=0), batch_size=32, dtype="int64")
+    )
     expected = [d[s : s + length + 1] for _, d in shards for s in oracle_starts(len(d), length + 1, length)]
     np.testing.assert_array_equal(got["input"], np.stack([e[:-1] for e in expected]))
     np.testing.assert_array_equal(got["target"], np.stack([e[1:] for e in expected]))

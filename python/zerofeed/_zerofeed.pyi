@@ -208,7 +208,7 @@ class _Pipeline:
         pin_device: int | None = None,
         normalize_on_device: bool = False,
         windows: _Windows | None = None,
-        window_ops: Sequence[Iterable[Op]] = [],
+        window_ops: Sequence[Iterable[Op]] | None = None,
     ) -> Self: ...
     @property
     def pinned(self) -> bool: ...

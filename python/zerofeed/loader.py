@@ -234,7 +234,7 @@ class Loader:
             pin_device=self._device_index,
             normalize_on_device=normalize_on_device,
             windows=None if windows is None else windows._inner,
-            window_ops=[] if windows is None else [chains[name] for name in names],
+            window_ops=None if windows is None else [chains[name] for name in names],
         )
         self._config = _Config(
             batch_size=batch_size,

@@ -90,7 +90,7 @@ def _dtype_name(dtype: Any) -> str | None:
         raise DTypeError(f"dtype={dtype!r} is not a NumPy dtype: {err}", "dtype") from err
     if parsed.kind not in "iu" or parsed.byteorder == ">":
         raise DTypeError(f"dtype={dtype!r}: tokens must be little-endian integers (e.g. 'uint16')", "dtype")
-    return parsed.name
+    return str(parsed.name)
 
 
 def open_tokens(paths: Any, *, dtype: Any = None) -> TokenStream:
@@ -115,7 +115,8 @@ def open_tokens(paths: Any, *, dtype: Any = None) -> TokenStream:
     items = list(paths) if isinstance(paths, (list, tuple)) else [paths]
     if not items:
         raise PipelineError("paths is empty; give at least one token file or array", "paths")
-    parts, names = [], []
+    parts: list[View] = []
+    names: list[str] = []
     for item in items:
         if isinstance(item, (bytes, bytearray)):
             item = os.fsdecode(bytes(item))
@@ -127,14 +128,17 @@ def open_tokens(paths: Any, *, dtype: Any = None) -> TokenStream:
             try:
                 part = view(item)
             except TypeError as err:
-                raise PipelineError(f"{name}: {err}; pass a file path, a NumPy array or a View", "paths") from err
+                raise PipelineError(
+                    f"{name}: {err}; pass a file path, a NumPy array or a View", "paths"
+                ) from err
         if len(part.shape) != 1:
             raise LayoutError(f"{name}: tokens must be 1-d, got shape {part.shape}", "paths")
         if wanted is not None and part.dtype != wanted:
             raise DTypeError(f"{name} holds {part.dtype} but dtype={wanted!r}", "dtype")
         if parts and part.dtype != parts[0].dtype:
             raise DTypeError(
-                f"{name} holds {part.dtype} but {names[0]} holds {parts[0].dtype}; every shard needs the same dtype",
+                f"{name} holds {part.dtype} but {names[0]} holds {parts[0].dtype}; "
+                "every shard needs the same dtype",
                 "paths",
             )
         parts.append(part)
@@ -170,7 +174,9 @@ def _boundaries(boundaries: Any) -> bytes:
     if offsets.ndim != 1 or (offsets.size and offsets.dtype.kind not in "iu"):
         raise PipelineError("boundaries must be a 1-d sequence of integer start offsets", "boundaries")
     if offsets.size and offsets.min() < 0:
-        raise PipelineError(f"boundaries has a negative offset {offsets.min()}; offsets start at 0", "boundaries")
+        raise PipelineError(
+            f"boundaries has a negative offset {offsets.min()}; offsets start at 0", "boundaries"
+        )
     return offsets.astype("<u8").tobytes()
 
 

@@ -77,7 +77,7 @@ impl PyPipeline {
     /// `fields`: a list of `(name, View, [Op, ...])`; or, with `windows` (a `_Windows`),
     /// empty, and `window_ops` one op list per window field.
     #[new]
-    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false, windows = None, window_ops = Vec::new()))]
+    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false, windows = None, window_ops = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -95,12 +95,13 @@ impl PyPipeline {
         pin_device: Option<i64>,
         normalize_on_device: bool,
         windows: Option<PyRef<'_, PyWindows>>,
-        window_ops: Vec<Bound<'_, PyAny>>,
+        window_ops: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<PyPipeline> {
         guard(|| {
             let mut chains = Vec::with_capacity(fields.len());
             let source: Arc<dyn Source> = match windows {
                 Some(windows) if fields.is_empty() => {
+                    let window_ops = window_ops.unwrap_or_default();
                     let source = windows.source();
                     for (spec, ops) in source.fields().iter().zip(&window_ops) {
                         chains.push(op_chain(&spec.label(), ops)?);
