@@ -236,3 +236,90 @@ def test_bad_token_files_are_typed_and_named(tmp_path: Path) -> None:
     bad(zf.PipelineError, "paths", zf.open_tokens, [])
     (tmp_path / "empty.bin").write_bytes(b"")
     bad(zf.LayoutError, "paths", zf.open_tokens, tmp_path / "empty.bin", dtype="uint16")
+
+
+def write_megatron(prefix: Path, docs: list[list[np.ndarray]], code: int = 8, dtype: str = "<u2") -> None:
+    """An indexed dataset as megatron-core's builder lays it out (written here by hand)."""
+    seqs = [s for doc in docs for s in doc]
+    lengths = np.array([len(s) for s in seqs], "<i4")
+    pointers = np.concatenate([[0], np.cumsum(lengths.astype(np.int64) * np.dtype(dtype).itemsize)[:-1]])
+    doc_index = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype("<i8")
+    header = b"MMIDIDX\x00\x00" + np.array([1], "<u8").tobytes() + bytes([code])
+    header += np.array([len(seqs), len(doc_index)], "<u8").tobytes()
+    (prefix.parent / (prefix.name + ".idx")).write_bytes(
+        header + lengths.tobytes() + pointers.astype("<i8").tobytes() + doc_index.tobytes()
+    )
+    np.concatenate(seqs).astype(dtype).tofile(prefix.parent / (prefix.name + ".bin"))
+
+
+def test_megatron_documents_are_boundaries(tmp_path: Path) -> None:
+    rng = np.random.default_rng(7)
+    docs = [
+        [rng.integers(0, 9, int(rng.integers(3, 40))).astype(np.uint16) for _ in range(3)] for _ in range(20)
+    ]
+    write_megatron(tmp_path / "a", docs[:12])
+    write_megatron(tmp_path / "b", docs[12:])
+    stream = zf.open_tokens([tmp_path / "a", str(tmp_path / "b")], format="megatron")
+    flat = [np.concatenate(d) for d in docs]
+    expected_starts = np.concatenate([[0], np.cumsum([len(f) for f in flat])[:-1]])
+    np.testing.assert_array_equal(stream.boundaries, expected_starts)
+    assert stream.dtype == "uint16" and len(stream) == sum(map(len, flat))
+    w = zf.Windows(stream, 10, stride=4, target="next", phase=0)
+    got = windows_of(zf.Loader(w, batch_size=8))
+    expected = [f[s : s + 11] for f in flat for s in oracle_starts(len(f), 11, 4)]
+    full = np.concatenate([got["input"], got["target"][:, -1:]], axis=1)
+    np.testing.assert_array_equal(full, np.stack(expected))
+
+
+def test_megatron_core_builder_files_are_read(tmp_path: Path) -> None:
+    indexed = pytest.importorskip(
+        "megatron.core.datasets.indexed_dataset",
+        reason="megatron-core is not installed (pip install megatron-core)",
+    )
+    torch = pytest.importorskip("torch")
+    docs = [[np.arange(i, i + 5 + i % 7, dtype=np.int32) for i in range(j, j + 2)] for j in range(0, 60, 2)]
+    builder = indexed.IndexedDatasetBuilder(str(tmp_path / "m.bin"), dtype=np.int32)
+    for doc in docs:
+        builder.add_document(torch.from_numpy(np.concatenate(doc)), [len(s) for s in doc])
+    builder.finalize(str(tmp_path / "m.idx"))
+    stream = zf.open_tokens(tmp_path / "m", format="megatron")
+    flat = [np.concatenate(d) for d in docs]
+    assert stream.dtype == "int32"
+    np.testing.assert_array_equal(
+        stream.boundaries, np.concatenate([[0], np.cumsum([len(f) for f in flat])[:-1]])
+    )
+    got = windows_of(zf.Loader(zf.Windows(stream, 4, stride=2, phase=0), batch_size=16))
+    np.testing.assert_array_equal(
+        got, np.stack([f[s : s + 4] for f in flat for s in oracle_starts(len(f), 4, 2)])
+    )
+
+
+def test_megatron_index_that_lies_is_refused(tmp_path: Path) -> None:
+    docs = [[np.arange(6, dtype=np.uint16), np.arange(4, dtype=np.uint16)], [np.arange(5, dtype=np.uint16)]]
+    write_megatron(tmp_path / "ok", docs)
+    good = (tmp_path / "ok.idx").read_bytes()
+    cases = {
+        "short": (good[:20], "shorter than"),
+        "magic": (b"XXIDIDX\x00\x00" + good[9:], "magic"),
+        "version": (good[:9] + np.array([2], "<u8").tobytes() + good[17:], "version 2"),
+        "code": (good[:17] + bytes([42]) + good[18:], "unknown dtype code 42"),
+        "counts": (good[:18] + np.array([99], "<u8").tobytes() + good[26:], "99 sequences"),
+        "order": (
+            good[: 34 + 12] + np.array([0, 2, 12], "<i8").tobytes() + good[34 + 36 :],
+            "sequence 1 points",
+        ),
+        "documents": (good[: len(good) - 24] + np.array([0, 2, 1], "<i8").tobytes(), "document indices"),
+        "tail": (good + b"\x00" * 5, "the file has"),
+    }
+    for name, (data, words) in cases.items():
+        (tmp_path / f"{name}.idx").write_bytes(data)
+        (tmp_path / f"{name}.bin").write_bytes((tmp_path / "ok.bin").read_bytes())
+        message = bad(zf.LayoutError, "paths", zf.open_tokens, tmp_path / name, format="megatron")
+        assert words in message and f"{name}.idx" in message, (name, message)
+    (tmp_path / "float.idx").write_bytes(good[:17] + bytes([7]) + good[18:])
+    (tmp_path / "float.bin").write_bytes((tmp_path / "ok.bin").read_bytes())
+    assert "float32" in bad(zf.DTypeError, "paths", zf.open_tokens, tmp_path / "float", format="megatron")
+    (tmp_path / "ok.bin").write_bytes((tmp_path / "ok.bin").read_bytes()[:-2])
+    assert "ok.bin has 28" in bad(zf.LayoutError, "paths", zf.open_tokens, tmp_path / "ok", format="megatron")
+    bad(zf.FileMissingError, "paths", zf.open_tokens, tmp_path / "missing", format="megatron")
+    bad(zf.PipelineError, "format", zf.open_tokens, tmp_path / "ok", format="hdf5")

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _zerofeed
+from . import _megatron, _zerofeed
 from .errors import DTypeError, FileMissingError, LayoutError, PipelineError, SourceIOError
 from .sources import open_npy
 from .views import View, view
@@ -37,7 +37,9 @@ class TokenStream:
 
     """
 
-    def __init__(self, parts: Sequence[View], names: Sequence[str]) -> None:
+    def __init__(
+        self, parts: Sequence[View], names: Sequence[str], documents: Sequence[np.ndarray] | None = None
+    ) -> None:
         self.parts: tuple[View, ...] = tuple(parts)
         self.names: tuple[str, ...] = tuple(names)
         starts, total = [], 0
@@ -46,6 +48,10 @@ class TokenStream:
             total += part.shape[0]
         self.offsets: tuple[int, ...] = tuple(starts)
         self._len = total
+        #: Document start offsets in the stream (from Megatron ``.idx`` files), or None.
+        self.boundaries: np.ndarray | None = None
+        if documents is not None:
+            self.boundaries = np.concatenate([d + o for d, o in zip(documents, starts, strict=True)])
 
     @property
     def dtype(self) -> str:
@@ -93,7 +99,7 @@ def _dtype_name(dtype: Any) -> str | None:
     return str(parsed.name)
 
 
-def open_tokens(paths: Any, *, dtype: Any = None) -> TokenStream:
+def open_tokens(paths: Any, *, dtype: Any = None, format: str | None = None) -> TokenStream:
     """Open token files or arrays as one logical stream, without copying.
 
     ``paths`` is one item or a list of them: a raw token file (nanoGPT's ``.bin``: the
@@ -101,6 +107,12 @@ def open_tokens(paths: Any, *, dtype: Any = None) -> TokenStream:
     1-d array or :class:`View`. Files are memory-mapped privately; a file that changes later
     raises :class:`zerofeed.SourceChangedError` at the next batch. Every part needs the same
     dtype. Windows never cross from one part to the next (each file ends a document).
+
+    ``format="megatron"``: each item is the prefix of a Megatron indexed dataset
+    (``prefix.bin`` + ``prefix.idx``); the ``.idx`` is validated field by field (magic,
+    version, dtype code, counts against its size, pointers in order, document indices,
+    the ``.bin``'s size) and gives the dtype and the document boundaries, which
+    :class:`Windows` then uses (``stream.boundaries``).
 
     Example:
         >>> import numpy as np, tempfile, os, zerofeed as zf
@@ -112,15 +124,25 @@ def open_tokens(paths: Any, *, dtype: Any = None) -> TokenStream:
 
     """
     wanted = _dtype_name(dtype)
+    if format not in (None, "megatron"):
+        raise PipelineError(f"format={format!r} must be None or 'megatron'", "format")
     items = list(paths) if isinstance(paths, (list, tuple)) else [paths]
     if not items:
         raise PipelineError("paths is empty; give at least one token file or array", "paths")
     parts: list[View] = []
     names: list[str] = []
+    documents: list[np.ndarray] = []
     for item in items:
         if isinstance(item, (bytes, bytearray)):
             item = os.fsdecode(bytes(item))
-        if isinstance(item, (str, os.PathLike)):
+        if format == "megatron":
+            if not isinstance(item, (str, os.PathLike)):
+                raise PipelineError(f"format='megatron' takes path prefixes, got {item!r}", "paths")
+            name = os.fspath(item)
+            idx_dtype, starts = _megatron.read_index(name)
+            part = _raw_tokens(name + ".bin", idx_dtype)
+            documents.append(starts)
+        elif isinstance(item, (str, os.PathLike)):
             name = os.fspath(item)
             part = open_npy(name) if name.endswith(".npy") else _raw_tokens(name, wanted)
         else:
@@ -143,7 +165,7 @@ def open_tokens(paths: Any, *, dtype: Any = None) -> TokenStream:
             )
         parts.append(part)
         names.append(name)
-    return TokenStream(parts, names)
+    return TokenStream(parts, names, documents if format == "megatron" else None)
 
 
 def _steps(argument: str, value: Any) -> int:
@@ -192,7 +214,8 @@ class Windows:
     ``"target"``, the target one step later (both from one window of ``length + 1``).
     ``target=H``: ``"input"`` is ``length`` steps and ``"target"`` the ``H`` after it.
     ``boundaries``: sorted document start offsets in the stream; no window crosses one
-    (documents shorter than a window give none). ``phase="random"`` shifts each segment's
+    (documents shorter than a window give none). By default, a stream opened with
+    ``format="megatron"`` brings its own. ``phase="random"`` shifts each segment's
     grid by an offset drawn from the loader's (seed, epoch), keeping the window count fixed,
     so over epochs every position starts windows; ``phase=0`` keeps the grid at 0.
 
@@ -229,6 +252,8 @@ class Windows:
             raise PipelineError(f"phase={phase!r} must be 'random' or 0", "phase")
         self.target = target
         self.phase = phase
+        if boundaries is None and isinstance(source, TokenStream):
+            boundaries = source.boundaries
         self._inner = _zerofeed._Windows(
             _series(source),
             length=self.length,
