@@ -120,6 +120,16 @@ def test_resume_mid_epoch_gives_the_same_remaining_batches() -> None:
         np.testing.assert_array_equal(x, y)
 
 
+def test_a_state_from_other_windows_is_refused() -> None:
+    tokens = np.arange(1000, dtype=np.uint16)
+    a = zf.Loader(zf.Windows(tokens, 10, stride=10), batch_size=4)
+    b = zf.Loader(zf.Windows(tokens, 5, stride=10), batch_size=4)
+    assert len(a) == len(b)
+    message = bad(zf.PipelineError, "state", b.load_state_dict, a.state_dict())
+    assert "windows=" in message
+    a.load_state_dict(a.state_dict())
+
+
 def test_random_phase_moves_the_grid_by_epoch_and_is_deterministic() -> None:
     tokens = np.arange(1000, dtype=np.uint32)
     w = zf.Windows(tokens, 16)

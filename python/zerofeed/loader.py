@@ -250,6 +250,8 @@ class Loader:
         self._device: _cuda.DeviceFeed | None = None
         if self._device_index is not None:
             self._device = _cuda.DeviceFeed(self._pipeline, self._device_index, prefetch)
+        # Windows with the same count but another length or grid would resume wrongly.
+        self._windows_fingerprint = None if windows is None else repr(windows)
         self._epoch = 0
         self._resume_batch = 0
         self._active: weakref.ref[_BatchIterator] | None = None
@@ -361,7 +363,7 @@ class Loader:
             "rank": self.shard.rank,
             "world_size": self.shard.world_size,
             "ops": self._ops_fingerprint,
-        }
+        } | ({} if self._windows_fingerprint is None else {"windows": self._windows_fingerprint})
 
     def _position(self) -> tuple[int, int]:
         """(epoch, batch) where the running iterator is, or where the next one starts."""
