@@ -39,6 +39,7 @@ from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .loader import Loader, Shard
 from .memory import aligned, copy_stats, empty
 from .ops import Cast, CenterCrop, Normalize, Op, RandomCrop, RandomFlip, ToCHW
+from .sequences import TokenStream, Windows, open_tokens
 from .sources import open_npy
 from .views import View, view
 
@@ -73,9 +74,11 @@ __all__ = [
     "SourceIOError",
     "Shard",
     "ToCHW",
+    "TokenStream",
     "UnsupportedSourceError",
     "View",
     "ViewIndexError",
+    "Windows",
     "ZerofeedError",
     "__version__",
     "aligned",
@@ -85,6 +88,7 @@ __all__ = [
     "empty",
     "explain",
     "open_npy",
+    "open_tokens",
     "pinned_empty",
     "to_jax",
     "to_device",

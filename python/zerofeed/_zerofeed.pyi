@@ -23,6 +23,7 @@ __all__ = [
     "Cast",
     "ToCHW",
     "_Epoch",
+    "_Windows",
     "_panic_for_tests",
     "_register_errors",
     "_view_from_buffer",
@@ -206,6 +207,8 @@ class _Pipeline:
         memory_budget: int | None,
         pin_device: int | None = None,
         normalize_on_device: bool = False,
+        windows: _Windows | None = None,
+        window_ops: Sequence[Iterable[Op]] | None = None,
     ) -> Self: ...
     @property
     def pinned(self) -> bool: ...
@@ -218,6 +221,27 @@ class _Pipeline:
     def device_field_specs(self) -> list[tuple[str, list[int], str]]: ...
     def start(self, epoch: int, first_batch: int) -> _Epoch: ...
     def stats(self) -> dict[str, Any]: ...
+
+@final
+class _Windows:
+    """Windows over token streams and time series (windows.rs): a source for _Pipeline."""
+
+    def __new__(
+        cls,
+        series: Sequence[View],
+        *,
+        length: int,
+        stride: int | None,
+        target: str,
+        horizon: int,
+        boundaries: bytes,
+        random_phase: bool,
+    ) -> Self: ...
+    def __len__(self) -> int: ...
+    def field_specs(self) -> list[tuple[str, list[int], str]]: ...
+    @property
+    def stride(self) -> int: ...
+    def window_start(self, seed: int, epoch: int, index: int) -> tuple[int, int] | None: ...
 
 # -- CUDA (cuda.rs); every function but the first two raises DeviceError without a driver -----
 

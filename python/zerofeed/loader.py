@@ -19,7 +19,8 @@ from . import _zerofeed
 from . import cuda as _cuda
 from .errors import DeviceError, PipelineError
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
-from .ops import Op
+from .ops import Cast, Op
+from .sequences import Windows
 from .sources import open_npy
 from .views import View, view
 
@@ -148,6 +149,9 @@ class Loader:
     to a ``.npy`` file (memory-mapped, so files larger than RAM work), or a dict of names
     to those (same length; batches are then dicts). ``ops`` is a list (single source) or a
     dict of lists per field; fields without ops are gathered as they are (labels).
+    ``source`` may also be a :class:`zerofeed.Windows` (token streams, time series), whose
+    fields are ``"input"``/``"target"`` or one plain window. ``dtype`` casts every field
+    last (``dtype="int64"`` widens uint16 tokens), as a final :class:`Cast` would.
 
     Iterating yields NumPy arrays; :meth:`torch`, :meth:`tensorflow`, :meth:`jax` yield
     framework tensors over the same memory (no copy). See the README for every option.
@@ -179,6 +183,7 @@ class Loader:
         shard: Shard | tuple[int, int] | None = None,
         memory_budget: int | None = None,
         normalize_on_device: bool = False,
+        dtype: str | None = None,
     ) -> None:
         # The device is parsed first, so that a bad one fails before any work.
         self._device_name = device
@@ -190,19 +195,32 @@ class Loader:
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, bool):
                 raise PipelineError(f"{name}={flag!r} must be True or False", name)
-        self._single = not isinstance(source, Mapping)
-        sources = {_SINGLE: source} if self._single else dict(source)
-        if not sources:
-            raise PipelineError("source is an empty dict; give at least one field", "source")
-        for name in sources:
-            if not isinstance(name, str):
-                raise PipelineError(f"field names must be strings, got {name!r}", "source")
-        views = {name: _source_view(name, value) for name, value in sources.items()}
-        chains = _resolve_ops(list(views), ops)
+        windows = source if isinstance(source, Windows) else None
+        if windows is not None:
+            names = list(windows.fields)
+            self._single = names == [_SINGLE]
+            fields: list[tuple[str, View, Any]] = []
+            self._length = len(windows)
+        else:
+            self._single = not isinstance(source, Mapping)
+            sources = {_SINGLE: source} if self._single else dict(source)
+            if not sources:
+                raise PipelineError("source is an empty dict; give at least one field", "source")
+            for name in sources:
+                if not isinstance(name, str):
+                    raise PipelineError(f"field names must be strings, got {name!r}", "source")
+            views = {name: _source_view(name, value) for name, value in sources.items()}
+            names = list(views)
+            self._length = views[names[0]].shape[0]
+        chains = _resolve_ops(names, ops)
+        if dtype is not None:  # widening last, after every other op (the Cast checks the dtype)
+            chains = {name: [*_op_list(chain), Cast(dtype)] for name, chain in chains.items()}
+        if windows is None:
+            fields = [(name, views[name], chains[name]) for name in names]
         shard = _as_shard(shard)
         workers = _default_workers() if workers is None else workers
         self._pipeline = _zerofeed._Pipeline(
-            [(name, v, chains[name]) for name, v in views.items()],
+            fields,
             batch_size=batch_size,
             shuffle=shuffle,
             seed=seed,
@@ -215,6 +233,8 @@ class Loader:
             memory_budget=memory_budget,
             pin_device=self._device_index,
             normalize_on_device=normalize_on_device,
+            windows=None if windows is None else windows._inner,
+            window_ops=None if windows is None else [chains[name] for name in names],
         )
         self._config = _Config(
             batch_size=batch_size,
@@ -230,7 +250,8 @@ class Loader:
         self._device: _cuda.DeviceFeed | None = None
         if self._device_index is not None:
             self._device = _cuda.DeviceFeed(self._pipeline, self._device_index, prefetch)
-        self._length = views[next(iter(views))].shape[0]
+        # Windows with the same count but another length or grid would resume wrongly.
+        self._windows_fingerprint = None if windows is None else repr(windows)
         self._epoch = 0
         self._resume_batch = 0
         self._active: weakref.ref[_BatchIterator] | None = None
@@ -342,7 +363,7 @@ class Loader:
             "rank": self.shard.rank,
             "world_size": self.shard.world_size,
             "ops": self._ops_fingerprint,
-        }
+        } | ({} if self._windows_fingerprint is None else {"windows": self._windows_fingerprint})
 
     def _position(self) -> tuple[int, int]:
         """(epoch, batch) where the running iterator is, or where the next one starts."""

@@ -1,7 +1,7 @@
 //! `zerofeed._zerofeed`: PyO3 bindings of zerofeed-core.
 //!
 //! Only argument parsing, error mapping and GIL release live here; every decision is made
-//! in the core. Modules mirror the core's: `view`, `dlpack`, `import`, `source`, `ops`, `pipeline`, `cuda`.
+//! in the core. Modules mirror the core's: `view`, `dlpack`, `import`, `source`, `ops`, `pipeline`, `windows`, `cuda`.
 
 use pyo3::prelude::*;
 
@@ -14,6 +14,7 @@ mod ops;
 mod pipeline;
 mod source;
 mod view;
+mod windows;
 
 #[pymodule]
 fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -27,6 +28,7 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ops::PyCast>()?;
     m.add_class::<ops::PyToCHW>()?;
     m.add_class::<pipeline::PyEpoch>()?;
+    m.add_class::<windows::PyWindows>()?;
     m.add_function(wrap_pyfunction!(errors::_register_errors, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_buffer, m)?)?;

@@ -19,6 +19,7 @@ use crate::cuda::PyDeviceStage;
 use crate::errors::{guard, pipeline_error, raise, view_error, Kind};
 use crate::ops::op_chain;
 use crate::view::PyView;
+use crate::windows::PyWindows;
 
 /// The engine behind `zerofeed.Loader`.
 #[pyclass(frozen, module = "zerofeed", name = "_Pipeline")]
@@ -73,9 +74,10 @@ fn parse_pin(pin: &Bound<'_, PyAny>) -> PyResult<Pin> {
 
 #[pymethods]
 impl PyPipeline {
-    /// `fields`: a list of `(name, View, [Op, ...])`.
+    /// `fields`: a list of `(name, View, [Op, ...])`; or, with `windows` (a `_Windows`),
+    /// empty, and `window_ops` one op list per window field.
     #[new]
-    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false))]
+    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false, windows = None, window_ops = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -92,15 +94,40 @@ impl PyPipeline {
         memory_budget: Option<&Bound<'_, PyAny>>,
         pin_device: Option<i64>,
         normalize_on_device: bool,
+        windows: Option<PyRef<'_, PyWindows>>,
+        window_ops: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<PyPipeline> {
         guard(|| {
-            let mut arrays = Vec::with_capacity(fields.len());
             let mut chains = Vec::with_capacity(fields.len());
-            for (name, view, ops) in &fields {
-                chains.push(op_chain(&field_label(name), ops)?);
-                arrays.push((name.clone(), view.view().clone()));
-            }
-            let source = ArraySource::new(arrays).map_err(|e| pipeline_error(e.into()))?;
+            let source: Arc<dyn Source> = match windows {
+                Some(windows) if fields.is_empty() => {
+                    let window_ops = window_ops.unwrap_or_default();
+                    let source = windows.source();
+                    for (spec, ops) in source.fields().iter().zip(&window_ops) {
+                        chains.push(op_chain(&spec.label(), ops)?);
+                    }
+                    // A count that differs is the core's OpsCount error.
+                    if window_ops.len() != source.fields().len() {
+                        chains.resize(window_ops.len(), Vec::new());
+                    }
+                    source
+                }
+                Some(_) => {
+                    return Err(raise(
+                        Kind::Pipeline,
+                        "source",
+                        "give either array fields or windows, not both",
+                    ))
+                }
+                None => {
+                    let mut arrays = Vec::with_capacity(fields.len());
+                    for (name, view, ops) in &fields {
+                        chains.push(op_chain(&field_label(name), ops)?);
+                        arrays.push((name.clone(), view.view().clone()));
+                    }
+                    Arc::new(ArraySource::new(arrays).map_err(|e| pipeline_error(e.into()))?)
+                }
+            };
             let (chains, device_tails) = if normalize_on_device {
                 pipeline::split_device_ops(source.fields(), chains).map_err(pipeline_error)?
             } else {
@@ -122,7 +149,6 @@ impl PyPipeline {
                     .transpose()?,
                 pin_device,
             };
-            let source: Arc<dyn Source> = Arc::new(source);
             let inner = py
                 .detach(|| pipeline::build(source, &chains, &config))
                 .map_err(pipeline_error)?;

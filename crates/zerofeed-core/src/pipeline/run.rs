@@ -158,13 +158,13 @@ impl Job {
                     epoch: self.epoch,
                     index: sample as u64,
                 };
-                let data =
-                    self.source
-                        .sample(sample, number)
-                        .map_err(|source| PipelineError::Sample {
-                            label: crate::source::field_label(field.name()),
-                            source,
-                        })?;
+                let data = self
+                    .source
+                    .sample_in_epoch(self.seed, self.epoch, sample, number)
+                    .map_err(|source| PipelineError::Sample {
+                        label: crate::source::field_label(field.name()),
+                        source,
+                    })?;
                 field.produce(data, sample, key, &mut slot[..sample_bytes])?;
             }
             self.stats

@@ -1,4 +1,5 @@
-//! Where samples come from: the [`Source`] trait, arrays ([`ArraySource`]), and
+//! Where samples come from: the [`Source`] trait, arrays ([`ArraySource`]), windows over
+//! token streams and time series ([`WindowSource`]), and
 //! memory-mapped `.npy` files with fully validated headers.
 //!
 //! [`parse_npy_header`] checks a header byte by byte (it never panics, whatever the
@@ -10,6 +11,7 @@ mod filemap;
 mod npy;
 mod pydict;
 mod sample;
+mod windows;
 
 use std::fs::OpenOptions;
 use std::io;
@@ -23,6 +25,7 @@ pub use array::{ArraySource, ArraySourceError};
 pub use filemap::{FileMap, FileRegion, MapState, SourceChanged};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
 pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
+pub use windows::{Phase, Target, WindowError, WindowSource, WindowSpec};
 
 /// Why a source could not be opened. Every message starts with the path.
 #[derive(Debug, Error)]

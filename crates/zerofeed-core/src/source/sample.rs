@@ -96,6 +96,21 @@ pub trait Source: Send + Sync {
     /// layout must have exactly that shape (the pipeline checks, and refuses others).
     fn sample(&self, index: usize, field: usize) -> Result<Sample<'_>, SampleError>;
 
+    /// Field `field` of sample `index` in epoch `epoch` of a loader seeded with `seed`: what
+    /// the pipeline asks. The default is [`Source::sample`]; sources whose samples move with
+    /// the epoch (windows on a grid shifted per epoch) override it. [`Source::len`] and the
+    /// fields must not depend on the epoch, since the sampler is built once for them.
+    fn sample_in_epoch(
+        &self,
+        seed: u64,
+        epoch: u64,
+        index: usize,
+        field: usize,
+    ) -> Result<Sample<'_>, SampleError> {
+        let _ = (seed, epoch);
+        self.sample(index, field)
+    }
+
     /// Fails when the data changed under the source since it was opened (a memory-mapped
     /// file truncated or rewritten). The pipeline asks after every batch, so a batch made of
     /// stale or zeroed bytes is never handed out. Cheap: one `fstat` per mapped file.
