@@ -215,6 +215,28 @@ impl PyPipeline {
         })
     }
 
+    /// Starts workers for the rest of `epoch` after its first `consumed` global positions
+    /// (elastic resume: this rank's share of what any world size left unread).
+    fn start_at(&self, py: Python<'_>, epoch: u64, consumed: usize) -> PyResult<PyEpoch> {
+        guard(|| {
+            let pipeline = self.inner.clone();
+            let run = py
+                .detach(move || pipeline.start_at(epoch, consumed))
+                .map_err(pipeline_error)?;
+            Ok(PyEpoch {
+                run: Mutex::new(Some(run)),
+                pipeline: self.inner.clone(),
+            })
+        })
+    }
+
+    /// Global positions read once every rank took `batches` batches of a pass that began
+    /// at global position `consumed`.
+    fn global_consumed(&self, consumed: usize, batches: usize) -> usize {
+        let positions = batches.saturating_mul(self.inner.config().batch_size);
+        self.inner.sampler().consumed_after(consumed, positions)
+    }
+
     /// Counters: batches, samples, bytes, waits, pool and pinning figures.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         guard(|| {
