@@ -147,9 +147,7 @@ def _env_pair(name: str, rank_var: str, world_var: str, world: int | None = None
         return None
     if rank is None or world is None:
         present, missing = (world_var, rank_var) if rank is None else (rank_var, world_var)
-        raise PipelineError(
-            f"{name}: {present} is set but {missing} is not; set both (or neither)", "shard"
-        )
+        raise PipelineError(f"{name}: {present} is set but {missing} is not; set both (or neither)", "shard")
     if rank >= world:
         raise PipelineError(
             f"{name}: {rank_var}={rank} must be below {world_var}={world}; fix or unset them", "shard"
@@ -363,7 +361,7 @@ def agreed_state(states: Sequence[Any]) -> Mapping[str, Any]:
             "pass every rank's state_dict() from the same step",
             "state",
         )
-    reference = states[0]
+    reference: Mapping[str, Any] = states[0]
     for key in sorted(set().union(*(set(state) for state in states)) - {"rank"}):
         values = {repr(state.get(key)) for state in states}
         if len(values) > 1:

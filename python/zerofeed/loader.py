@@ -359,11 +359,10 @@ class Loader:
             True
 
         """
-        if isinstance(state, Sequence) and not isinstance(state, (str, bytes)):
-            state = agreed_state(state)
+        saved: Any = agreed_state(state) if isinstance(state, list | tuple) else state
         fingerprint = self._fingerprint()
-        epoch, batch, consumed = check_state(state, fingerprint)
-        same_pass = all(state[key] == fingerprint[key] for key in ("world_size", "batch_size"))
+        epoch, batch, consumed = check_state(saved, fingerprint)
+        same_pass = all(saved[key] == fingerprint[key] for key in ("world_size", "batch_size"))
         self._close_active()
         self._epoch = epoch
         if same_pass and consumed == self._pipeline.global_consumed(0, batch):
