@@ -4,7 +4,8 @@
 # PyO3 classes cannot be subclassed unless marked `subclass`: all are @final but Op, which is
 # a @disjoint_base instead (its own instance layout). A class without `__new__` here has no
 # constructor at runtime ("cannot create ... instances"): Op is only a base, View comes from
-# `zerofeed.view`, _Epoch from `_Pipeline.start`, _DeviceStage from `_Pipeline.device_stage`.
+# `zerofeed.view`, _Epoch from `_Pipeline.start` or `_Pipeline.start_at`, _DeviceStage from
+# `_Pipeline.device_stage`.
 import os
 from collections.abc import Iterable, Sequence
 from typing import Any, Self, final, overload
