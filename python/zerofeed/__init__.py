@@ -15,6 +15,7 @@ from __future__ import annotations
 from . import _zerofeed, cuda
 from ._dtypes import bfloat16 as _bfloat16
 from .cuda import pinned_empty, to_device
+from .distributed import Shard
 from .errors import (
     ALL_ERRORS,
     DeviceError,
@@ -36,7 +37,7 @@ from .errors import (
 )
 from .explain import Explanation, explain
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
-from .loader import Loader, Shard
+from .loader import Loader
 from .memory import aligned, copy_stats, empty
 from .ops import Cast, CenterCrop, Normalize, Op, RandomCrop, RandomFlip, ToCHW
 from .sequences import TokenStream, Windows, open_tokens

@@ -17,6 +17,7 @@ from typing import Any
 
 from . import _zerofeed
 from . import cuda as _cuda
+from .distributed import Shard, agreed_state, check_state
 from .errors import DeviceError, PipelineError
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .ops import Cast, Op
@@ -26,52 +27,6 @@ from .views import View, view
 
 Batch = Any  # an array/tensor, or a dict of them for dict sources
 _SINGLE = ""  # the field name of a single (non-dict) source
-
-
-@dataclass(frozen=True)
-class Shard:
-    """This process's share of the data: ``rank`` of ``world_size`` (DistributedSampler rules).
-
-    Example:
-        >>> Shard(1, 4)
-        Shard(rank=1, world_size=4)
-
-    """
-
-    rank: int
-    world_size: int
-
-    def __post_init__(self) -> None:
-        for name, value in (("rank", self.rank), ("world_size", self.world_size)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise PipelineError(f"shard {name}={value!r} must be an integer", "shard")
-        if self.world_size < 1:
-            raise PipelineError(f"world_size={self.world_size} must be at least 1", "shard")
-        if not 0 <= self.rank < self.world_size:
-            raise PipelineError(
-                f"rank={self.rank} must be in [0, {self.world_size}) for world_size={self.world_size}",
-                "shard",
-            )
-
-    @classmethod
-    def from_env(cls) -> Shard:
-        """The shard that ``torchrun`` and similar launchers describe in RANK / WORLD_SIZE.
-
-        Without those variables: a single process (rank 0 of 1).
-
-        Example:
-            >>> import os
-            >>> os.environ.pop("RANK", None) and None
-            >>> Shard.from_env()
-            Shard(rank=0, world_size=1)
-
-        """
-        try:
-            rank = int(os.environ.get("RANK", "0"))
-            world = int(os.environ.get("WORLD_SIZE", "1"))
-        except ValueError as err:
-            raise PipelineError(f"RANK/WORLD_SIZE must be integers: {err}", "shard") from err
-        return cls(rank, world)
 
 
 def _source_view(name: str, source: Any) -> View:
@@ -254,6 +209,9 @@ class Loader:
         self._windows_fingerprint = None if windows is None else repr(windows)
         self._epoch = 0
         self._resume_batch = 0
+        # Set by load_state_dict for a state of another shard: the next pass starts at this
+        # global position of the epoch instead of at a batch (elastic resume).
+        self._resume_consumed: int | None = None
         self._active: weakref.ref[_BatchIterator] | None = None
         self._ops_fingerprint = {name: [repr(op) for op in _op_list(chain)] for name, chain in chains.items()}
         self._warned_pin = False
@@ -335,7 +293,7 @@ class Loader:
             raise PipelineError(f"epoch={epoch!r} must be a non-negative integer", "epoch")
         self._close_active()
         self._epoch = epoch
-        self._resume_batch = 0
+        self._resume_batch, self._resume_consumed = 0, None
 
     def element_spec(self) -> dict[str, tuple[tuple[int, ...], str]]:
         """Per field: the shape of one output sample and its dtype.
@@ -365,38 +323,52 @@ class Loader:
             "ops": self._ops_fingerprint,
         } | ({} if self._windows_fingerprint is None else {"windows": self._windows_fingerprint})
 
-    def _position(self) -> tuple[int, int]:
-        """(epoch, batch) where the running iterator is, or where the next one starts."""
+    def _position(self) -> tuple[int, int, int]:
+        """(epoch, batch, global samples consumed) where the running iterator is, or where
+        the next one starts.
+        """
         active = self._active_iterator()
         if active is not None:
-            return active.epoch, active.position
-        return self._epoch, self._resume_batch
+            return active.epoch, active.position, active.samples_consumed
+        consumed = self._resume_consumed
+        if consumed is None:
+            consumed = self._pipeline.global_consumed(0, self._resume_batch)
+        return self._epoch, self._resume_batch, consumed
 
     def state_dict(self) -> dict[str, Any]:
         """Where the loader is: restore it with :meth:`load_state_dict` to get exactly the
-        remaining batches of the epoch, bit-identical.
+        remaining batches of the epoch, bit-identical, on this or any other number of ranks.
 
-        The state also records the configuration (seed, shuffle, batch size, data length,
-        shard, and a fingerprint of the op chains), which :meth:`load_state_dict` checks.
+        ``samples_consumed`` is the position in the epoch's global order: with
+        DistributedSampler's striping, after ``b`` batches every rank of ``world_size`` has
+        read ``b * batch_size`` samples, so the job has read global positions
+        ``[0, b * batch_size * world_size)`` (a short last batch counts as the rest of the
+        shard). ``batch`` is this rank's batch in its current pass. The state also records the
+        configuration (seed, shuffle, batch size, data length, shard, and a fingerprint of the
+        op chains), which :meth:`load_state_dict` checks.
 
         Example:
             >>> import numpy as np, zerofeed as zf
-            >>> loader = zf.Loader(np.arange(10), batch_size=2, shuffle=True, seed=1)
+            >>> loader = zf.Loader(np.arange(10), batch_size=2, shuffle=True, seed=1, shard=(0, 2))
             >>> it = iter(loader); first = next(it)
-            >>> state = loader.state_dict(); state["epoch"], state["batch"]
-            (0, 1)
+            >>> state = loader.state_dict(); state["epoch"], state["batch"], state["samples_consumed"]
+            (0, 1, 4)
 
         """
-        epoch, batch = self._position()
-        return {"epoch": epoch, "batch": batch, **self._fingerprint()}
+        epoch, batch, consumed = self._position()
+        return {"epoch": epoch, "batch": batch, "samples_consumed": consumed, **self._fingerprint()}
 
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Continue from a :meth:`state_dict`: the next iteration starts at its batch.
+    def load_state_dict(self, state: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> None:
+        """Continue from a :meth:`state_dict`: the next iteration starts where it was saved.
 
-        Every key is checked: the loader must be configured like the one that saved the state
-        (same seed, shuffle, batch size, data length, shard and op chains), and ``epoch`` /
-        ``batch`` must be integers inside an epoch; otherwise PipelineError
-        (``argument == "state"``) says which key is wrong.
+        The state may come from a job with another number of ranks (and another batch size):
+        each rank of the new job loads the same saved position, and together they read exactly
+        the samples of the epoch that the old job had not read, each once (``drop_last`` and
+        padding rules: docs/scaling.md); later epochs are those of the new job. Pass the list
+        of every rank's state to have them checked for agreement (PipelineError naming the
+        ranks that differ). Every key is checked: the loader must be configured like the one
+        that saved the state (seed, shuffle, data length, op chains) and the position must be
+        inside an epoch; otherwise PipelineError (``argument == "state"``) says which key.
 
         Example:
             >>> import numpy as np, zerofeed as zf
@@ -408,29 +380,17 @@ class Loader:
             True
 
         """
-        if not isinstance(state, Mapping):
-            raise PipelineError(
-                f"state must be a dict from state_dict(), got {type(state).__name__}", "state"
-            )
-        expected = {"epoch", "batch", *self._fingerprint()}
-        missing = sorted(expected - set(state))
-        if missing:
-            raise PipelineError(f"state_dict is missing {missing}; pass what state_dict() returned", "state")
-        for key, value in self._fingerprint().items():
-            if state[key] != value:
-                raise PipelineError(
-                    f"state_dict was saved with {key}={state[key]!r} but this loader has "
-                    f"{key}={value!r}; configure the loader as the saved one was",
-                    "state",
-                )
-        epoch, batch = state["epoch"], state["batch"]
-        for key, value, limit in (("epoch", epoch, 2**63), ("batch", batch, len(self) + 1)):
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
-                raise PipelineError(
-                    f"state_dict has {key}={value!r}; it must be an integer in [0, {limit})", "state"
-                )
+        saved: Any = agreed_state(state) if isinstance(state, list | tuple) else state
+        fingerprint = self._fingerprint()
+        epoch, batch, consumed = check_state(saved, fingerprint)
+        same_pass = all(saved[key] == fingerprint[key] for key in ("world_size", "batch_size"))
         self._close_active()
-        self._epoch, self._resume_batch = epoch, batch
+        self._epoch = epoch
+        if same_pass and consumed == self._pipeline.global_consumed(0, batch):
+            # The same world at a batch of a regular pass: resume by batch, as saved.
+            self._resume_batch, self._resume_consumed = batch, None
+        else:
+            self._resume_batch, self._resume_consumed = 0, consumed
 
     # -- iteration -------------------------------------------------------------------
     def _active_iterator(self) -> _BatchIterator | None:
@@ -455,8 +415,8 @@ class Loader:
 
             convert = partial(to_framework, target=target)
 
-        iterator = _BatchIterator(self, convert, self._epoch, self._resume_batch)
-        self._epoch, self._resume_batch = self._epoch + 1, 0
+        iterator = _BatchIterator(self, convert, self._epoch, self._resume_batch, self._resume_consumed)
+        self._epoch, self._resume_batch, self._resume_consumed = self._epoch + 1, 0, None
         # A weak reference: an iterator the user drops stops its workers at once (no cycle).
         self._active = weakref.ref(iterator)
         return iterator
@@ -572,14 +532,28 @@ class Loader:
 class _BatchIterator:
     """One pass over an epoch (or its remainder); closing it stops the workers."""
 
-    def __init__(self, loader: Loader, convert: Callable[[View], Any], epoch: int, first_batch: int) -> None:
+    def __init__(
+        self,
+        loader: Loader,
+        convert: Callable[[View], Any],
+        epoch: int,
+        first_batch: int,
+        consumed: int | None = None,
+    ) -> None:
         self._loader = loader
         self._convert = convert
         self.epoch = epoch
         self._done = True  # until the workers run
         self._superseded = False
+        # The global position this pass began at: 0 for a regular pass (its batch numbers
+        # count from the epoch's start), else the saved position of an elastic resume.
+        self._start = 0 if consumed is None else consumed
         # Host batches, or (device loaders) the same run with each batch copied to the GPU.
-        self._run: _zerofeed._Epoch | _cuda._DeviceRun = loader._pipeline.start(epoch, first_batch)
+        self._run: _zerofeed._Epoch | _cuda._DeviceRun = (
+            loader._pipeline.start(epoch, first_batch)
+            if consumed is None
+            else loader._pipeline.start_at(epoch, consumed)
+        )
         if loader._device is not None:  # device: host batches -> device batches, in flight
             self._run = loader._device.wrap(self._run)
         self._done = False
@@ -587,6 +561,11 @@ class _BatchIterator:
     @property
     def position(self) -> int:
         return int(self._run.position())
+
+    @property
+    def samples_consumed(self) -> int:
+        """Global positions of the epoch read by the whole job once every rank is here."""
+        return int(self._loader._pipeline.global_consumed(self._start, self.position))
 
     def __iter__(self) -> _BatchIterator:
         return self

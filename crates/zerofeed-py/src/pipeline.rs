@@ -229,17 +229,20 @@ impl PyPipeline {
 
     /// Starts workers for `epoch` at batch `first_batch`.
     fn start(&self, py: Python<'_>, epoch: u64, first_batch: usize) -> PyResult<PyEpoch> {
-        guard(|| {
-            let pipeline = self.inner.clone();
-            let run = py
-                .detach(move || pipeline.start(epoch, first_batch))
-                .map_err(pipeline_error)?;
-            Ok(PyEpoch {
-                run: Mutex::new(Some(run)),
-                pipeline: self.inner.clone(),
-                pid: std::process::id(),
-            })
-        })
+        self.run_epoch(py, move |pipeline| pipeline.start(epoch, first_batch))
+    }
+
+    /// Starts workers for the rest of `epoch` after its first `consumed` global positions
+    /// (elastic resume: this rank's share of what any world size left unread).
+    fn start_at(&self, py: Python<'_>, epoch: u64, consumed: usize) -> PyResult<PyEpoch> {
+        self.run_epoch(py, move |pipeline| pipeline.start_at(epoch, consumed))
+    }
+
+    /// Global positions read once every rank took `batches` batches of a pass that began
+    /// at global position `consumed`.
+    fn global_consumed(&self, consumed: usize, batches: usize) -> usize {
+        let positions = batches.saturating_mul(self.inner.config().batch_size);
+        self.inner.sampler().consumed_after(consumed, positions)
     }
 
     /// Counters: batches, samples, bytes, waits, pool and pinning figures.
@@ -277,6 +280,27 @@ impl PyPipeline {
         self.inner
             .device_plans(&self.device_tails)
             .map_err(pipeline_error)
+    }
+}
+
+impl PyPipeline {
+    /// Starts an epoch's workers without the GIL (spawning threads can take a while).
+    fn run_epoch(
+        &self,
+        py: Python<'_>,
+        start: impl FnOnce(&Pipeline) -> Result<EpochRun, pipeline::PipelineError> + Send,
+    ) -> PyResult<PyEpoch> {
+        guard(|| {
+            let pipeline = self.inner.clone();
+            let run = py
+                .detach(move || start(&pipeline))
+                .map_err(pipeline_error)?;
+            Ok(PyEpoch {
+                run: Mutex::new(Some(run)),
+                pipeline: self.inner.clone(),
+                pid: std::process::id(),
+            })
+        })
     }
 }
 

@@ -597,7 +597,24 @@ impl Pipeline {
         if crate::pool::forked_from(self.pid) {
             return Err(PipelineError::Forked);
         }
-        run::start(self, epoch, first_batch)
+        run::start(self, epoch, self.sampler.epoch_order(epoch), first_batch)
+    }
+
+    /// Starts workers for the rest of `epoch` after its first `consumed` global positions
+    /// were read, by a job of any world size (elastic resume): this rank's share of the
+    /// remaining positions ([`Sampler::remainder_order`]) in batches of this pipeline's size.
+    /// For the world that saved `consumed`, it is the same as [`Pipeline::start`] at the
+    /// batch that `consumed` counts.
+    pub fn start_at(&self, epoch: u64, consumed: usize) -> Result<EpochRun, PipelineError> {
+        if crate::pool::forked_from(self.pid) {
+            return Err(PipelineError::Forked);
+        }
+        run::start(
+            self,
+            epoch,
+            self.sampler.remainder_order(epoch, consumed),
+            0,
+        )
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::ops::SampleKey;
 use crate::pool::{forked_from, BufferPool};
-use crate::sampler::EpochOrder;
+use crate::sampler::{num_batches, EpochOrder};
 use crate::source::Source;
 
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
@@ -55,10 +55,15 @@ struct Job {
 pub(super) fn start(
     pipeline: &Pipeline,
     epoch: u64,
+    order: EpochOrder,
     first_batch: usize,
 ) -> Result<EpochRun, PipelineError> {
-    let order = pipeline.sampler.epoch_order(epoch);
-    let end = pipeline.num_batches();
+    // Validated when the pipeline was built (batch_size >= 1), so this cannot fail.
+    let end = num_batches(
+        order.len(),
+        pipeline.config.batch_size,
+        pipeline.config.drop_last,
+    )?;
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             next_job: first_batch.min(end),

@@ -185,3 +185,16 @@ fn batch_views_count_copies_per_pipeline() {
     assert_eq!(p.copies().snapshot(), (1, 4 * 48));
     assert_eq!(other.copies().snapshot(), (0, 0));
 }
+
+#[test]
+fn start_at_a_global_position_is_start_at_the_batch_it_counts() {
+    let data: Vec<u8> = (0..10 * 48).map(|i| (i * 7 % 251) as u8).collect();
+    let p = pipeline(&data, 10, 2, true, &[]);
+    for batch in 0..=3 {
+        let consumed = p.sampler().consumed_after(0, batch * 4);
+        let resumed = collect(&mut p.start_at(1, consumed).unwrap());
+        assert_eq!(resumed, collect(&mut p.start(1, batch).unwrap()));
+    }
+    // Past the end (a padded total): nothing left.
+    assert!(collect(&mut p.start_at(1, 12).unwrap()).is_empty());
+}

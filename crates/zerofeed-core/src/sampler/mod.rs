@@ -6,6 +6,12 @@
 //! the number of samples (10^12 costs nothing up front; see [`Permutation`] for the
 //! keyed Feistel permutation behind it). Resuming mid-epoch needs only
 //! `(epoch, position)`, and any number of workers sees the same order.
+//!
+//! Elastic resume works in global positions: after every rank of an `N`-rank job took `k`
+//! positions, the job has read global positions `0..k * N` of the epoch's order (see
+//! [`Sampler::consumed_after`]); [`Sampler::remainder_order`] re-shards the positions not
+//! yet read over this sampler's own world size, so `M` ranks finish the epoch that `N`
+//! ranks began.
 
 mod permutation;
 mod rng;
@@ -139,12 +145,33 @@ impl Sampler {
     /// How many samples this rank visits per epoch: DistributedSampler's `num_samples`,
     /// `floor(len / world)` with `drop_last`, `ceil(len / world)` without.
     pub fn samples_per_epoch(&self) -> usize {
+        self.remainder_per_rank(0)
+    }
+
+    /// How many positions each rank takes from the rest of an epoch whose first `consumed`
+    /// global positions were read: the remaining `len - consumed` samples sharded by
+    /// DistributedSampler's rule (`floor` of the share with `drop_last`, `ceil` without).
+    pub fn remainder_per_rank(&self, consumed: usize) -> usize {
         let world = self.shard.world_size;
+        let rest = self.len.saturating_sub(consumed);
         if self.drop_last {
-            self.len / world
+            rest / world
         } else {
-            self.len.div_ceil(world)
+            rest.div_ceil(world)
         }
+    }
+
+    /// Global positions read once every rank of this sampler's world took `positions`
+    /// positions of an order that began at global position `consumed`.
+    ///
+    /// A rank cannot take more than [`Sampler::remainder_per_rank`] positions, so a short
+    /// last batch counts as the rest of the rank's share: after the whole epoch the result
+    /// is the padded (or cut) total, which is `>= len()` without `drop_last`. With striped
+    /// shards (rank `r` takes `r, r + world, ...`), the positions read are exactly the
+    /// global range `0..consumed_after(consumed, positions)`.
+    pub fn consumed_after(&self, consumed: usize, positions: usize) -> usize {
+        let taken = positions.min(self.remainder_per_rank(consumed));
+        consumed.saturating_add(taken.saturating_mul(self.shard.world_size))
     }
 
     /// The global order of epoch `epoch` before sharding: the identity without shuffle,
@@ -165,11 +192,28 @@ impl Sampler {
     /// padded to `total` by repeating it from the start (cycling when `world > len`);
     /// rank `r` then takes positions `r, r + world, r + 2 world, ...`.
     pub fn epoch_order(&self, epoch: u64) -> EpochOrder {
+        self.remainder_order(epoch, 0)
+    }
+
+    /// This rank's order for the rest of epoch `epoch`, whose first `consumed` global
+    /// positions were already read (by a job of any world size; see
+    /// [`Sampler::consumed_after`]).
+    ///
+    /// The remaining positions `consumed..len()` are sharded over this sampler's world
+    /// with DistributedSampler's rules applied to them: with `drop_last` cut to
+    /// `remainder_per_rank(consumed) * world` positions (at most `world - 1` remaining
+    /// samples are not read), without it padded to that total by continuing the epoch's
+    /// padding, i.e. global position `g >= len()` is sample `permutation(g % len())`, the
+    /// epoch's first samples again. Rank `r` takes remaining positions `r, r + world, ...`.
+    /// For the world that read the first `consumed` positions, the result is exactly the
+    /// tail of [`Sampler::epoch_order`]; `consumed >= len()` gives an empty order.
+    pub fn remainder_order(&self, epoch: u64, consumed: usize) -> EpochOrder {
         EpochOrder {
             permutation: self.permutation(epoch),
             rank: self.shard.rank,
             world: self.shard.world_size,
-            len: self.samples_per_epoch(),
+            len: self.remainder_per_rank(consumed),
+            offset: consumed,
         }
     }
 }
@@ -177,16 +221,18 @@ impl Sampler {
 /// One rank's visiting order for one epoch, computed position by position.
 ///
 /// Made by [`Sampler::epoch_order`]. `Copy + Send + Sync` and heap-free: give every worker
-/// its own copy. Position `k` of rank `r` is global position `r + k * world` of the
-/// epoch's [`Permutation`], taken modulo the dataset length (DistributedSampler's padding
-/// by repetition). That arithmetic is exact for every length up to `usize::MAX` (it falls
-/// back to 128-bit integers where `r + k * world` would not fit), so there is no cap.
+/// its own copy. Position `k` of rank `r` is global position `offset + r + k * world` of
+/// the epoch's [`Permutation`] (`offset` is 0 except for [`Sampler::remainder_order`]),
+/// taken modulo the dataset length (DistributedSampler's padding by repetition). That
+/// arithmetic is exact for every length up to `usize::MAX` (it falls back to 128-bit
+/// integers where the sum would not fit), so there is no cap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct EpochOrder {
     permutation: Permutation,
     rank: usize,
     world: usize,
     len: usize,
+    offset: usize,
 }
 
 impl EpochOrder {
@@ -217,12 +263,14 @@ impl EpochOrder {
         let global = match position
             .checked_mul(self.world)
             .and_then(|p| p.checked_add(self.rank))
+            .and_then(|p| p.checked_add(self.offset))
         {
             Some(p) => p % n,
             // Only for datasets within `world` of usize::MAX; the remainder is below `n`,
             // so it fits back into usize.
             None => {
-                ((position as u128 * self.world as u128 + self.rank as u128) % n as u128) as usize
+                ((position as u128 * self.world as u128 + self.rank as u128 + self.offset as u128)
+                    % n as u128) as usize
             }
         };
         self.permutation.checked_apply(global)
@@ -240,6 +288,12 @@ impl EpochOrder {
                 self.len
             )
         })
+    }
+
+    /// The global position this order begins at (0 unless made by
+    /// [`Sampler::remainder_order`]).
+    pub fn offset(&self) -> usize {
+        self.offset
     }
 
     /// The sample at global (unsharded, unpadded) position `position` of the epoch's
@@ -285,3 +339,6 @@ pub fn num_batches(
         samples.div_ceil(batch_size)
     })
 }
+
+#[cfg(test)]
+mod remainder_tests;
