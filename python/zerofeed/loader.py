@@ -166,7 +166,8 @@ class Loader:
                     raise PipelineError(f"field names must be strings, got {name!r}", "source")
             views = {name: _source_view(name, value) for name, value in sources.items()}
             names = list(views)
-            self._length = views[names[0]].shape[0]
+            first = views[names[0]]
+            self._length = first.shape[0] if first.ndim else 0  # 0-d: the core names the error
         chains = _resolve_ops(names, ops)
         if dtype is not None:  # widening last, after every other op (the Cast checks the dtype)
             chains = {name: [*_op_list(chain), Cast(dtype)] for name, chain in chains.items()}
