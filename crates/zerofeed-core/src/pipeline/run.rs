@@ -177,14 +177,8 @@ impl Job {
                 .fetch_add((sample_bytes * samples.len()) as u64, Ordering::Relaxed);
             buffers.push(buffer);
         }
-        // A file that changed under the source leaves stale or zeroed samples: never hand out
-        // such a batch (the check is sticky, so every later batch fails too).
-        self.source
-            .check()
-            .map_err(|source| PipelineError::Sample {
-                label: "the source".to_owned(),
-                source,
-            })?;
+        // Whether the file changed under these samples is checked once, when the batch is
+        // handed out (`poll_batch`): that covers batches built before the change too.
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
         self.stats
             .samples
