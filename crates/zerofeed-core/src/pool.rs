@@ -273,20 +273,14 @@ impl BufferPool {
     /// The counters and the idle count, read now (each counter on its own: not one atomic view).
     pub fn snapshot(&self) -> PoolSnapshot {
         let s = &self.stats;
-        if forked_from(self.pid) {
-            // Counters only: the idle list's lock may have been held by a parent's thread.
-            return PoolSnapshot {
-                allocations: s.allocations.load(Ordering::Relaxed),
-                reuses: s.reuses.load(Ordering::Relaxed),
-                pinned_bytes: s.pinned_bytes.load(Ordering::Relaxed),
-                pin_failures: s.pin_failures.load(Ordering::Relaxed),
-                freed_over_budget: s.freed_over_budget.load(Ordering::Relaxed),
-                live_buffers: s.live_buffers.load(Ordering::Relaxed),
-                idle_buffers: 0,
-                idle_bytes: 0,
-            };
-        }
-        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // After fork() the idle list's lock may have been held by a parent's thread: the
+        // child reports the counters only.
+        let (idle_buffers, idle_bytes) = if forked_from(self.pid) {
+            (0, 0)
+        } else {
+            let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            (idle.buffers.len() as u64, idle.bytes as u64)
+        };
         PoolSnapshot {
             allocations: s.allocations.load(Ordering::Relaxed),
             reuses: s.reuses.load(Ordering::Relaxed),
@@ -294,8 +288,8 @@ impl BufferPool {
             pin_failures: s.pin_failures.load(Ordering::Relaxed),
             freed_over_budget: s.freed_over_budget.load(Ordering::Relaxed),
             live_buffers: s.live_buffers.load(Ordering::Relaxed),
-            idle_buffers: idle.buffers.len() as u64,
-            idle_bytes: idle.bytes as u64,
+            idle_buffers,
+            idle_bytes,
         }
     }
 }
