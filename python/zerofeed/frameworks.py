@@ -20,7 +20,7 @@ import numpy as np
 from . import _zerofeed
 from ._dtypes import bfloat16
 from .errors import FrameworkMissingError
-from .explain import Explanation, jax_x64_enabled, plan_for
+from .explain import jax_x64_enabled
 from .views import View, view
 
 _INSTALL_HINTS = {
@@ -46,10 +46,9 @@ def require(module: str) -> ModuleType:
         raise FrameworkMissingError(f"{module} is not installed: {hint}", "target") from err
 
 
-def _prepared(obj: Any, target: str, copy: bool | None) -> tuple[View, Explanation]:
+def _prepared(obj: Any, target: str, copy: bool | None) -> View:
     """Return the view to export to ``target``: the input itself, or its one aligned copy."""
     v = view(obj)
-    plan = plan_for(v, target)
     decision = v._conversion(target, copy=copy, jax_x64=jax_x64_enabled())
     if decision == "copy":
         v = v.copy(align=64)
@@ -60,7 +59,7 @@ def _prepared(obj: Any, target: str, copy: bool | None) -> tuple[View, Explanati
             UserWarning,
             stacklevel=3,
         )
-    return v, plan
+    return v
 
 
 class _ImmutableExport:
@@ -95,7 +94,7 @@ def to_numpy(obj: Any, *, copy: bool | None = None) -> np.ndarray:
         (True, [9.0, 10.0])
 
     """
-    v, _ = _prepared(obj, "numpy", copy)
+    v = _prepared(obj, "numpy", copy)
     array = np.asarray(v)
     return array.view(bfloat16()) if v.dtype == "bfloat16" else array
 
@@ -116,7 +115,7 @@ def to_torch(obj: Any, *, copy: bool | None = None) -> Any:
 
     """
     torch = require("torch")
-    v, _ = _prepared(obj, "torch", copy)
+    v = _prepared(obj, "torch", copy)
     return torch.from_dlpack(_ImmutableExport(v) if v.readonly else v)
 
 
@@ -134,7 +133,7 @@ def to_tensorflow(obj: Any, *, copy: bool | None = None) -> Any:
 
     """
     tf = require("tensorflow")
-    v, _ = _prepared(obj, "tensorflow", copy)
+    v = _prepared(obj, "tensorflow", copy)
     return tf.experimental.dlpack.from_dlpack(v._legacy_capsule_for_immutable_consumer())
 
 
@@ -152,5 +151,5 @@ def to_jax(obj: Any, *, copy: bool | None = None) -> Any:
 
     """
     jax = require("jax")
-    v, _ = _prepared(obj, "jax", copy)
+    v = _prepared(obj, "jax", copy)
     return jax.dlpack.from_dlpack(_ImmutableExport(v))
