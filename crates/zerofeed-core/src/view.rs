@@ -227,6 +227,8 @@ pub struct View {
     dtype: DType,
     device: DLDevice,
     readonly: bool,
+    /// `layout.byte_span()`, kept because every sample read checks against it.
+    span: (isize, isize),
     /// Writes cannot crash or reach shared data (private copy-on-write file pages), so a
     /// read-only view may still be shared with consumers that ignore read-only flags.
     private_writes: bool,
@@ -291,8 +293,10 @@ impl View {
             }
             checked_extent(address, &layout)?;
         }
+        let span = layout.byte_span()?;
         Ok(View {
             address,
+            span,
             layout,
             dtype,
             device,
@@ -471,6 +475,8 @@ impl View {
             // A derived layout addresses a subset of the parent's bytes (the layout module
             // guarantees it), so the address cannot wrap where the parent's did not.
             address: self.address.wrapping_add_signed(byte_offset),
+            // A valid layout always has a span; (0, 0) would only make `sample` refuse.
+            span: layout.byte_span().unwrap_or((0, 0)),
             layout,
             ..self.clone()
         }
@@ -598,7 +604,7 @@ impl View {
                 dtype: self.dtype,
             });
         }
-        let (low, high) = self.layout.byte_span()?;
+        let (low, high) = self.span;
         let (sample_low, sample_high) = layout.byte_span()?;
         if layout.size() > 0 {
             let lo = byte_offset
