@@ -17,6 +17,7 @@ import ctypes
 import hashlib
 import io
 import mmap
+import os
 
 import numpy as np
 import pytest
@@ -525,3 +526,26 @@ def test_unconsumed_exports_and_readonly_flag_read_back(tmp_path) -> None:
     assert back.readonly and back.ptr == ro.ptr
     for _ in range(100):
         ro.__dlpack__(max_version=(1, 0))  # dropped unconsumed: the destructor frees it
+
+
+def test_copy_on_write_memmaps_keep_numpys_own_pages(tmp_path: object) -> None:
+    """A mode="c" memmap holds private writes the file does not have: never redirected."""
+    path = f"{tmp_path}/c.npy"
+    np.save(path, np.arange(1000, dtype=np.float32))
+    m = np.load(path, mmap_mode="c")
+    m[500] = -1
+    m.flags.writeable = False
+    v = zf.view(m)
+    assert v.ptr == addr(m) and float(np.asarray(v)[500]) == -1.0
+
+
+def test_a_replaced_file_is_not_mistaken_for_the_one_numpy_mapped(tmp_path: object) -> None:
+    path = f"{tmp_path}/r.npy"
+    np.save(path, np.arange(1000, dtype=np.float32))
+    m = np.load(path, mmap_mode="r")
+    other = np.arange(1000, dtype=np.float32)
+    other[500] = -7  # same edges, another middle: only the inode tells them apart
+    np.save(f"{tmp_path}/new.npy", other)
+    os.replace(f"{tmp_path}/new.npy", path)
+    v = zf.view(m)
+    assert v.ptr == addr(m) and float(np.asarray(v)[500]) == 500.0
