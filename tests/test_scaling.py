@@ -212,6 +212,44 @@ def test_a_ray_context_without_workers_is_a_typed_error(env, monkeypatch, rank, 
     assert info.value.argument == "shard"
 
 
+@pytest.mark.parametrize(
+    ("shard", "match"),
+    [
+        ((2, 2), r"rank=2 must be in \[0, 2\)"),
+        ((-1, 3), r"rank=-1 must be in \[0, 3\)"),
+        ((0, 0), "world_size=0 must be at least 1"),
+        ((0.0, 2), "shard rank=0.0 must be an integer"),
+        ((True, 2), "shard rank=True must be an integer"),
+        ((0, 1, 2), "must be a zerofeed.Shard or a \\(rank, world_size\\) tuple"),
+    ],
+)
+def test_a_rank_outside_the_world_is_a_typed_error(shard, match):
+    with pytest.raises(zf.PipelineError, match=match) as info:
+        zf.Loader(np.arange(10), batch_size=2, shard=shard)
+    assert info.value.argument == "shard"
+
+
+@pytest.mark.parametrize("drop_last", [False, True])
+@pytest.mark.parametrize(("n", "world"), [(3, 5), (1, 2), (7, 8)])
+def test_more_ranks_than_samples_is_a_typed_error_naming_the_fix(n, world, drop_last):
+    for rank in (0, world - 1):  # every rank refuses, not only those left without samples
+        with pytest.raises(zf.PipelineError, match=f"world_size={world} is larger than the {n} samples") as info:
+            zf.Loader(np.arange(n), batch_size=2, shard=(rank, world), drop_last=drop_last)
+        assert info.value.argument == "shard"
+        assert f"run at most {n} ranks" in str(info.value)
+        assert ("no sample" if drop_last else "only padding") in str(info.value)
+    # As many ranks as samples is fine: each reads one.
+    seen = [int(x) for r in range(n) for b in zf.Loader(np.arange(n), batch_size=2, shard=(r, n)) for x in b]
+    assert sorted(seen) == list(range(n))
+
+
+def test_more_ranks_than_windows_is_refused_too():
+    windows = zf.Windows(np.arange(20, dtype=np.uint16), length=4)
+    with pytest.raises(zf.PipelineError, match="samples of the source") as info:
+        zf.Loader(windows, batch_size=2, shard=(0, len(windows) + 1))
+    assert info.value.argument == "shard"
+
+
 def test_shards_compare_by_numbers_and_given_shards_say_so():
     assert zf.Shard(1, 2, "torchrun (RANK=1, WORLD_SIZE=2)") == zf.Shard(1, 2)
     assert repr(zf.Shard(1, 2)) == "Shard(rank=1, world_size=2)"

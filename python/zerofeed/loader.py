@@ -83,6 +83,21 @@ def _as_shard(shard: Any) -> Shard:
     raise PipelineError(f"shard={shard!r} must be a zerofeed.Shard or a (rank, world_size) tuple", "shard")
 
 
+def _check_world(shard: Shard, length: int, drop_last: bool) -> None:
+    """Refuse a world with more ranks than samples: some ranks would read nothing (with
+    ``drop_last``) or only the epoch's first samples again (padding), and a DDP job whose
+    ranks run different step counts hangs at its first collective.
+    """
+    if shard.world_size > 1 and shard.world_size > length:
+        idle = "would read no sample" if drop_last else "would read only padding (repeated samples)"
+        raise PipelineError(
+            f"shard: world_size={shard.world_size} is larger than the {length} samples of the "
+            f"source, so {shard.world_size - length} of the ranks {idle}; run at most {length} "
+            "ranks on this data, or give each rank more samples",
+            "shard",
+        )
+
+
 @dataclass(frozen=True)
 class _Config:
     """What a Loader was built with (the engine holds the same; this is for reading it back)."""
@@ -174,6 +189,7 @@ class Loader:
         if windows is None:
             fields = [(name, views[name], chains[name]) for name in names]
         shard = _as_shard(shard)
+        _check_world(shard, self._length, drop_last)
         workers = _default_workers() if workers is None else workers
         self._pipeline = _zerofeed._Pipeline(
             fields,
