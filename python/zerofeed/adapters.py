@@ -1,8 +1,10 @@
-"""Framework-level adapters of a :class:`zerofeed.Loader`: ``tf.data`` and Keras 3."""
+"""Framework-level adapters of a :class:`zerofeed.Loader`: ``tf.data``, Keras 3, and global
+JAX batches of a multi-process job."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._dtypes import numpy_dtype
@@ -134,3 +136,69 @@ def _zero_batch(loader: Loader) -> Any:
         for name, (shape, dtype) in loader.element_spec().items()
     }
     return arrays[""] if loader._single else arrays
+
+
+def jax_global_batches(loader: Loader, sharding: Any) -> Iterator[Any]:
+    """Global ``jax.Array`` batches of a multi-process job (see :meth:`Loader.jax`).
+
+    Each process's batch (its shard's rows) becomes its addressable part of one global
+    array through ``jax.make_array_from_process_local_data``: the global batch is the
+    processes' batches stacked in process order along the sharded axis. ``sharding`` is one
+    ``jax.sharding.Sharding`` for every field, or a dict of them per field.
+
+    Example:
+        >>> import numpy as np, zerofeed as zf
+        >>> import jax  # doctest: +SKIP
+        >>> mesh = jax.make_mesh((jax.device_count(),), ("batch",))  # doctest: +SKIP
+        >>> rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))  # doctest: +SKIP
+        >>> loader = zf.Loader(np.zeros((8, 3), np.float32), batch_size=4)
+        >>> next(iter(loader.jax(sharding=rows))).sharding == rows  # doctest: +SKIP
+        True
+
+    """
+    jax = require("jax")
+    names = list(loader.element_spec())
+    if isinstance(sharding, Mapping):
+        if loader._single:
+            raise PipelineError("sharding: a single source takes one Sharding, not a dict", "sharding")
+        missing = sorted(set(names) - set(sharding))
+        unknown = sorted(set(sharding) - set(names))
+        if missing or unknown:
+            wrong = [f"names fields {unknown} the source lacks"] if unknown else []
+            wrong += [f"lacks fields {missing}"] if missing else []
+            raise PipelineError(
+                f"sharding {' and '.join(wrong)}; give one Sharding per field of {names} "
+                "(or one Sharding for all)",
+                "sharding",
+            )
+        per_field = dict(sharding)
+    else:
+        per_field = dict.fromkeys(names, sharding)
+    for name, value in per_field.items():
+        if not isinstance(value, jax.sharding.Sharding):
+            label = f"sharding[{name!r}]" if name else "sharding"
+            raise PipelineError(
+                f"{label}={value!r} is not a jax.sharding.Sharding; pass e.g. "
+                'NamedSharding(jax.make_mesh((jax.device_count(),), ("batch",)), PartitionSpec("batch"))',
+                "sharding",
+            )
+    # Host batches stay NumPy (zero-copy views of the batch buffers), so the only copy is the
+    # one make_array_from_process_local_data makes onto the devices.
+    local = loader._iterate(to_numpy) if loader._device is None else loader._iterate(to_jax, "jax")
+    make = jax.make_array_from_process_local_data
+
+    def glob(batch: Any) -> Any:
+        if loader._single:
+            return make(per_field[""], batch)
+        return {name: make(per_field[name], value) for name, value in batch.items()}
+
+    # A generator holding the loader's iterator: dropping it stops the workers, and
+    # state_dict() still reads the pass's position while it runs.
+    def run() -> Iterator[Any]:
+        try:
+            for batch in local:
+                yield glob(batch)
+        finally:
+            local.close()
+
+    return run()

@@ -458,8 +458,30 @@ class Loader:
         """Yield ``tf.Tensor`` batches over the batch buffers (aligned, so no copy)."""
         return self._iterate(to_tensorflow, "tensorflow")
 
-    def jax(self) -> Iterator[Batch]:
-        """Yield ``jax.Array`` batches over the batch buffers (aligned, so no copy)."""
+    def jax(self, sharding: Any = None) -> Iterator[Batch]:
+        """Yield ``jax.Array`` batches over the batch buffers (aligned, so no copy).
+
+        With ``sharding`` (a ``jax.sharding.Sharding``, or a dict of them per field), a job of
+        several JAX processes (``jax.distributed.initialize``) gets *global* arrays: each
+        process's batch is its addressable part, assembled with
+        ``jax.make_array_from_process_local_data`` (one copy onto the devices). Build each
+        process's loader with ``shard=zf.Shard.from_env()``; the global batch is then the
+        processes' batches in process order. docs/scaling.md has the recipe.
+
+        Example:
+            >>> import numpy as np, zerofeed as zf
+            >>> import jax  # doctest: +SKIP
+            >>> mesh = jax.make_mesh((jax.device_count(),), ("batch",))  # doctest: +SKIP
+            >>> rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))  # doctest: +SKIP
+            >>> loader = zf.Loader(np.zeros((8, 3), np.float32), batch_size=4, shard=zf.Shard.from_env())
+            >>> [b.shape for b in loader.jax(sharding=rows)]  # doctest: +SKIP
+            [(4, 3), (4, 3)]
+
+        """
+        if sharding is not None:
+            from .adapters import jax_global_batches
+
+            return jax_global_batches(self, sharding)
         return self._iterate(to_jax, "jax")
 
     def cupy(self) -> Iterator[Batch]:
