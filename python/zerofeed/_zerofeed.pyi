@@ -210,6 +210,7 @@ class _Pipeline:
         normalize_on_device: bool = False,
         windows: _Windows | None = None,
         window_ops: Sequence[Iterable[Op]] | None = None,
+        op_keys: Sequence[int] | None = None,
     ) -> Self: ...
     @property
     def pinned(self) -> bool: ...

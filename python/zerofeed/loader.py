@@ -154,7 +154,10 @@ class Loader:
         memory_budget: int | None = None,
         normalize_on_device: bool = False,
         dtype: str | None = None,
+        _op_keys: Sequence[int] | None = None,
     ) -> None:
+        # _op_keys (internal, zerofeed.ray): the dataset index keying each sample's random
+        # ops, for a loader over a block of a larger dataset.
         # The device is parsed first, so that a bad one fails before any work.
         self._device_name = device
         self._device_index = _cuda.parse_device(device)
@@ -207,6 +210,7 @@ class Loader:
             normalize_on_device=normalize_on_device,
             windows=None if windows is None else windows._inner,
             window_ops=None if windows is None else [chains[name] for name in names],
+            op_keys=None if _op_keys is None else list(_op_keys),
         )
         self._config = _Config(
             batch_size=batch_size,

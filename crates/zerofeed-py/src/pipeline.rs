@@ -77,7 +77,7 @@ impl PyPipeline {
     /// `fields`: a list of `(name, View, [Op, ...])`; or, with `windows` (a `_Windows`),
     /// empty, and `window_ops` one op list per window field.
     #[new]
-    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false, windows = None, window_ops = None))]
+    #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false, windows = None, window_ops = None, op_keys = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -96,6 +96,7 @@ impl PyPipeline {
         normalize_on_device: bool,
         windows: Option<PyRef<'_, PyWindows>>,
         window_ops: Option<Vec<Bound<'_, PyAny>>>,
+        op_keys: Option<Vec<u64>>,
     ) -> PyResult<PyPipeline> {
         guard(|| {
             let mut chains = Vec::with_capacity(fields.len());
@@ -150,7 +151,13 @@ impl PyPipeline {
                 pin_device,
             };
             let inner = py
-                .detach(|| pipeline::build(source, &chains, &config))
+                .detach(|| {
+                    let built = pipeline::build(source, &chains, &config)?;
+                    match op_keys {
+                        Some(keys) => built.with_op_keys(keys),
+                        None => Ok(built),
+                    }
+                })
                 .map_err(pipeline_error)?;
             Ok(PyPipeline {
                 inner: Arc::new(inner),

@@ -160,6 +160,14 @@ pub enum PipelineError {
     /// The pipeline could not start its workers.
     #[error("could not start a worker thread: {0}")]
     Spawn(String),
+    /// Per-sample op keys of another count than the source's samples.
+    #[error("keys: {keys} op keys for a source of {samples} samples; give one key per sample")]
+    KeyCount {
+        /// Keys given.
+        keys: usize,
+        /// Samples of the source.
+        samples: usize,
+    },
 }
 
 impl PipelineError {
@@ -177,6 +185,7 @@ impl PipelineError {
             PipelineError::Workers(_) | PipelineError::Spawn(_) => "workers",
             PipelineError::DeviceOps { .. } => "normalize_on_device",
             PipelineError::Forked => "loader",
+            PipelineError::KeyCount { .. } => "keys",
             _ => "source",
         }
     }
@@ -406,6 +415,9 @@ pub struct Pipeline {
     copies: Arc<CopyCounter>,
     /// The process that built it (see [`PipelineError::Forked`]).
     pid: u32,
+    /// The dataset index that keys each sample's random ops, when it is not the sample's
+    /// index in this source (a block of a larger dataset, as Ray Data hands out).
+    keys: Option<Arc<[u64]>>,
 }
 
 /// Turns a loader's options into a running-ready pipeline: checks every argument and every
@@ -511,7 +523,27 @@ impl Pipeline {
             stats: Arc::default(),
             copies: Arc::default(),
             pid: std::process::id(),
+            keys: None,
         })
+    }
+
+    /// Keys sample `i`'s random ops (crop, flip) by `keys[i]` instead of `i`, so that a
+    /// pipeline over a slice of a dataset reproduces the ops of a pipeline over the whole
+    /// dataset for the same samples. One key per sample of the source.
+    pub fn with_op_keys(mut self, keys: Vec<u64>) -> Result<Pipeline, PipelineError> {
+        if keys.len() != self.source.len() {
+            return Err(PipelineError::KeyCount {
+                keys: keys.len(),
+                samples: self.source.len(),
+            });
+        }
+        self.keys = Some(keys.into());
+        Ok(self)
+    }
+
+    /// The key of sample `index`'s random ops (see [`Pipeline::with_op_keys`]).
+    pub(crate) fn op_key(keys: Option<&[u64]>, index: usize) -> u64 {
+        keys.map_or(index as u64, |keys| keys[index])
     }
 
     /// The fields, in output order.

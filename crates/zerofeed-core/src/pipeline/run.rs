@@ -44,6 +44,7 @@ struct Job {
     order: EpochOrder,
     epoch: u64,
     seed: u64,
+    keys: Option<Arc<[u64]>>,
     batch_size: usize,
     window: usize,
     end: usize,
@@ -80,6 +81,7 @@ pub(super) fn start(
         order,
         epoch,
         seed: pipeline.sampler.seed(),
+        keys: pipeline.keys.clone(),
         batch_size: pipeline.config.batch_size,
         window: pipeline
             .config
@@ -161,7 +163,7 @@ impl Job {
                 let key = SampleKey {
                     seed: self.seed,
                     epoch: self.epoch,
-                    index: sample as u64,
+                    index: Pipeline::op_key(self.keys.as_deref(), sample),
                 };
                 let data = self
                     .source
