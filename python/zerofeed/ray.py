@@ -175,9 +175,9 @@ def device_batches(
         )
     if to not in _CONVERT:
         raise PipelineError(f"to={to!r} must be one of {sorted(_CONVERT)}", "to")
-    index = _cuda.parse_device(device)
-    if index is not None and to not in ("torch", "jax"):
+    if device != "cpu" and to not in ("torch", "jax"):
         raise PipelineError(f"device={device!r} gives GPU batches: use to='torch' or to='jax'", "to")
+    index = _cuda.parse_device(device)
     if to != "numpy":
         require(to)
     convert = _CONVERT[to]
