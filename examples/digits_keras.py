@@ -55,14 +55,19 @@ def main() -> None:
             keras.layers.Dense(10),
         ]
     )
-    model.compile(optimizer=keras.optimizers.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     history = model.fit(
         train.keras(x="image", y="label"),
         validation_data=val.keras(x="image", y="label"),
         epochs=3 if args.short else 20,
         verbose=0,
     )
-    for epoch, (loss, val_loss) in enumerate(zip(history.history["loss"], history.history["val_loss"], strict=True)):
+    for epoch, (loss, val_loss) in enumerate(
+        zip(history.history["loss"], history.history["val_loss"], strict=True)
+    ):
         print(f"epoch {epoch}: train loss {loss:.4f}, validation loss {val_loss:.4f}", flush=True)
 
 

@@ -64,7 +64,11 @@ def main() -> None:
         device=device,
     )
     val = zf.Loader(
-        val_data, batch_size=100, ops={"image": [zf.CenterCrop(7, 7), NORMALIZE, zf.ToCHW()]}, shard=shard, device=device
+        val_data,
+        batch_size=100,
+        ops={"image": [zf.CenterCrop(7, 7), NORMALIZE, zf.ToCHW()]},
+        shard=shard,
+        device=device,
     )
     torch.manual_seed(0)
     net = torch.nn.Sequential(

@@ -74,13 +74,18 @@ def main() -> None:
         drop_last=True,  # one batch shape: jit compiles once
         ops=[zf.RandomCrop(12, 12), zf.RandomFlip(), NORMALIZE],
     )
-    val = zf.Loader(patches(data.chelsea()), batch_size=128, drop_last=True, ops=[zf.CenterCrop(12, 12), NORMALIZE])
+    val = zf.Loader(
+        patches(data.chelsea()), batch_size=128, drop_last=True, ops=[zf.CenterCrop(12, 12), NORMALIZE]
+    )
     model = AutoEncoder(nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, optax.adam(3e-3), wrt=nnx.Param)
     for epoch in range(3 if args.short else 30):
         losses = [float(train_step(model, optimizer, x)) for x in train.jax()]
         val_losses = [float(eval_step(model, x)) for x in val.jax()]
-        print(f"epoch {epoch}: train loss {np.mean(losses):.4f}, validation loss {np.mean(val_losses):.4f}", flush=True)
+        print(
+            f"epoch {epoch}: train loss {np.mean(losses):.4f}, validation loss {np.mean(val_losses):.4f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -108,12 +108,11 @@ def train_loop(config):
 
 @pytest.fixture(scope="module")
 def trained(ray_cluster, tmp_path_factory):
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
     import sys
 
     from ray import cloudpickle
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
 
     # Ray's workers cannot import this test module: ship the training loop by value.
     cloudpickle.register_pickle_by_value(sys.modules[__name__])
@@ -148,7 +147,11 @@ def test_the_ray_train_workers_agree_and_the_loss_falls(trained):
 # -- Ray Data: fused ops as map_batches ------------------------------------------------------
 def loader_by_id(images: np.ndarray, seed: int, epoch: int) -> dict[int, np.ndarray]:
     loader = zf.Loader(
-        {"image": images, "id": np.arange(len(images))}, batch_size=16, shuffle=True, seed=seed, ops={"image": OPS}
+        {"image": images, "id": np.arange(len(images))},
+        batch_size=16,
+        shuffle=True,
+        seed=seed,
+        ops={"image": OPS},
     )
     loader.set_epoch(epoch)
     return {int(i): image for batch in loader for i, image in zip(batch["id"], batch["image"], strict=True)}
@@ -223,7 +226,9 @@ def test_streaming_split_shards_become_zerofeed_batches_that_never_change(ray_cl
 
     images = patches()
     items = [{"image": image, "id": i} for i, image in enumerate(images)]
-    dataset = zray.map_ops(ray_cluster.data.from_items(items, override_num_blocks=4), OPS, seed=2, batch_size=16)
+    dataset = zray.map_ops(
+        ray_cluster.data.from_items(items, override_num_blocks=4), OPS, seed=2, batch_size=16
+    )
     shards = dataset.streaming_split(2, equal=True)
     kept: list[list[dict[str, np.ndarray]]] = [[], []]
     errors: list[BaseException] = []

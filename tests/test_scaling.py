@@ -233,7 +233,9 @@ def test_a_rank_outside_the_world_is_a_typed_error(shard, match):
 @pytest.mark.parametrize(("n", "world"), [(3, 5), (1, 2), (7, 8)])
 def test_more_ranks_than_samples_is_a_typed_error_naming_the_fix(n, world, drop_last):
     for rank in (0, world - 1):  # every rank refuses, not only those left without samples
-        with pytest.raises(zf.PipelineError, match=f"world_size={world} is larger than the {n} samples") as info:
+        with pytest.raises(
+            zf.PipelineError, match=f"world_size={world} is larger than the {n} samples"
+        ) as info:
             zf.Loader(np.arange(n), batch_size=2, shard=(rank, world), drop_last=drop_last)
         assert info.value.argument == "shard"
         assert f"run at most {n} ranks" in str(info.value)

@@ -1,5 +1,6 @@
 """Framework-level adapters of a :class:`zerofeed.Loader`: ``tf.data``, Keras 3, and global
-JAX batches of a multi-process job."""
+JAX batches of a multi-process job.
+"""
 
 from __future__ import annotations
 

@@ -131,9 +131,7 @@ def map_ops(
 
     """
     if not hasattr(dataset, "map_batches"):
-        raise PipelineError(
-            f"dataset must be a ray.data.Dataset, got {type(dataset).__name__}", "dataset"
-        )
+        raise PipelineError(f"dataset must be a ray.data.Dataset, got {type(dataset).__name__}", "dataset")
     fused = FusedOps(ops, seed=seed, epoch=epoch, key=key)
     map_batches_args.setdefault("batch_format", "numpy")
     map_batches_args.setdefault("zero_copy_batch", True)

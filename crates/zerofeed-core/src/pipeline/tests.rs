@@ -198,3 +198,44 @@ fn start_at_a_global_position_is_start_at_the_batch_it_counts() {
     // Past the end (a padded total): nothing left.
     assert!(collect(&mut p.start_at(1, 12).unwrap()).is_empty());
 }
+
+#[test]
+fn op_keys_give_a_slice_the_ops_of_the_whole_dataset() {
+    let data: Vec<u8> = (0..12 * 48).map(|i| (i * 13 % 256) as u8).collect();
+    let ops = [
+        OpSpec::RandomCrop {
+            height: 2,
+            width: 2,
+        },
+        OpSpec::RandomFlip { p: 0.5 },
+    ];
+    let whole = collect(&mut pipeline(&data, 12, 1, false, &ops).start(2, 0).unwrap()).concat();
+    let sample = 2 * 2 * 3;
+    // Samples 9, 2, 5, 11 of the dataset, as a source of their own (a Ray Data block).
+    let picked = [9usize, 2, 5, 11];
+    let block: Vec<u8> = picked
+        .iter()
+        .flat_map(|&i| data[i * 48..(i + 1) * 48].to_vec())
+        .collect();
+    let keys = picked.iter().map(|&i| i as u64).collect::<Vec<_>>();
+    let keyed = pipeline(&block, 4, 2, false, &ops)
+        .with_op_keys(keys)
+        .unwrap();
+    let out = collect(&mut keyed.start(2, 0).unwrap()).concat();
+    for (k, &i) in picked.iter().enumerate() {
+        assert_eq!(
+            out[k * sample..(k + 1) * sample],
+            whole[i * sample..(i + 1) * sample]
+        );
+    }
+    let unkeyed = collect(&mut pipeline(&block, 4, 2, false, &ops).start(2, 0).unwrap()).concat();
+    assert_ne!(unkeyed, out);
+    let err = pipeline(&block, 4, 1, false, &ops)
+        .with_op_keys(vec![1, 2])
+        .err()
+        .unwrap();
+    assert_eq!(err.argument(), "keys");
+    assert!(err
+        .to_string()
+        .contains("2 op keys for a source of 4 samples"));
+}
