@@ -216,7 +216,7 @@ def test_fused_ops_errors_are_typed():
         next(zray.device_batches([1, 2], batch_size=2))
     assert info.value.argument == "iterator"
     with pytest.raises(zf.PipelineError, match="op keys for a source of 2 samples") as info:
-        zf.Loader(np.zeros((2, 3)), batch_size=2, _op_keys=[1])
+        zray._KeyedLoader([1], np.zeros((2, 3)), batch_size=2)
     assert info.value.argument == "keys"
 
 

@@ -137,6 +137,10 @@ class Loader:
 
     """
 
+    # Internal (zerofeed.ray sets it on a subclass): the dataset index that keys each
+    # sample's random ops, for a loader over a block of a larger dataset.
+    _op_keys: list[int] | None = None
+
     def __init__(
         self,
         source: Any,
@@ -154,10 +158,7 @@ class Loader:
         memory_budget: int | None = None,
         normalize_on_device: bool = False,
         dtype: str | None = None,
-        _op_keys: Sequence[int] | None = None,
     ) -> None:
-        # _op_keys (internal, zerofeed.ray): the dataset index keying each sample's random
-        # ops, for a loader over a block of a larger dataset.
         # The device is parsed first, so that a bad one fails before any work.
         self._device_name = device
         self._device_index = _cuda.parse_device(device)
@@ -210,7 +211,7 @@ class Loader:
             normalize_on_device=normalize_on_device,
             windows=None if windows is None else windows._inner,
             window_ops=None if windows is None else [chains[name] for name in names],
-            op_keys=None if _op_keys is None else list(_op_keys),
+            op_keys=self._op_keys,
         )
         self._config = _Config(
             batch_size=batch_size,

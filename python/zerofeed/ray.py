@@ -34,6 +34,14 @@ from .ops import Op
 _CONVERT = {"numpy": to_numpy, "torch": to_torch, "jax": to_jax, "tensorflow": to_tensorflow}
 
 
+class _KeyedLoader(Loader):
+    """A Loader whose sample ``i`` has the random ops of dataset sample ``keys[i]``."""
+
+    def __init__(self, keys: list[int], source: Any, **options: Any) -> None:
+        self._op_keys = keys
+        super().__init__(source, **options)
+
+
 class FusedOps:
     """A ``map_batches`` callable: zerofeed's fused ops on a batch of NumPy columns.
 
@@ -88,14 +96,14 @@ class FusedOps:
         out = dict(batch)
         if len(keys) == 0 or not self.ops:
             return out
-        loader = Loader(
+        loader = _KeyedLoader(
+            keys.tolist(),
             {name: batch[name] for name in self.ops},
             batch_size=len(keys),
             ops=self.ops,
             seed=self.seed,
             workers=self.workers,
             prefetch=0,
-            _op_keys=keys.tolist(),
         )
         loader.set_epoch(self.epoch)
         with loader:
