@@ -12,40 +12,25 @@ from __future__ import annotations
 import argparse
 
 import keras
-import numpy as np
-from sklearn.datasets import load_digits
+from digits_data import TRAIN_OPS, VAL_OPS, split  # examples/digits_data.py
 
 import zerofeed as zf
-
-NORMALIZE = zf.Normalize(mean=[4.9], std=[6.0], scale=1.0)  # pixels are 0..16, not 0..255
-
-
-def split() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """1497 training and 300 validation digits, as (8, 8, 1) uint8 images and labels."""
-    digits = load_digits()
-    images = digits.images.astype(np.uint8)[..., None]
-    order = np.random.default_rng(0).permutation(len(images))
-    train, val = order[300:], order[:300]
-    return (
-        {"image": images[train], "label": digits.target[train].astype(np.int32)},
-        {"image": images[val], "label": digits.target[val].astype(np.int32)},
-    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="a few epochs (CI)")
     args = parser.parse_args()
-    train_data, val_data = split()
+    train_data, val_data = split("int32")
     train = zf.Loader(
         train_data,
         batch_size=64,
         shuffle=True,
         seed=0,
         drop_last=True,
-        ops={"image": [zf.RandomCrop(7, 7), NORMALIZE, zf.ToCHW()]},
+        ops={"image": TRAIN_OPS},
     )
-    val = zf.Loader(val_data, batch_size=100, ops={"image": [zf.CenterCrop(7, 7), NORMALIZE, zf.ToCHW()]})
+    val = zf.Loader(val_data, batch_size=100, ops={"image": VAL_OPS})
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [

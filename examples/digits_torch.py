@@ -20,24 +20,10 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-from sklearn.datasets import load_digits
+from digits_data import TRAIN_OPS, VAL_OPS, split  # examples/digits_data.py
 from torch.nn.parallel import DistributedDataParallel
 
 import zerofeed as zf
-
-NORMALIZE = zf.Normalize(mean=[4.9], std=[6.0], scale=1.0)  # pixels are 0..16, not 0..255
-
-
-def split() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """1497 training and 300 validation digits, as (8, 8, 1) uint8 images and labels."""
-    digits = load_digits()
-    images = digits.images.astype(np.uint8)[..., None]
-    order = np.random.default_rng(0).permutation(len(images))
-    train, val = order[300:], order[:300]
-    return (
-        {"image": images[train], "label": digits.target[train].astype(np.int64)},
-        {"image": images[val], "label": digits.target[val].astype(np.int64)},
-    )
 
 
 def main() -> None:
@@ -59,14 +45,14 @@ def main() -> None:
         shuffle=True,
         seed=0,
         drop_last=True,
-        ops={"image": [zf.RandomCrop(7, 7), NORMALIZE, zf.ToCHW()]},
+        ops={"image": TRAIN_OPS},
         shard=shard,
         device=device,
     )
     val = zf.Loader(
         val_data,
         batch_size=100,
-        ops={"image": [zf.CenterCrop(7, 7), NORMALIZE, zf.ToCHW()]},
+        ops={"image": VAL_OPS},
         shard=shard,
         device=device,
     )

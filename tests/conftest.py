@@ -180,6 +180,24 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def loopback_env() -> dict[str, str]:
+    """:func:`subprocess_env` for a multi-process job on this machine: no launcher variables
+    inherited from the test run, and every process talking over loopback only.
+    """
+    env = subprocess_env()
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "TF_CONFIG"):
+        env.pop(name, None)
+    env.update(GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")
+    return env
+
+
+def exec_namespace(code: str) -> dict[str, object]:
+    """The globals of ``code`` run here (the data a multi-process test's script shares)."""
+    scope: dict[str, object] = {}
+    exec(textwrap.dedent(code), scope)
+    return scope
+
+
 def run_python(code: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter with this zerofeed importable."""
     return subprocess.run(

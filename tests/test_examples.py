@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import describe_exit, require, subprocess_env
+from conftest import describe_exit, loopback_env, require
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 EPOCH = re.compile(r"^epoch (\d+): train loss ([\d.]+), validation loss ([\d.]+)", re.MULTILINE)
@@ -28,10 +28,7 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 def test_an_example_runs_short_and_its_loss_falls(launcher, script, needs):
     for module in needs:
         require(module)
-    env = subprocess_env()
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "TF_CONFIG"):
-        env.pop(name, None)
-    env.update(GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")
+    env = loopback_env()
     proc = subprocess.run(
         [*launcher, str(EXAMPLES / script), "--short"],
         env=env,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import describe_exit, require, subprocess_env
+from conftest import describe_exit, exec_namespace, loopback_env, require
 
 import zerofeed as zf
 
@@ -81,12 +81,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def namespace() -> dict[str, object]:
-    scope: dict[str, object] = {}
-    exec(textwrap.dedent(DATA), scope)
-    return scope
-
-
 @pytest.fixture(scope="module")
 def job(tmp_path_factory):
     require("jax")
@@ -94,10 +88,8 @@ def job(tmp_path_factory):
     out: Path = tmp_path_factory.mktemp("jaxdist")
     script = out / "worker.py"
     script.write_text(textwrap.dedent(DATA) + textwrap.dedent(SCRIPT))
-    env = subprocess_env()
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "TF_CONFIG"):
-        env.pop(name, None)
-    env.update(JAX_PLATFORMS="cpu", GLOO_SOCKET_IFNAME="lo", OMP_NUM_THREADS="1")
+    env = loopback_env()
+    env.update(JAX_PLATFORMS="cpu")
     port = str(free_port())
     procs = [
         subprocess.Popen(
@@ -134,7 +126,7 @@ def test_each_process_knows_its_shard_from_the_jax_runtime(job):
 
 def test_global_batches_are_the_shards_batches_in_process_order(job):
     _, saved = job
-    scope = namespace()
+    scope = exec_namespace(DATA)
     shards = [list(scope["loader"](zf.Shard(r, PROCESSES))) for r in range(PROCESSES)]
     assert int(saved["steps"]) == len(shards[0]) == 300 // PROCESSES // BATCH
     for step in range(int(saved["steps"])):
@@ -145,7 +137,7 @@ def test_global_batches_are_the_shards_batches_in_process_order(job):
 
 def test_global_batches_hold_the_single_process_global_batch(job):
     _, saved = job
-    scope = namespace()
+    scope = exec_namespace(DATA)
     # One process reading batches of 2 * BATCH reads the same global positions per step; the
     # samples (and their crops and flips, keyed by sample) are the same, only their order in
     # the batch differs (ranks take every other position).
@@ -160,7 +152,7 @@ def test_global_batches_hold_the_single_process_global_batch(job):
 
 def test_sharding_must_be_a_jax_sharding_per_field():
     require("jax")
-    scope = namespace()
+    scope = exec_namespace(DATA)
     loader = scope["loader"](zf.Shard(0, 1))
     with pytest.raises(zf.PipelineError, match="is not a jax.sharding.Sharding") as info:
         loader.jax(sharding="batch")
@@ -175,7 +167,7 @@ def test_a_single_process_global_batch_is_the_local_batch():
     from jax.sharding import NamedSharding, PartitionSpec
 
     rows = NamedSharding(jax.make_mesh((jax.device_count(),), ("batch",)), PartitionSpec("batch"))
-    scope = namespace()
+    scope = exec_namespace(DATA)
     plain = [b["image"] for b in scope["loader"](zf.Shard(0, 1))]
     loader = scope["loader"](zf.Shard(0, 1))
     batches = loader.jax(sharding=rows)

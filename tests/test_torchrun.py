@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import require, subprocess_env
+from conftest import exec_namespace, loopback_env, require
 
 import zerofeed as zf
 
@@ -112,10 +112,7 @@ data.close()
 def torchrun(tmp_path: Path, nproc: int, mode: str) -> subprocess.CompletedProcess[str]:
     script = tmp_path / "train.py"
     script.write_text(textwrap.dedent(DATA) + textwrap.dedent(SCRIPT))
-    env = subprocess_env()
-    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SLURM_PROCID", "SLURM_NTASKS", "TF_CONFIG"):
-        env.pop(name, None)
-    env.update(GLOO_SOCKET_IFNAME="lo", MASTER_ADDR="127.0.0.1", OMP_NUM_THREADS="1")
+    env = loopback_env()
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     return subprocess.run(
         [*command, str(script), str(tmp_path), mode, str(STOP)],
@@ -124,12 +121,6 @@ def torchrun(tmp_path: Path, nproc: int, mode: str) -> subprocess.CompletedProce
         text=True,
         timeout=300,
     )
-
-
-def namespace() -> dict[str, object]:
-    scope: dict[str, object] = {}
-    exec(textwrap.dedent(DATA), scope)
-    return scope
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +189,7 @@ def test_resumed_on_one_rank_it_reads_exactly_the_remaining_samples(job):
 
 def test_resumed_on_three_ranks_they_read_exactly_the_remaining_samples(job):
     _, ranks, states = job
-    scope = namespace()
+    scope = exec_namespace(DATA)
     rest: list[int] = []
     for rank in range(3):
         loader = scope["loader"](zf.Shard(rank, 3))
