@@ -1,4 +1,4 @@
-"""scikit-learn's digits for the examples: a fixed split and the ops of both loaders."""
+"""scikit-learn's digits for the examples: a fixed split, and its training and validation loaders."""
 
 from __future__ import annotations
 
@@ -20,3 +20,15 @@ def split(label_dtype: str = "int64") -> tuple[dict[str, np.ndarray], dict[str, 
     order = np.random.default_rng(0).permutation(len(images))
     train, val = order[300:], order[:300]
     return {"image": images[train], "label": labels[train]}, {"image": images[val], "label": labels[val]}
+
+
+def loaders(
+    label_dtype: str = "int64", shard: zf.Shard | None = None, device: str = "cpu"
+) -> tuple[zf.Loader, zf.Loader]:
+    """The training loader (random crops, shuffled, whole batches) and the validation one."""
+    train_data, val_data = split(label_dtype)
+    common = {"shard": shard, "device": device}
+    train = zf.Loader(
+        train_data, batch_size=64, shuffle=True, seed=0, drop_last=True, ops={"image": TRAIN_OPS}, **common
+    )
+    return train, zf.Loader(val_data, batch_size=100, ops={"image": VAL_OPS}, **common)

@@ -12,25 +12,14 @@ from __future__ import annotations
 import argparse
 
 import keras
-from digits_data import TRAIN_OPS, VAL_OPS, split  # examples/digits_data.py
-
-import zerofeed as zf
+from digits_data import loaders  # examples/digits_data.py
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--short", action="store_true", help="a few epochs (CI)")
     args = parser.parse_args()
-    train_data, val_data = split("int32")
-    train = zf.Loader(
-        train_data,
-        batch_size=64,
-        shuffle=True,
-        seed=0,
-        drop_last=True,
-        ops={"image": TRAIN_OPS},
-    )
-    val = zf.Loader(val_data, batch_size=100, ops={"image": VAL_OPS})
+    train, val = loaders("int32")
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
         [

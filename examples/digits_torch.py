@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 import torch.distributed as dist
-from digits_data import TRAIN_OPS, VAL_OPS, split  # examples/digits_data.py
+from digits_data import loaders  # examples/digits_data.py
 from torch.nn.parallel import DistributedDataParallel
 
 import zerofeed as zf
@@ -38,24 +38,7 @@ def main() -> None:
         device = f"cuda:{local}" if device.startswith("cuda") else "cpu"
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     shard = zf.Shard.from_env()
-    train_data, val_data = split()
-    train = zf.Loader(
-        train_data,
-        batch_size=64,
-        shuffle=True,
-        seed=0,
-        drop_last=True,
-        ops={"image": TRAIN_OPS},
-        shard=shard,
-        device=device,
-    )
-    val = zf.Loader(
-        val_data,
-        batch_size=100,
-        ops={"image": VAL_OPS},
-        shard=shard,
-        device=device,
-    )
+    train, val = loaders(shard=shard, device=device)
     torch.manual_seed(0)
     net = torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(49, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)
