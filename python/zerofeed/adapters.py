@@ -183,8 +183,8 @@ def jax_global_batches(loader: Loader, sharding: Any) -> Iterator[Any]:
                 'NamedSharding(jax.make_mesh((jax.device_count(),), ("batch",)), PartitionSpec("batch"))',
                 "sharding",
             )
-    # Host batches stay NumPy (zero-copy views of the batch buffers), so the only copy is the
-    # one make_array_from_process_local_data makes onto the devices.
+    # Host batches stay NumPy (zero-copy views of the batch buffers), so the only copy, if
+    # any, is make_array_from_process_local_data's onto the devices.
     local = loader._iterate(to_numpy) if loader._device is None else loader._iterate(to_jax, "jax")
     make = jax.make_array_from_process_local_data
 

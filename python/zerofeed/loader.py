@@ -469,7 +469,7 @@ class Loader:
         With ``sharding`` (a ``jax.sharding.Sharding``, or a dict of them per field), a job of
         several JAX processes (``jax.distributed.initialize``) gets *global* arrays: each
         process's batch is its addressable part, assembled with
-        ``jax.make_array_from_process_local_data`` (one copy onto the devices). Build each
+        ``jax.make_array_from_process_local_data`` (at most one copy, onto the devices). Build each
         process's loader with ``shard=zf.Shard.from_env()``; the global batch is then the
         processes' batches in process order. docs/scaling.md has the recipe.
 
