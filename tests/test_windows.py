@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import zerofeed as zf
+from conftest import require
 
 
 def windows_of(loader: zf.Loader) -> dict[str, np.ndarray] | np.ndarray:
@@ -281,23 +282,32 @@ def test_megatron_documents_are_boundaries(tmp_path: Path) -> None:
     np.testing.assert_array_equal(full, np.stack(expected))
 
 
-def test_megatron_core_builder_files_are_read(tmp_path: Path) -> None:
-    indexed = pytest.importorskip(
-        "megatron.core.datasets.indexed_dataset",
-        reason="megatron-core is not installed (pip install megatron-core)",
-    )
-    torch = pytest.importorskip("torch")
-    docs = [[np.arange(i, i + 5 + i % 7, dtype=np.int32) for i in range(j, j + 2)] for j in range(0, 60, 2)]
-    builder = indexed.IndexedDatasetBuilder(str(tmp_path / "m.bin"), dtype=np.int32)
+@pytest.mark.parametrize("dtype", [np.uint16, np.int32])
+def test_megatron_core_builder_files_are_read(tmp_path: Path, dtype: type) -> None:
+    """Files written by megatron-core's own builder, checked against its own reader."""
+    indexed = require("megatron.core.datasets.indexed_dataset", reason="megatron-core is not installed")
+    torch = require("torch")
+    rng = np.random.default_rng(3)
+    # Documents of one to three sequences, one of them empty: megatron-core allows both.
+    docs = [
+        [rng.integers(0, 30000, int(rng.integers(0 if j == 7 else 1, 12))).astype(dtype) for _ in range(1 + j % 3)]
+        for j in range(40)
+    ]
+    builder = indexed.IndexedDatasetBuilder(str(tmp_path / "m.bin"), dtype=dtype)
     for doc in docs:
-        builder.add_document(torch.from_numpy(np.concatenate(doc)), [len(s) for s in doc])
+        builder.add_document(torch.from_numpy(np.concatenate(doc).astype(np.int64)), [len(s) for s in doc])
     builder.finalize(str(tmp_path / "m.idx"))
+    theirs = indexed.IndexedDataset(str(tmp_path / "m"))
     stream = zf.open_tokens(tmp_path / "m", format="megatron")
-    flat = [np.concatenate(d) for d in docs]
-    assert stream.dtype == "int32"
-    np.testing.assert_array_equal(
-        stream.boundaries, np.concatenate([[0], np.cumsum([len(f) for f in flat])[:-1]])
-    )
+    assert stream.dtype == np.dtype(dtype).name
+    ours = np.asarray(stream.parts[0])
+    np.testing.assert_array_equal(ours, np.concatenate([theirs[i] for i in range(len(theirs))]))
+    # Their document index counts sequences; ours are token offsets of non-empty documents.
+    lengths = theirs.sequence_lengths.astype(np.int64)
+    seq_starts = np.concatenate([[0], np.cumsum(lengths)])
+    starts = np.unique(seq_starts[theirs.document_indices[:-1]])
+    np.testing.assert_array_equal(stream.boundaries, starts[starts < len(ours)])
+    flat = [np.concatenate(d) for d in docs if sum(map(len, d))]
     got = windows_of(zf.Loader(zf.Windows(stream, 4, stride=2, phase=0), batch_size=16))
     np.testing.assert_array_equal(
         got, np.stack([f[s : s + 4] for f in flat for s in oracle_starts(len(f), 4, 2)])

@@ -23,6 +23,8 @@ fn spec(length: usize) -> WindowSpec {
         target: Target::None,
         boundaries: Vec::new(),
         phase: Phase::Fixed,
+        sampling: Sampling::Grid,
+        positions: false,
     }
 }
 
