@@ -144,3 +144,26 @@ def test_bad_document_arguments_are_typed_and_named() -> None:
     assert "contiguous" in bad(zf.PipelineError, "bos", W, t[::2], 4, bos=1)
     bad(zf.PipelineError, "sampling", W, t, 4, sampling="random")
     bad(zf.PipelineError, "positions", W, t, 4, positions=1)
+
+
+def test_per_feature_normalize_and_cast_on_series_windows() -> None:
+    series = np.random.default_rng(5).standard_normal((300, 3)).astype(np.float32) * [1, 10, 100] + [0, 5, -50]
+    series = series.astype(np.float32)
+    mean, std = series.mean(axis=0), series.std(axis=0)
+    w = zf.Windows(series, 24, target=6, phase=0)
+    ops = {"input": [zf.Normalize(mean.tolist(), std.tolist(), scale=1.0)], "target": [zf.Cast("float64")]}
+    got = windows_of(zf.Loader(w, batch_size=5, ops=ops))
+    starts = oracle_starts(300, 30, 24)
+    inputs = np.stack([series[s : s + 24] for s in starts]).astype(np.float64)
+    np.testing.assert_allclose(got["input"], (inputs - mean) / std, rtol=1e-5, atol=1e-5)
+    assert got["input"].shape == (len(starts), 24, 3) and got["input"].dtype == np.float32
+    np.testing.assert_array_equal(got["target"], np.stack([series[s + 24 : s + 30] for s in starts]))
+    assert got["target"].dtype == np.float64
+    # (scale=1.0: the default, 1/255, is for uint8 pixels.) One value per feature only; crops and flips are for images; 1-d tokens have one feature.
+    with pytest.raises(zf.PipelineError, match="3 channel"):
+        zf.Loader(w, batch_size=5, ops={"input": [zf.Normalize([0.0, 1.0], [1.0, 1.0])]})
+    with pytest.raises(zf.PipelineError, match="crop and flip images only"):
+        zf.Loader(w, batch_size=5, ops={"input": [zf.Normalize(mean.tolist(), std.tolist()), zf.RandomFlip()]})
+    tokens = zf.Windows(np.arange(100, dtype=np.uint16), 10)
+    with pytest.raises(zf.PipelineError, match="1 channel"):
+        zf.Loader(tokens, batch_size=5, ops=[zf.Normalize([0.0, 1.0], [1.0, 1.0])])
