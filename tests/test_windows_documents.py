@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import zerofeed as zf
+from conftest import describe_exit, run_python
 from test_windows import bad, oracle_starts, windows_of
 
 BOS = 50256
@@ -167,3 +168,29 @@ def test_per_feature_normalize_and_cast_on_series_windows() -> None:
     tokens = zf.Windows(np.arange(100, dtype=np.uint16), 10)
     with pytest.raises(zf.PipelineError, match="1 channel"):
         zf.Loader(tokens, batch_size=5, ops=[zf.Normalize([0.0, 1.0], [1.0, 1.0])])
+
+
+def test_a_1e11_token_stream_opens_without_memory_per_window(tmp_path: Path) -> None:
+    """A sparse file of 10^11 uint16 tokens (200 GB on paper): open, window, shuffle and read a
+    batch in a fresh process; memory must not grow with the ~10^8 windows (8 bytes per window
+    would be 780 MB)."""
+    path = tmp_path / "huge.bin"
+    with open(path, "wb") as f:
+        f.truncate(2 * 10**11)
+    proc = run_python(
+        f"""
+        import numpy as np, zerofeed as zf
+        def rss():
+            return int(open("/proc/self/statm").read().split()[1]) * 4096
+        before = rss()
+        w = zf.Windows(zf.open_tokens({str(path)!r}, dtype="uint16"), 1024, target="next")
+        loader = zf.Loader(w, batch_size=12, shuffle=True, seed=0, dtype="int64")
+        batch = next(iter(loader))
+        assert batch["input"].shape == (12, 1024) and not batch["input"].any()
+        print(len(w), rss() - before)
+        """
+    )
+    assert proc.returncode == 0, describe_exit(proc)
+    windows, grown = map(int, proc.stdout.split())
+    assert windows == (10**11 - 1024) // 1024  # the random phase keeps room for the target
+    assert grown < 48 * 2**20, f"open + first batch grew RSS by {grown / 2**20:.1f} MiB"

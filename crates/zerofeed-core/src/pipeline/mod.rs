@@ -467,6 +467,9 @@ pub fn build(
         return Err(PipelineError::Workers(0));
     }
     let fields = compile_fields(source.as_ref(), ops)?;
+    if config.shuffle {
+        source.expect_random_access();
+    }
     let sampler = Sampler::new(
         source.len(),
         config.shuffle,

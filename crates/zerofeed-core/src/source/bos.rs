@@ -11,8 +11,9 @@ use crate::DType;
 
 use super::windows::WindowError;
 
-/// Tokens per block tested at once; a block with a hit is walked element by element.
-const BLOCK: usize = 1024;
+/// Tokens per block tested at once; a block with a hit is walked element by element. Small,
+/// so that with documents of a few hundred tokens most blocks still hold none.
+const BLOCK: usize = 64;
 /// Below this many bytes a stream is scanned on the calling thread.
 const PARALLEL_MIN_BYTES: usize = 64 << 20;
 
@@ -89,7 +90,10 @@ fn scan(bytes: &[u8], pattern: &[u8], base: u64, out: &mut Vec<u64>) {
 fn scan_serial(bytes: &[u8], pattern: &[u8], base: u64, out: &mut Vec<u64>) {
     match *pattern {
         [a] => scan_items(bytes, base, out, |c: &[u8; 1]| c[0] == a),
-        [a, b] => scan_items(bytes, base, out, |c: &[u8; 2]| *c == [a, b]),
+        [a, b] => {
+            let p = u16::from_le_bytes([a, b]);
+            scan_items(bytes, base, out, |c: &[u8; 2]| u16::from_le_bytes(*c) == p)
+        }
         _ if pattern.len() == 4 => {
             let p = u32::from_le_bytes(pattern.try_into().expect("4 bytes"));
             scan_items(bytes, base, out, |c: &[u8; 4]| u32::from_le_bytes(*c) == p)

@@ -123,6 +123,11 @@ pub trait Source: Send + Sync {
         Ok(())
     }
 
+    /// The pipeline will read samples in random order (shuffled, or drawn): sources over
+    /// memory-mapped files may turn the kernel's read-ahead off. A hint; the default does
+    /// nothing.
+    fn expect_random_access(&self) {}
+
     /// A short description for messages and `repr`, e.g. `array source of 1000 samples`.
     fn describe(&self) -> String {
         format!("source of {} samples", self.len())

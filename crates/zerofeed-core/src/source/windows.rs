@@ -349,7 +349,7 @@ impl WindowSource {
                 shape: Some(vec![spec.length]),
             });
         }
-        Ok(WindowSource {
+        let source = WindowSource {
             series: parts,
             segments,
             specs,
@@ -357,7 +357,11 @@ impl WindowSource {
             stride,
             len,
             starts,
-        })
+        };
+        if source.spec.sampling == Sampling::Replacement {
+            source.expect_random_access();
+        }
+        Ok(source)
     }
 
     fn check_series(
@@ -639,6 +643,17 @@ impl Source for WindowSource {
             series.view.check()?;
         }
         Ok(())
+    }
+
+    fn expect_random_access(&self) {
+        for series in &self.series {
+            // Hints only: a failed madvise changes nothing but speed.
+            if let Some(region) = series.view.owner::<super::FileRegion>() {
+                let _ = region.advise_random();
+            } else if let Some(npy) = series.view.owner::<super::NpyFile>() {
+                let _ = npy.advise_random();
+            }
+        }
     }
 
     fn describe(&self) -> String {
