@@ -86,8 +86,12 @@ def main() -> None:
         tokens[:split].tofile(os.path.join(tmp, "train.bin"))
         tokens[split:].tofile(os.path.join(tmp, "val.bin"))
         train = zf.Windows(zf.open_tokens(os.path.join(tmp, "train.bin"), dtype="uint16"), 128, target="next")
-        val = zf.Windows(zf.open_tokens(os.path.join(tmp, "val.bin"), dtype="uint16"), 128, target="next", phase=0)
-        loader = zf.Loader(train, batch_size=32, shuffle=True, seed=0, dtype="int64", shard=zf.Shard.from_env())
+        val = zf.Windows(
+            zf.open_tokens(os.path.join(tmp, "val.bin"), dtype="uint16"), 128, target="next", phase=0
+        )
+        loader = zf.Loader(
+            train, batch_size=32, shuffle=True, seed=0, dtype="int64", shard=zf.Shard.from_env()
+        )
         val_loader = zf.Loader(val, batch_size=64, dtype="int64")
 
         model = CausalByteModel(width, kernel=8)

@@ -50,7 +50,9 @@ def init(key: jax.Array, features: int) -> dict[str, jax.Array]:
 def predict(params: dict[str, jax.Array], x: jax.Array) -> jax.Array:
     """The next ``HORIZON`` CO2 levels (normalized), as the last level plus a learned change."""
     flat = x.reshape(x.shape[0], -1)
-    change = jnp.tanh(flat @ params["w1"] + params["b1"]) @ params["w2"] + flat @ params["skip"] + params["b2"]
+    change = (
+        jnp.tanh(flat @ params["w1"] + params["b1"]) @ params["w2"] + flat @ params["skip"] + params["b2"]
+    )
     return x[:, -1:, 0] + change
 
 
@@ -75,7 +77,9 @@ def main() -> None:
     state = optimizer.init(params)
 
     @jax.jit
-    def step(params, state, x, y):  # type: ignore[no-untyped-def]
+    def step(
+        params: dict[str, jax.Array], state: optax.OptState, x: jax.Array, y: jax.Array
+    ) -> tuple[dict[str, jax.Array], optax.OptState, jax.Array]:
         loss, grads = jax.value_and_grad(lambda p: jnp.mean((predict(p, x) - y[:, :, 0]) ** 2))(params)
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state, loss
@@ -84,7 +88,9 @@ def main() -> None:
     while done < steps:
         loader.set_epoch(epoch)
         for batch in loader:
-            params, state, loss = step(params, state, jnp.asarray(batch["input"]), jnp.asarray(batch["target"]))
+            params, state, loss = step(
+                params, state, jnp.asarray(batch["input"]), jnp.asarray(batch["target"])
+            )
             done += 1
             if done % 200 == 0:
                 print(f"step {done}: train MSE {float(loss):.4f} (normalized)")

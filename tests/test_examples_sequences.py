@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import describe_exit, require, subprocess_env
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -42,6 +41,8 @@ def test_forecast_beats_the_naive_forecast() -> None:
     require("optax")
     require("statsmodels")
     out = run_example("forecast_series.py")
-    model, naive = map(float, re.search(r"model MAE ([\d.]+) ppm, naive last-value MAE ([\d.]+)", out).groups())  # type: ignore[union-attr]
+    model, naive = map(
+        float, re.search(r"model MAE ([\d.]+) ppm, naive last-value MAE ([\d.]+)", out).groups()
+    )  # type: ignore[union-attr]
     assert model < naive, out
     assert "OK: the model's held-out error" in out

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 import zerofeed as zf
-from conftest import require
 
 
 def windows_of(loader: zf.Loader) -> dict[str, np.ndarray] | np.ndarray:
@@ -290,7 +290,10 @@ def test_megatron_core_builder_files_are_read(tmp_path: Path, dtype: type) -> No
     rng = np.random.default_rng(3)
     # Documents of one to three sequences, one of them empty: megatron-core allows both.
     docs = [
-        [rng.integers(0, 30000, int(rng.integers(0 if j == 7 else 1, 12))).astype(dtype) for _ in range(1 + j % 3)]
+        [
+            rng.integers(0, 30000, int(rng.integers(0 if j == 7 else 1, 12))).astype(dtype)
+            for _ in range(1 + j % 3)
+        ]
         for j in range(40)
     ]
     builder = indexed.IndexedDatasetBuilder(str(tmp_path / "m.bin"), dtype=dtype)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-import zerofeed as zf
 from conftest import describe_exit, run_python
 from test_windows import bad, oracle_starts, windows_of
+
+import zerofeed as zf
 
 BOS = 50256
 
@@ -42,7 +42,9 @@ def test_bos_boundaries_are_every_occurrence_of_the_token(tmp_path: Path) -> Non
     full = np.concatenate([got["input"], got["target"][:, -1:]], axis=1)
     np.testing.assert_array_equal(full, np.stack(expected))
     # The same windows as the boundaries given by hand.
-    by_hand = zf.Windows(tokens, 8, stride=3, target="next", boundaries=np.flatnonzero(stream == BOS), phase=0)
+    by_hand = zf.Windows(
+        tokens, 8, stride=3, target="next", boundaries=np.flatnonzero(stream == BOS), phase=0
+    )
     np.testing.assert_array_equal(windows_of(zf.Loader(by_hand, batch_size=32))["input"], got["input"])
 
 
@@ -148,8 +150,8 @@ def test_bad_document_arguments_are_typed_and_named() -> None:
 
 
 def test_per_feature_normalize_and_cast_on_series_windows() -> None:
-    series = np.random.default_rng(5).standard_normal((300, 3)).astype(np.float32) * [1, 10, 100] + [0, 5, -50]
-    series = series.astype(np.float32)
+    scaled = np.random.default_rng(5).standard_normal((300, 3)) * [1, 10, 100] + [0, 5, -50]
+    series = scaled.astype(np.float32)
     mean, std = series.mean(axis=0), series.std(axis=0)
     w = zf.Windows(series, 24, target=6, phase=0)
     ops = {"input": [zf.Normalize(mean.tolist(), std.tolist(), scale=1.0)], "target": [zf.Cast("float64")]}
@@ -160,11 +162,14 @@ def test_per_feature_normalize_and_cast_on_series_windows() -> None:
     assert got["input"].shape == (len(starts), 24, 3) and got["input"].dtype == np.float32
     np.testing.assert_array_equal(got["target"], np.stack([series[s + 24 : s + 30] for s in starts]))
     assert got["target"].dtype == np.float64
-    # (scale=1.0: the default, 1/255, is for uint8 pixels.) One value per feature only; crops and flips are for images; 1-d tokens have one feature.
+    # (scale=1.0: the default, 1/255, is for uint8 pixels.) One value per feature only;
+    # crops and flips are for images; 1-d tokens have one feature.
     with pytest.raises(zf.PipelineError, match="3 channel"):
         zf.Loader(w, batch_size=5, ops={"input": [zf.Normalize([0.0, 1.0], [1.0, 1.0])]})
     with pytest.raises(zf.PipelineError, match="crop and flip images only"):
-        zf.Loader(w, batch_size=5, ops={"input": [zf.Normalize(mean.tolist(), std.tolist()), zf.RandomFlip()]})
+        zf.Loader(
+            w, batch_size=5, ops={"input": [zf.Normalize(mean.tolist(), std.tolist()), zf.RandomFlip()]}
+        )
     tokens = zf.Windows(np.arange(100, dtype=np.uint16), 10)
     with pytest.raises(zf.PipelineError, match="1 channel"):
         zf.Loader(tokens, batch_size=5, ops=[zf.Normalize([0.0, 1.0], [1.0, 1.0])])
@@ -194,3 +199,16 @@ def test_a_1e11_token_stream_opens_without_memory_per_window(tmp_path: Path) -> 
     windows, grown = map(int, proc.stdout.split())
     assert windows == (10**11 - 1024) // 1024  # the random phase keeps room for the target
     assert grown < 48 * 2**20, f"open + first batch grew RSS by {grown / 2**20:.1f} MiB"
+
+
+def test_a_token_file_changed_under_the_map_fails_the_next_batch(tmp_path: Path) -> None:
+    path = tmp_path / "train.bin"
+    np.arange(4096, dtype=np.uint16).tofile(path)
+    loader = zf.Loader(zf.Windows(zf.open_tokens(path, dtype="uint16"), 64, target="next"), batch_size=4)
+    it = iter(loader)
+    next(it)
+    with open(path, "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(zf.SourceChangedError, match="train.bin"):
+        for _ in it:
+            pass

@@ -205,7 +205,9 @@ def _boundaries(boundaries: Any) -> bytes:
 def _token(bos: Any) -> int:
     value = int(bos)
     if not -(2**63) <= value < 2**63:
-        raise DTypeError(f"bos={value} does not fit in any token dtype; give a token id the stream holds", "bos")
+        raise DTypeError(
+            f"bos={value} does not fit in any token dtype; give a token id the stream holds", "bos"
+        )
     return value
 
 
@@ -306,7 +308,8 @@ class Windows:
     @property
     def fields(self) -> tuple[str, ...]:
         """The sample's field names: ``("",)`` for a plain window, else input and target
-        (and ``"document_position"`` with ``positions=True``)."""
+        (and ``"document_position"`` with ``positions=True``).
+        """
         return tuple(name for name, _, _ in self._inner.field_specs())
 
     def window_start(self, index: int, *, seed: int = 0, epoch: int = 0) -> tuple[int, int]:
