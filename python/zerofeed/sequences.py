@@ -251,6 +251,11 @@ class Windows:
         >>> b = next(iter(zf.Loader(w, batch_size=2, dtype="int64")))
         >>> b["input"][1].tolist(), b["target"][1].tolist(), b["input"].dtype
         ([4, 5, 6, 7], [5, 6, 7, 8], dtype('int64'))
+        >>> docs = np.array([7, 1, 2, 7, 3, 4, 5], dtype=np.uint16)  # 7 starts each document
+        >>> d = zf.Windows(docs, 2, bos=7, positions=True, phase=0)
+        >>> b = next(iter(zf.Loader(d, batch_size=3)))
+        >>> b["input"].tolist(), b["document_position"].tolist()
+        ([[7, 1], [7, 3], [4, 5]], [[0, 1], [0, 1], [2, 3]])
 
     """
 
