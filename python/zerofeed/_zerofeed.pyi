@@ -240,6 +240,9 @@ class _Windows:
         horizon: int,
         boundaries: bytes,
         random_phase: bool,
+        bos: int | None = None,
+        sampling: str = "grid",
+        positions: bool = False,
     ) -> Self: ...
     def __len__(self) -> int: ...
     def field_specs(self) -> list[tuple[str, list[int], str]]: ...

@@ -202,6 +202,15 @@ def _boundaries(boundaries: Any) -> bytes:
     return offsets.astype("<u8").tobytes()
 
 
+def _token(bos: Any) -> int:
+    value = int(bos)
+    if not -(2**63) <= value < 2**63:
+        raise DTypeError(
+            f"bos={value} does not fit in any token dtype; give a token id the stream holds", "bos"
+        )
+    return value
+
+
 class Windows:
     """Fixed-length windows over token streams or time series: a source for :class:`Loader`.
 
@@ -215,9 +224,24 @@ class Windows:
     ``target=H``: ``"input"`` is ``length`` steps and ``"target"`` the ``H`` after it.
     ``boundaries``: sorted document start offsets in the stream; no window crosses one
     (documents shorter than a window give none). By default, a stream opened with
-    ``format="megatron"`` brings its own. ``phase="random"`` shifts each segment's
+    ``format="megatron"`` brings its own. ``bos=TOKEN_ID`` instead: every occurrence of the
+    token starts a document (found once, here, by a multi-threaded scan in Rust; memory
+    grows with the number of documents). ``phase="random"`` shifts each segment's
     grid by an offset drawn from the loader's (seed, epoch), keeping the window count fixed,
     so over epochs every position starts windows; ``phase=0`` keeps the grid at 0.
+
+    ``positions=True`` adds the field ``"document_position"``: int64 position ids of the
+    input's steps in their document (0 at each document start; each series and each
+    boundary starts a document), for packed training; the target of ``target="next"`` sits
+    one position later. The plain window is then named ``"input"``. The loader's ``dtype=``
+    casts it like every field.
+
+    ``sampling="replacement"``: nanoGPT-style random windows. Sample ``i`` of an epoch starts
+    at a step drawn uniformly from every step a window fits after (inside one document),
+    keyed by the loader's (seed, epoch) and ``i``: deterministic for any worker count and
+    resumable; shards read different ``i`` and so draw from different keys (windows may still
+    overlap, as with nanoGPT's offsets). ``len()`` is the number of windows the fixed grid has,
+    so an epoch reads as many tokens as the default. ``sampling="grid"`` is the default.
 
     Example:
         >>> import numpy as np, zerofeed as zf
@@ -227,6 +251,11 @@ class Windows:
         >>> b = next(iter(zf.Loader(w, batch_size=2, dtype="int64")))
         >>> b["input"][1].tolist(), b["target"][1].tolist(), b["input"].dtype
         ([4, 5, 6, 7], [5, 6, 7, 8], dtype('int64'))
+        >>> docs = np.array([7, 1, 2, 7, 3, 4, 5], dtype=np.uint16)  # 7 starts each document
+        >>> d = zf.Windows(docs, 2, bos=7, positions=True, phase=0)
+        >>> b = next(iter(zf.Loader(d, batch_size=3)))
+        >>> b["input"].tolist(), b["document_position"].tolist()
+        ([[7, 1], [7, 3], [4, 5]], [[0, 1], [0, 1], [2, 3]])
 
     """
 
@@ -238,7 +267,10 @@ class Windows:
         stride: int | None = None,
         target: str | int | None = None,
         boundaries: Any = None,
+        bos: int | None = None,
         phase: str | int = "random",
+        sampling: str = "grid",
+        positions: bool = False,
     ) -> None:
         self.length = _steps("length", length)
         self.stride = None if stride is None else _steps("stride", stride)
@@ -250,9 +282,20 @@ class Windows:
             raise PipelineError(f"target={target!r} must be None, 'next' or a number of steps", "target")
         if phase not in ("random", 0) or isinstance(phase, bool):
             raise PipelineError(f"phase={phase!r} must be 'random' or 0", "phase")
+        if sampling not in ("grid", "replacement"):
+            raise PipelineError(f"sampling={sampling!r} must be 'grid' or 'replacement'", "sampling")
+        if not isinstance(positions, bool):
+            raise PipelineError(f"positions={positions!r} must be True or False", "positions")
+        if bos is not None:
+            if isinstance(bos, bool) or not isinstance(bos, (int, np.integer)):
+                raise PipelineError(f"bos={bos!r} must be a token id (an integer)", "bos")
+            if boundaries is not None:
+                raise PipelineError("give boundaries= or bos=, not both (bos= finds the boundaries)", "bos")
         self.target = target
         self.phase = phase
-        if boundaries is None and isinstance(source, TokenStream):
+        self.sampling = sampling
+        self.positions = positions
+        if boundaries is None and bos is None and isinstance(source, TokenStream):
             boundaries = source.boundaries
         self._inner = _zerofeed._Windows(
             _series(source),
@@ -262,11 +305,16 @@ class Windows:
             horizon=horizon,
             boundaries=_boundaries(boundaries),
             random_phase=phase == "random",
+            bos=None if bos is None else _token(bos),
+            sampling=sampling,
+            positions=positions,
         )
 
     @property
     def fields(self) -> tuple[str, ...]:
-        """The sample's field names: ``("",)`` for a plain window, else input and target."""
+        """The sample's field names: ``("",)`` for a plain window, else input and target
+        (and ``"document_position"`` with ``positions=True``).
+        """
         return tuple(name for name, _, _ in self._inner.field_specs())
 
     def window_start(self, index: int, *, seed: int = 0, epoch: int = 0) -> tuple[int, int]:
@@ -290,5 +338,6 @@ class Windows:
     def __repr__(self) -> str:
         return (
             f"zerofeed.Windows({len(self)} windows, length={self.length}, stride={self._inner.stride}, "
-            f"target={self.target!r}, phase={self.phase!r})"
+            f"target={self.target!r}, phase={self.phase!r}, sampling={self.sampling!r}, "
+            f"positions={self.positions!r})"
         )

@@ -73,9 +73,10 @@ fn bad_arguments_name_op_and_fix() {
             "std has 2 values",
         ),
         (
+            // Three values for a rank-2 sample: read per feature, and there are 8.
             vec![8, 8],
             vec![norm(vec![0.0; 3], vec![1.0; 3], DType::F32)],
-            "1 channel(s)",
+            "8 channel(s) or feature(s)",
         ),
         (
             vec![8, 8, 3],
@@ -378,4 +379,52 @@ fn plans_run_from_many_threads_identically() {
             assert_eq!(out, serial[i as usize]);
         }
     }
+}
+
+#[test]
+fn per_feature_normalize_reads_rank_2_as_length_by_features() {
+    // (4, 3) f32 series window: feature k normalized with mean[k], std[k].
+    let x: Vec<f32> = (0..12).map(|v| v as f32).collect();
+    let (mean, std) = (vec![1.0, 2.0, 4.0], vec![1.0, 2.0, 0.5]);
+    let plan = Plan::compile(
+        &[4, 3],
+        DType::F32,
+        &[norm(mean.clone(), std.clone(), DType::F32)],
+    )
+    .unwrap();
+    assert_eq!(plan.output_shape(), &[4, 3]);
+    let src: Vec<u8> = x.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let mut dst = vec![0u8; plan.output_nbytes()];
+    plan.run_checked(&src, 0, &[12, 4], SampleKey::default(), &mut dst)
+        .unwrap();
+    let out: Vec<f32> = dst
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    for (i, (&got, &v)) in out.iter().zip(&x).enumerate() {
+        let k = i % 3;
+        assert_eq!(got, ((v as f64 - mean[k]) / std[k]) as f32, "element {i}");
+    }
+    // Crops and flips are for images, and the count must match the feature axis.
+    let e = err(
+        &[4, 3],
+        DType::F32,
+        &[
+            norm(vec![0.0; 3], vec![1.0], DType::F32),
+            OpSpec::RandomFlip { p: 0.5 },
+        ],
+    );
+    assert!(matches!(e, OpsError::SeriesNotImage { .. }), "{e}");
+    let e = err(
+        &[4, 3],
+        DType::F32,
+        &[norm(vec![0.0; 2], vec![1.0; 2], DType::F32)],
+    );
+    assert!(e.to_string().contains("3 channel(s) or feature(s)"), "{e}");
+    let e = err(
+        &[12],
+        DType::F32,
+        &[norm(vec![0.0; 3], vec![1.0], DType::F32)],
+    );
+    assert!(e.to_string().contains("1 channel(s)"), "{e}");
 }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 
-use zerofeed_core::source::{Phase, Source, Target, WindowError, WindowSource, WindowSpec};
+use zerofeed_core::source::{
+    bos_boundaries, Phase, Sampling, Source, Target, WindowError, WindowSource, WindowSpec,
+};
 
 use crate::errors::{guard, raise, Kind};
 use crate::view::PyView;
@@ -13,7 +15,7 @@ use crate::view::PyView;
 /// The exception for a window error: dtypes and devices have their own classes.
 fn window_error(err: WindowError) -> PyErr {
     let kind = match err {
-        WindowError::DTypeMismatch { .. } => Kind::DType,
+        WindowError::DTypeMismatch { .. } | WindowError::BosOutOfRange { .. } => Kind::DType,
         WindowError::NotOnHost { .. } => Kind::Device,
         _ => Kind::Pipeline,
     };
@@ -36,9 +38,11 @@ impl PyWindows {
 #[pymethods]
 impl PyWindows {
     /// `target`: `"none"`, `"next"` or `"horizon"` (with `horizon` steps); `boundaries`:
-    /// little-endian u64 offsets (NumPy's `tobytes()` of a `<u8` array).
+    /// little-endian u64 offsets (NumPy's `tobytes()` of a `<u8` array); `bos`: a token
+    /// whose every occurrence starts a document (scanned here, instead of `boundaries`);
+    /// `sampling`: `"grid"` or `"replacement"`; `positions`: add `"document_position"`.
     #[new]
-    #[pyo3(signature = (series, *, length, stride, target, horizon, boundaries, random_phase))]
+    #[pyo3(signature = (series, *, length, stride, target, horizon, boundaries, random_phase, bos=None, sampling="grid", positions=false))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -49,6 +53,9 @@ impl PyWindows {
         horizon: usize,
         boundaries: Vec<u8>,
         random_phase: bool,
+        bos: Option<i64>,
+        sampling: &str,
+        positions: bool,
     ) -> PyResult<PyWindows> {
         guard(|| {
             let target = match target {
@@ -63,10 +70,34 @@ impl PyWindows {
                     ))
                 }
             };
-            let boundaries = boundaries
-                .chunks_exact(8)
-                .map(|b| u64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
-                .collect();
+            let sampling = match sampling {
+                "grid" => Sampling::Grid,
+                "replacement" => Sampling::Replacement,
+                other => {
+                    return Err(raise(
+                        Kind::Pipeline,
+                        "sampling",
+                        format!("sampling={other:?} must be \"grid\" or \"replacement\""),
+                    ))
+                }
+            };
+            let views: Vec<_> = series.iter().map(|v| v.view().clone()).collect();
+            let boundaries = match bos {
+                None => boundaries
+                    .chunks_exact(8)
+                    .map(|b| u64::from_le_bytes(b.try_into().expect("chunks of 8 bytes")))
+                    .collect(),
+                Some(_) if !boundaries.is_empty() => {
+                    return Err(raise(
+                        Kind::Pipeline,
+                        "bos",
+                        "give boundaries= or bos=, not both (bos= finds the boundaries)".to_owned(),
+                    ))
+                }
+                Some(token) => py
+                    .detach(|| bos_boundaries(&views, token))
+                    .map_err(window_error)?,
+            };
             let spec = WindowSpec {
                 length,
                 stride,
@@ -77,8 +108,9 @@ impl PyWindows {
                 } else {
                     Phase::Fixed
                 },
+                sampling,
+                positions,
             };
-            let views = series.iter().map(|v| v.view().clone()).collect();
             let source = py
                 .detach(|| WindowSource::new(views, spec))
                 .map_err(window_error)?;

@@ -19,9 +19,16 @@ impl Plan {
         ops: &[OpSpec],
     ) -> Result<Plan, OpsError> {
         let rank = input_shape.len();
+        // A rank-2 sample is an (H, W) image unless a Normalize gives one value per entry
+        // of its last axis: then it is a (length, F) series window, normalized per feature.
+        let features = rank == 2
+            && ops.iter().any(|op| {
+                matches!(op, OpSpec::Normalize { mean, std, .. } if mean.len().max(std.len()) > 1)
+            });
         let (h, w, c) = match *input_shape {
             [] => (1, 1, 1),
             [n] => (1, n, 1),
+            [length, f] if features => (1, length, f),
             [h, w] => (h, w, 1),
             [h, w, c] => (h, w, c),
             _ => {
@@ -40,7 +47,20 @@ impl Plan {
 
         for (i, op) in ops.iter().enumerate() {
             let name = || format!("ops[{i}] {op}");
-            let is_image = rank == 2 || rank == 3;
+            let is_image = (rank == 2 && !features) || rank == 3;
+            if features
+                && matches!(
+                    op,
+                    OpSpec::RandomCrop { .. }
+                        | OpSpec::CenterCrop { .. }
+                        | OpSpec::RandomFlip { .. }
+                )
+            {
+                return Err(OpsError::SeriesNotImage {
+                    op: name(),
+                    shape: shape(),
+                });
+            }
             match op {
                 OpSpec::RandomCrop { height, width } | OpSpec::CenterCrop { height, width } => {
                     if !is_image {
@@ -142,6 +162,7 @@ impl Plan {
         let out_shape = match rank {
             0 => vec![],
             1 => vec![cur_w],
+            2 if features => vec![cur_w, c],
             2 => vec![cur_h, cur_w],
             _ if chw => vec![c, cur_h, cur_w],
             _ => vec![cur_h, cur_w, c],
@@ -159,6 +180,7 @@ impl Plan {
             h,
             w,
             c,
+            features,
             spatial,
             planar,
             out_shape,

@@ -9,7 +9,9 @@
 //!
 //! Conventions:
 //! - Samples are `(H, W, C)` or `(H, W)`; scalars and vectors (rank 0 and 1) accept value
-//!   ops only. Crops and flips act on H and W; `RandomFlip` is horizontal.
+//!   ops only. Crops and flips act on H and W; `RandomFlip` is horizontal. A rank-2 sample
+//!   with a `Normalize` of one value per last-axis entry (more than one) is a `(length, F)`
+//!   series window instead: its last axis is the channel axis, and it takes value ops only.
 //! - `CenterCrop` puts the window at `((H - h) // 2, (W - w) // 2)` (floor, as NumPy
 //!   code usually does; torchvision rounds half to even, one pixel off for odd margins).
 //! - `RandomCrop` offsets are uniform over every valid position, like torchvision.
@@ -247,6 +249,14 @@ pub enum OpsError {
         /// The sample's shape reaching it.
         shape: Vec<usize>,
     },
+    /// Crops and flips on a sample that a per-feature Normalize makes a series window.
+    #[error("{op} needs an image, but a Normalize with one value per feature makes the sample of shape {shape:?} a (length, features) series window; crop and flip images only")]
+    SeriesNotImage {
+        /// The op at fault, as `ops[i] Name(args)`.
+        op: String,
+        /// The sample's shape.
+        shape: Vec<usize>,
+    },
     /// `ToCHW` needs a channel axis.
     #[error("{op} needs a 3-D (H, W, C) sample, got shape {shape:?}; 2-D samples have no channel axis to move")]
     LayoutNeeds3d {
@@ -284,7 +294,7 @@ pub enum OpsError {
         p: f64,
     },
     /// `mean` or `std` with the wrong number of values.
-    #[error("{op}: {what} has {len} values but the sample has {channels} channel(s); pass {channels} values, or 1 to use for every channel")]
+    #[error("{op}: {what} has {len} values but the sample has {channels} channel(s) or feature(s) on its last axis (1 for 1-d samples and 2-d images); pass {channels} values, or 1 to use for every channel")]
     ChannelMismatch {
         /// The op at fault, as `ops[i] Name(args)`.
         op: String,
@@ -292,7 +302,8 @@ pub enum OpsError {
         what: &'static str,
         /// Values it has.
         len: usize,
-        /// Channels of the sample (the last axis; 1 for 2-D samples).
+        /// Channels of the sample: the last axis of 3-D images and of `(length, F)` series
+        /// windows normalized per feature; 1 for 2-D images and 1-D samples.
         channels: usize,
     },
     /// A zero, infinite or NaN standard deviation.
@@ -444,6 +455,9 @@ pub struct Plan {
     h: usize,
     w: usize,
     c: usize,
+    /// A rank-2 `(length, F)` series window read as `(1, length, F)`, for per-feature
+    /// coefficients.
+    features: bool,
     spatial: Vec<Spatial>,
     /// CHW output with more than one channel (with one channel CHW and HWC coincide).
     planar: bool,

@@ -100,6 +100,7 @@ impl Plan {
         let [sh, sw, sc] = match *src_strides {
             [] => [0, 0, isz],
             [s0] => [0, s0, isz],
+            [s0, s1] if self.features => [0, s0, s1],
             [s0, s1] => [s0, s1, isz],
             [s0, s1, s2] => [s0, s1, if self.c == 1 { isz } else { s2 }],
             _ => unreachable!("rank checked at compile"),

@@ -286,10 +286,14 @@ impl Field {
         key: SampleKey,
         dst: &mut [u8],
     ) -> Result<(), PipelineError> {
-        let Sample::Strided(sample) = sample else {
-            return Err(PipelineError::NeedsDecoder {
-                label: self.spec.label(),
-            });
+        let sample = match sample {
+            Sample::Strided(sample) => sample,
+            Sample::Arange(start) => return self.produce_arange(start, index, key, dst),
+            Sample::Encoded(_) => {
+                return Err(PipelineError::NeedsDecoder {
+                    label: self.spec.label(),
+                })
+            }
         };
         let layout = sample.layout();
         // Shape and item size both: the plan reads items of the field's dtype, so a sample
@@ -313,6 +317,45 @@ impl Field {
             Some(plan) => unsafe { plan.run(sample.ptr(), layout.strides(), key, dst) },
             // SAFETY: as above; `dst` holds exactly the packed sample.
             None => unsafe { gather(sample.ptr(), layout, dst) },
+        }
+        Ok(())
+    }
+}
+
+impl Field {
+    /// Writes `start, start + 1, ...` (int64, the field's 1-d shape) through the field's
+    /// ops: the values are made in a small buffer, then read like any strided sample.
+    fn produce_arange(
+        &self,
+        start: i64,
+        index: usize,
+        key: SampleKey,
+        dst: &mut [u8],
+    ) -> Result<(), PipelineError> {
+        let n = match self.input_shape.as_slice() {
+            [n] if self.spec.dtype == DType::I64 => *n,
+            _ => {
+                return Err(PipelineError::SampleShape {
+                    label: self.spec.label(),
+                    index,
+                    expected: self.input_shape.clone(),
+                    found: vec![0],
+                    dtype: self.spec.dtype,
+                    itemsize: 8,
+                })
+            }
+        };
+        let values: Vec<i64> = (0..n as i64).map(|k| start.saturating_add(k)).collect();
+        let layout = crate::layout::Layout::new(vec![n], vec![8], 8)
+            .expect("a packed 1-d int64 layout is valid");
+        let ptr = values.as_ptr().cast::<u8>();
+        match &self.plan {
+            // SAFETY: `values` holds the n packed int64 items the plan was compiled for
+            // (shape and dtype checked above) and lives until the call returns; `dst` is a
+            // distinct pooled buffer.
+            Some(plan) => unsafe { plan.run(ptr, layout.strides(), key, dst) },
+            // SAFETY: as above; `dst` holds exactly the packed sample.
+            None => unsafe { gather(ptr, &layout, dst) },
         }
         Ok(())
     }
@@ -436,6 +479,9 @@ pub fn build(
         return Err(PipelineError::Workers(0));
     }
     let fields = compile_fields(source.as_ref(), ops)?;
+    if config.shuffle {
+        source.expect_random_access();
+    }
     let sampler = Sampler::new(
         source.len(),
         config.shuffle,

@@ -266,6 +266,13 @@ impl FileRegion {
     pub fn bytes(&self) -> &[u8] {
         &self.map.bytes()[self.offset..]
     }
+
+    /// Tells the kernel that the region will be read in random order (`MADV_RANDOM`):
+    /// no read-around of 32 pages per fault, which on a cold file costs more than the
+    /// windows read. A hint.
+    pub fn advise_random(&self) -> io::Result<()> {
+        self.map.advise(libc::MADV_RANDOM, self.offset, usize::MAX)
+    }
 }
 
 // SAFETY: the region is inside the FileMap this value owns, alive until it drops; writes are

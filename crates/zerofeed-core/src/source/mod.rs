@@ -7,6 +7,7 @@
 //! without copying them. Every error names the file and the header field at fault.
 
 mod array;
+mod bos;
 mod filemap;
 mod npy;
 mod pydict;
@@ -22,10 +23,11 @@ use std::sync::Arc;
 use thiserror::Error;
 
 pub use array::{ArraySource, ArraySourceError};
+pub use bos::bos_boundaries;
 pub use filemap::{FileMap, FileRegion, MapState, SourceChanged};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
 pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
-pub use windows::{Phase, Target, WindowError, WindowSource, WindowSpec};
+pub use windows::{Phase, Sampling, Target, WindowError, WindowSource, WindowSpec, POSITION_FIELD};
 
 /// Why a source could not be opened. Every message starts with the path.
 #[derive(Debug, Error)]

@@ -9,6 +9,8 @@
 //!   reads it where it lies; nothing is staged.
 //! - [`Sample::Encoded`]: bytes a decoder turns into pixels in the worker's scratch, whose
 //!   size is known only once the header is read (a JPEG file, a tar member).
+//! - [`Sample::Arange`]: consecutive integers computed on the fly (a window's position
+//!   ids in its document), which no array holds.
 //!
 //! Arrays ([`super::ArraySource`]) are the first implementation; windows over sequences and
 //! encoded images are further implementations of the same trait, not pipeline changes.
@@ -50,6 +52,9 @@ pub enum Sample<'a> {
     Strided(SampleRef<'a>),
     /// Encoded bytes (JPEG, PNG) for a decoder.
     Encoded(&'a [u8]),
+    /// The int64 values `start, start + 1, ...` filling the field's (1-d) shape: computed,
+    /// not stored (position ids of a window in its document).
+    Arange(i64),
 }
 
 /// A sample that could not be produced.
@@ -117,6 +122,11 @@ pub trait Source: Send + Sync {
     fn check(&self) -> Result<(), SampleError> {
         Ok(())
     }
+
+    /// The pipeline will read samples in random order (shuffled, or drawn): sources over
+    /// memory-mapped files may turn the kernel's read-ahead off. A hint; the default does
+    /// nothing.
+    fn expect_random_access(&self) {}
 
     /// A short description for messages and `repr`, e.g. `array source of 1000 samples`.
     fn describe(&self) -> String {

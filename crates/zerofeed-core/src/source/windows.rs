@@ -21,6 +21,11 @@ use super::sample::{FieldSpec, Sample, SampleError, Source};
 
 /// Stream word that keeps the phase draws apart from the shuffle and op randomness.
 const PHASE_DOMAIN: u64 = 0x5048_4153_4552_4e44; // "PHASERND"
+/// Stream word of the window starts drawn with [`Sampling::Replacement`].
+const REPLACE_DOMAIN: u64 = 0x5245_504c_4143_4544; // "REPLACED"
+
+/// The name of the position-ids field ([`WindowSpec::positions`]).
+pub const POSITION_FIELD: &str = "document_position";
 
 /// What a window's sample is made of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,6 +60,17 @@ pub enum Phase {
     Random,
 }
 
+/// How sample `i` of an epoch finds its window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sampling {
+    /// On the segments' grids, `stride` apart (shifted per epoch with [`Phase::Random`]).
+    Grid,
+    /// At a start drawn uniformly from every start that fits a window, keyed by
+    /// `(seed, epoch, index)` (nanoGPT's random offsets, but deterministic and resumable).
+    /// An epoch has as many samples as the fixed grid has windows.
+    Replacement,
+}
+
 /// How to cut windows out of the series.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WindowSpec {
@@ -69,6 +85,11 @@ pub struct WindowSpec {
     pub boundaries: Vec<u64>,
     /// Where each segment's grid starts.
     pub phase: Phase,
+    /// Grid windows or starts drawn with replacement.
+    pub sampling: Sampling,
+    /// Add the field [`POSITION_FIELD`]: int64 position ids of the input's steps in their
+    /// document (each series and each boundary starts one, at 0).
+    pub positions: bool,
 }
 
 /// A bad window argument. [`WindowError::argument`] names the argument at fault.
@@ -167,6 +188,20 @@ pub enum WindowError {
         /// Steps in all series together.
         total: u64,
     },
+    /// A begin-of-sequence token the series' dtype cannot hold.
+    #[error("bos={token} does not fit in the tokens' dtype {dtype}; give a token id the stream can hold")]
+    BosOutOfRange {
+        /// The token given.
+        token: i64,
+        /// The series' dtype.
+        dtype: DType,
+    },
+    /// `bos` scans 1-d contiguous token arrays only.
+    #[error("bos= needs 1-d contiguous token arrays in host memory, and series {series} is not; pass the tokens (or a copy) as a contiguous array, or give boundaries=")]
+    BosNeedsContiguous {
+        /// The series at fault.
+        series: usize,
+    },
     /// A count that does not fit in memory's index type.
     #[error("{argument}: {what} overflows; use fewer or shorter series, or a larger stride")]
     Overflow {
@@ -187,6 +222,7 @@ impl WindowError {
             WindowError::BoundariesUnsorted { .. } | WindowError::BoundaryOutOfRange { .. } => {
                 "boundaries"
             }
+            WindowError::BosOutOfRange { .. } | WindowError::BosNeedsContiguous { .. } => "bos",
             WindowError::Overflow { argument, .. } => argument,
             _ => "source",
         }
@@ -214,6 +250,10 @@ struct Segment {
     count: usize,
     /// The largest phase offset that keeps `count` windows inside.
     max_phase: usize,
+    /// Window starts (every step a window fits after) in all segments before this one.
+    first_start: u64,
+    /// Window starts in this one.
+    starts: u64,
 }
 
 /// Windows over one or more series; see the module documentation.
@@ -224,6 +264,8 @@ pub struct WindowSource {
     spec: WindowSpec,
     stride: usize,
     len: usize,
+    /// Window starts in all segments ([`Sampling::Replacement`] draws below it).
+    starts: u64,
 }
 
 /// Windows (and the largest phase offset) for a segment of `steps` steps when each window
@@ -283,6 +325,7 @@ impl WindowSource {
         }
         let segments = Self::segments(&parts, &spec, need, stride)?;
         let len = segments.last().map_or(0, |s| s.first + s.count);
+        let starts = segments.last().map_or(0, |s| s.first_start + s.starts);
         let field = |name: &str, steps: usize| {
             let mut shape = vec![steps];
             shape.extend_from_slice(&step_shape);
@@ -292,19 +335,33 @@ impl WindowSource {
                 shape: Some(shape),
             }
         };
-        let specs = match spec.target {
+        let mut specs = match spec.target {
+            // With positions the sample is a dict, so the window needs a name.
+            Target::None if spec.positions => vec![field("input", spec.length)],
             Target::None => vec![field("", spec.length)],
             Target::Next => vec![field("input", spec.length), field("target", spec.length)],
             Target::Horizon(h) => vec![field("input", spec.length), field("target", h)],
         };
-        Ok(WindowSource {
+        if spec.positions {
+            specs.push(FieldSpec {
+                name: POSITION_FIELD.to_owned(),
+                dtype: DType::I64,
+                shape: Some(vec![spec.length]),
+            });
+        }
+        let source = WindowSource {
             series: parts,
             segments,
             specs,
             spec,
             stride,
             len,
-        })
+            starts,
+        };
+        if source.spec.sampling == Sampling::Replacement {
+            source.expect_random_access();
+        }
+        Ok(source)
     }
 
     fn check_series(
@@ -414,6 +471,12 @@ impl WindowSource {
         }
         let mut segments = Vec::new();
         let mut windows: usize = 0;
+        let mut starts: u64 = 0;
+        // The grid count does not depend on the phase with replacement (no grid is read).
+        let phase = match spec.sampling {
+            Sampling::Grid => spec.phase,
+            Sampling::Replacement => Phase::Fixed,
+        };
         let mut cuts = spec.boundaries.iter().peekable();
         let mut base: u64 = 0;
         for (number, part) in parts.iter().enumerate() {
@@ -427,15 +490,21 @@ impl WindowSource {
                     Some(&&b) if b < end => (b - base) as usize,
                     _ => steps,
                 };
-                let (count, max_phase) = grid(stop - start, need, stride, spec.phase);
+                let (count, max_phase) = grid(stop - start, need, stride, phase);
                 if count > 0 {
+                    // count > 0: the segment holds `need` steps.
+                    let here = (stop - start - need + 1) as u64;
                     segments.push(Segment {
                         series: number,
                         start,
                         first: windows,
                         count,
                         max_phase,
+                        first_start: starts,
+                        starts: here,
                     });
+                    // Below the total steps, checked to fit in u64.
+                    starts += here;
                     windows = windows
                         .checked_add(count)
                         .ok_or(overflow("the number of windows"))?;
@@ -470,12 +539,25 @@ impl WindowSource {
     /// of range.
     pub fn window_start(&self, seed: u64, epoch: u64, index: usize) -> Option<(usize, usize)> {
         self.start_of(Some((seed, epoch)), index)
+            .map(|(series, step, _)| (series, step))
     }
 
-    /// `epoch` is `(seed, epoch)` for the epoch's grid, `None` for the unshifted one.
-    fn start_of(&self, epoch: Option<(u64, u64)>, index: usize) -> Option<(usize, usize)> {
+    /// `epoch` is `(seed, epoch)` for the epoch's grid, `None` for the unshifted one (seed
+    /// and epoch 0 for draws with replacement). Returns the series, the step in it, and the
+    /// step's position in its document.
+    fn start_of(&self, epoch: Option<(u64, u64)>, index: usize) -> Option<(usize, usize, usize)> {
         if index >= self.len {
             return None;
+        }
+        if self.spec.sampling == Sampling::Replacement {
+            let (seed, epoch) = epoch.unwrap_or((0, 0));
+            let draw =
+                CounterRng::new(seed, &[REPLACE_DOMAIN, epoch]).below(index as u64, self.starts);
+            let number = self.segments.partition_point(|s| s.first_start <= draw) - 1;
+            let segment = &self.segments[number];
+            // draw - first_start < segment.starts, which is a count of steps in the series.
+            let offset = (draw - segment.first_start) as usize;
+            return Some((segment.series, segment.start + offset, offset));
         }
         let number = self.segments.partition_point(|s| s.first <= index) - 1;
         let segment = &self.segments[number];
@@ -486,8 +568,8 @@ impl WindowSource {
             _ => 0,
         };
         // k * stride + phase <= (count - 1) * stride + max_phase <= steps - need (see `grid`).
-        let k = index - segment.first;
-        Some((segment.series, segment.start + phase + k * self.stride))
+        let offset = phase + (index - segment.first) * self.stride;
+        Some((segment.series, segment.start + offset, offset))
     }
 
     fn read(
@@ -506,9 +588,13 @@ impl WindowSource {
             index,
             len: self.len,
         };
-        let Some((number, start)) = self.start_of(epoch, index) else {
+        let Some((number, start, position)) = self.start_of(epoch, index) else {
             return Err(out_of_range);
         };
+        if self.spec.positions && field == self.specs.len() - 1 {
+            // A document of this many steps lies in the series, whose bytes fit in isize.
+            return Ok(Sample::Arange(position as i64));
+        }
         let series = &self.series[number];
         let shift = match (self.spec.target, field) {
             (Target::Next, 1) => 1,
@@ -557,6 +643,17 @@ impl Source for WindowSource {
             series.view.check()?;
         }
         Ok(())
+    }
+
+    fn expect_random_access(&self) {
+        for series in &self.series {
+            // Hints only: a failed madvise changes nothing but speed.
+            if let Some(region) = series.view.owner::<super::FileRegion>() {
+                let _ = region.advise_random();
+            } else if let Some(npy) = series.view.owner::<super::NpyFile>() {
+                let _ = npy.advise_random();
+            }
+        }
     }
 
     fn describe(&self) -> String {

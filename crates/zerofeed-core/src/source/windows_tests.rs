@@ -23,6 +23,8 @@ fn spec(length: usize) -> WindowSpec {
         target: Target::None,
         boundaries: Vec::new(),
         phase: Phase::Fixed,
+        sampling: Sampling::Grid,
+        positions: false,
     }
 }
 
@@ -227,4 +229,58 @@ fn documents_shorter_than_a_window_have_none() {
     let s = WindowSource::new(vec![stream(0, 30)], sp).unwrap();
     assert_eq!(s.len(), 0);
     assert!(s.is_empty());
+}
+
+#[test]
+fn replacement_draws_fit_inside_their_segment_and_repeat_per_key() {
+    let mut sp = spec(4);
+    sp.sampling = Sampling::Replacement;
+    sp.target = Target::Next;
+    sp.boundaries = vec![7, 9]; // segments 0..7, 9..30 (7..9 is too short for 5 steps)
+    let s = WindowSource::new(vec![stream(0, 30)], sp).unwrap();
+    assert_eq!(s.len(), 1 + 5); // the fixed grid's count: (7-5)/4+1 + (21-5)/4+1
+    let mut seen = std::collections::BTreeSet::new();
+    for epoch in 0..200 {
+        for i in 0..s.len() {
+            let x = values(s.sample_in_epoch(3, epoch, i, 0).unwrap())[0];
+            assert_eq!(x, values(s.sample_in_epoch(3, epoch, i, 0).unwrap())[0]);
+            assert!(
+                x <= 2 || (9..=25).contains(&x),
+                "start {x} crosses a boundary"
+            );
+            seen.insert(x);
+        }
+    }
+    // Every start that fits is drawn: 0..=2 and 9..=25.
+    assert_eq!(seen.len(), 3 + 17);
+}
+
+#[test]
+fn document_positions_count_from_each_segment_start() {
+    let mut sp = spec(3);
+    sp.positions = true;
+    sp.phase = Phase::Random;
+    sp.boundaries = vec![10];
+    let s = WindowSource::new(vec![stream(0, 16), stream(100, 8)], sp).unwrap();
+    let names: Vec<&str> = s.fields().iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(names, ["input", POSITION_FIELD]);
+    assert_eq!(s.fields()[1].dtype, DType::I64);
+    for epoch in 0..5 {
+        for i in 0..s.len() {
+            let first = values(s.sample_in_epoch(1, epoch, i, 0).unwrap())[0];
+            let Sample::Arange(position) = s.sample_in_epoch(1, epoch, i, 1).unwrap() else {
+                panic!("positions are computed")
+            };
+            let doc_start = match first {
+                0..=9 => 0,
+                10..=15 => 10,
+                _ => 100,
+            };
+            assert_eq!(
+                position,
+                i64::from(first - doc_start),
+                "window {i} of epoch {epoch}"
+            );
+        }
+    }
 }
