@@ -145,7 +145,7 @@ def _add_sequence_parsers(bsub: Any) -> None:
         "DataLoader, NumPy fancy indexing and the copy floor.",
     )
     tok_ints = (
-        ("--tokens", 2, 100_000_000, "tokens in the built-in stream (default 100,000,000)"),
+        ("--tokens", 2, 20_000_000, "tokens in the built-in stream (default 20,000,000: 40 MB)"),
         ("--block", 1, 1024, "window length in tokens (default 1024; each reads block+1)"),
         ("--batch", 1, 12, "default 12 (nanoGPT's)"),
         ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),

@@ -11,9 +11,9 @@ starts in the data (by its first row) and compares every value of input and targ
 the data at that start.
 
 Example:
-    >>> w = TokensWorkload(tokens=4096, block=64, batch=4)
+    >>> w = TokensWorkload(tokens=4097, block=64, batch=4)
     >>> w.batches_per_epoch, w.tokens_per_batch
-    (16, 512)
+    (16, 256)
 
 """
 
@@ -50,7 +50,7 @@ class TokensWorkload:
 
     """
 
-    tokens: int = 100_000_000
+    tokens: int = 20_000_000
     block: int = 1024
     batch: int = 12
     epochs: int = 2
@@ -108,7 +108,7 @@ class SeriesWorkload:
 
     Example:
         >>> SeriesWorkload(steps=1000, features=2, length=64, horizon=8, batch=4).windows
-        14
+        15
 
     """
 
