@@ -113,7 +113,9 @@ def test_token_oracle_catches_wrong_windows(tmp_path):
     # target not shifted, shifted by two, narrowed dtype, a token off, a window twice, a batch short
     assert not check_windows(data, [(x, x) for x, _ in good], **kw)["passed"]
     assert not check_windows(data, [(x[:, 1:].copy(), y[:, 1:]) for x, y in good], **kw)["passed"]
-    assert not check_windows(data, [(x.astype(np.int32), y.astype(np.int32)) for x, y in good], **kw)["passed"]
+    assert not check_windows(data, [(x.astype(np.int32), y.astype(np.int32)) for x, y in good], **kw)[
+        "passed"
+    ]
     bad = [(x.copy(), y) for x, y in good]
     bad[0][0][1, 5] += 1
     assert not check_windows(data, bad, **kw)["passed"]

@@ -179,5 +179,7 @@ def _title(result: dict[str, Any]) -> str:
     if scenario == "tokens":
         return f"zerofeed bench tokens: {w['tokens']:,} tokens, batch {w['batch']} x {w['block']}"
     if scenario == "series":
-        return f"zerofeed bench series: {w['steps']:,} x {w['features']}, windows {w['length']}+{w['horizon']}"
+        return (
+            f"zerofeed bench series: {w['steps']:,} x {w['features']}, windows {w['length']}+{w['horizon']}"
+        )
     return f"zerofeed bench: {w['images']} x {w['height']}x{w['width']}, batch {w['batch']}"

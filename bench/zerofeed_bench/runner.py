@@ -39,8 +39,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from zerofeed_bench.baselines import Spec
 from zerofeed_bench.machine import machine_info, memory_of, tree_memory
 from zerofeed_bench.scenarios import SCENARIOS, Scenario, scenario_of

@@ -71,7 +71,8 @@ def _zerofeed_impl(loader: Any, convert: Callable[[Any], Iterator[Any]]) -> Impl
 
 def build_zerofeed_tokens(path: Path, w: TokensWorkload, threads: int) -> Impl:
     """``zf.open_tokens`` + ``zf.Windows(target="next")`` + ``zf.Loader(dtype="int64")``,
-    iterated through ``.torch()``, as the README shows it."""
+    iterated through ``.torch()``, as the README shows it.
+    """
     import zerofeed as zf
 
     tokens = zf.open_tokens(str(path), dtype="uint16")
@@ -89,9 +90,10 @@ def build_zerofeed_tokens(path: Path, w: TokensWorkload, threads: int) -> Impl:
 
 
 def build_nanogpt(path: Path, w: TokensWorkload, threads: int) -> Impl:
-    """nanoGPT's ``get_batch`` as karpathy/nanoGPT's train.py has it (commit 3adf61e,
+    """NanoGPT's ``get_batch`` as karpathy/nanoGPT's train.py has it (commit 3adf61e,
     lines 116-131, CPU branch): a fresh ``np.memmap`` per batch, offsets from
-    ``torch.randint`` (with replacement), per-row ``astype(np.int64)``, ``torch.stack``."""
+    ``torch.randint`` (with replacement), per-row ``astype(np.int64)``, ``torch.stack``.
+    """
     import torch
 
     torch.manual_seed(1337 + w.seed)
@@ -144,7 +146,8 @@ class _TorchImpl(_SeqImpl):
 def build_torch_tokens(path: Path, w: TokensWorkload, threads: int) -> Impl:
     """PyTorch ``DataLoader`` over a map-style Dataset of the stride-``block`` windows:
     ``__getitem__`` slices ``block + 1`` tokens of a memmap (opened once per worker),
-    widens them with ``torch.from_numpy(...).long()`` and returns ``(x, y)`` views."""
+    widens them with ``torch.from_numpy(...).long()`` and returns ``(x, y)`` views.
+    """
     import torch
     from torch.utils.data import Dataset
 
@@ -179,7 +182,8 @@ def _litdata_piece(path: str, i: int) -> Iterator[Any]:
 
 def _litdata_copy(path: Path, w: TokensWorkload) -> Path:
     """LitData's optimized copy of the token stream, made once next to the ``.bin`` with
-    ``litdata.optimize(..., item_loader=TokensLoader())`` (LitData's documented recipe)."""
+    ``litdata.optimize(..., item_loader=TokensLoader())`` (LitData's documented recipe).
+    """
     import json
 
     from litdata import TokensLoader, optimize
@@ -218,7 +222,11 @@ def build_litdata(path: Path, w: TokensWorkload, threads: int) -> Impl:
 
     local = _litdata_copy(path, w)
     ds = StreamingDataset(
-        str(local), item_loader=TokensLoader(block_size=w.block + 1), shuffle=True, drop_last=True, seed=w.seed
+        str(local),
+        item_loader=TokensLoader(block_size=w.block + 1),
+        shuffle=True,
+        drop_last=True,
+        seed=w.seed,
     )
     loader = StreamingDataLoader(
         ds, batch_size=w.batch, num_workers=threads, drop_last=True, persistent_workers=threads > 0
@@ -295,7 +303,8 @@ def token_specs(w: TokensWorkload) -> list[Spec]:
          "open_tokens + Windows(target='next') + Loader(dtype='int64').torch()"),
         ("nanogpt", "nanogpt", "torch", build_nanogpt, 1,
          "nanoGPT get_batch: memmap per batch, torch.randint, astype, torch.stack"),
-        ("torch-w0", "torch", "torch", build_torch_tokens, 0, "torch DataLoader, map-style windows, 0 workers"),
+        ("torch-w0", "torch", "torch", build_torch_tokens, 0,
+         "torch DataLoader, map-style windows, 0 workers"),
         (f"torch-w{n}", "torch", "torch", build_torch_tokens, n,
          f"torch DataLoader, map-style windows, {n} workers"),
         ("litdata", "litdata", "litdata", build_litdata, n,
@@ -337,7 +346,8 @@ def _starts(w: SeriesWorkload) -> np.ndarray:
 
 def build_keras(path: Path, w: SeriesWorkload, threads: int) -> Impl:
     """Keras ``timeseries_dataset_from_array`` over windows of ``length + horizon``, split
-    into input and target by a ``map`` (Keras's recipe for multi-step targets)."""
+    into input and target by a ``map`` (Keras's recipe for multi-step targets).
+    """
     import keras
     import tensorflow as tf
 
@@ -352,13 +362,16 @@ def build_keras(path: Path, w: SeriesWorkload, threads: int) -> Impl:
         shuffle=True,
         seed=w.seed,
     )
-    ds = ds.map(lambda b: (b[:, :L], b[:, L:]), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(lambda b: (b[:, :L], b[:, L:]), num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE
+    )
     return _TfImpl(ds, w.batches_per_epoch)
 
 
 def build_tfdata_series(path: Path, w: SeriesWorkload, threads: int) -> Impl:
     """tf.data windows, vectorized: shuffle the window starts, batch them, one
-    ``tf.gather`` of ``start + range(length + horizon)`` per batch, split, prefetch."""
+    ``tf.gather`` of ``start + range(length + horizon)`` per batch, split, prefetch.
+    """
     import tensorflow as tf
 
     data = tf.convert_to_tensor(np.asarray(_load_series(path)))
@@ -390,7 +403,8 @@ class _TfImpl(_SeqImpl):
 
 def build_torch_series(path: Path, w: SeriesWorkload, threads: int) -> Impl:
     """PyTorch ``DataLoader`` over a map-style Dataset: ``__getitem__`` slices input and
-    target out of one tensor over the series (``torch.from_numpy``, no copy until collate)."""
+    target out of one tensor over the series (``torch.from_numpy``, no copy until collate).
+    """
     import torch
     from torch.utils.data import Dataset
 
@@ -412,7 +426,8 @@ def build_torch_series(path: Path, w: SeriesWorkload, threads: int) -> Impl:
 
 def build_numpy_series(path: Path, w: SeriesWorkload, threads: int) -> Impl:
     """NumPy: ``sliding_window_view`` of the series, a shuffled fancy index per batch
-    (one gathering copy), input and target as slices of it."""
+    (one gathering copy), input and target as slices of it.
+    """
     series = _load_series(path)
     L = w.length
     view = np.lib.stride_tricks.sliding_window_view(series, (L + w.horizon, w.features))[:, 0]
@@ -429,7 +444,8 @@ def build_numpy_series(path: Path, w: SeriesWorkload, threads: int) -> Impl:
 
 class _SeriesFloor(_ThreadedImpl):
     """The floor: copy the same bytes (``batch`` consecutive windows of ``length +
-    horizon`` steps, in order) into a reused float32 buffer per batch."""
+    horizon`` steps, in order) into a reused float32 buffer per batch.
+    """
 
     def __init__(self, path: Path, w: SeriesWorkload, threads: int) -> None:
         super().__init__(threads)
@@ -476,7 +492,8 @@ def series_specs(w: SeriesWorkload) -> list[Spec]:
         ("keras", "keras", "keras", build_keras, t, "keras timeseries_dataset_from_array + split map"),
         ("tfdata", "tfdata", "tensorflow", build_tfdata_series, t,
          "tf.data shuffled starts, batch, gather map, prefetch"),
-        ("torch-w0", "torch", "torch", build_torch_series, 0, "torch DataLoader, map-style windows, 0 workers"),
+        ("torch-w0", "torch", "torch", build_torch_series, 0,
+         "torch DataLoader, map-style windows, 0 workers"),
         (f"torch-w{n}", "torch", "torch", build_torch_series, n,
          f"torch DataLoader, map-style windows, {n} workers"),
         ("numpy", "numpy", "numpy", build_numpy_series, 1, "sliding_window_view + fancy index per batch"),

@@ -258,7 +258,8 @@ def ensure_series(w: SeriesWorkload, directory: Path | None = None) -> Path:
 
 def map_resident(path: Path) -> np.ndarray:
     """Memory-map ``path`` (``.npy`` or raw ``uint16``) and touch every page once, so the
-    data is resident before the memory baseline is taken."""
+    data is resident before the memory baseline is taken.
+    """
     arr = np.load(path, mmap_mode="r") if path.suffix == ".npy" else np.memmap(path, np.uint16, "r")
     flat = arr.reshape(-1)
     step = 1 << 22
@@ -290,7 +291,8 @@ def check_windows(
     """Check one epoch of ``(input, target)`` batches against ``data``.
 
     Each input must equal ``data[s : s + length]`` for some start ``s``, and its target:
-    for tokens (``horizon == 0``) the input shifted by one step (``data[s + 1 : s + 1 + length]``), for series it is
+    for tokens (``horizon == 0``) the input shifted by one step
+    (``data[s + 1 : s + 1 + length]``), for series it is
     ``data[s + length : s + length + horizon]``. Without ``replacement`` no window may come
     twice in the epoch. Values are compared exactly (widening and copying are exact).
 

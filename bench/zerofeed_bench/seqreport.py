@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from zerofeed.doctor import format_bytes
-
 from zerofeed_bench.report import _check, _layout, _machine_line, _not_ok, _ratio
 
 #: What zerofeed's throughput must reach, as a multiple of a row (or group) of the same run.
@@ -56,7 +55,7 @@ def _workload_line(result: dict[str, Any]) -> str:
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """zerofeed's throughput against each target of :data:`TARGETS` (the best row of a
+    """Zerofeed's throughput against each target of :data:`TARGETS` (the best row of a
     group, e.g. the faster DataLoader or the faster floor).
 
     Example:
@@ -109,10 +108,12 @@ def format_seq_table(result: dict[str, Any]) -> str:
     lines += _layout(header, rows)
     met = targets(result)
     if met:
-        lines += ["", "targets: " + ", ".join(
-            f"zerofeed {t['ratio']:.2f}x {t['against']} (>= {t['target']:g}x: {'met' if t['met'] else 'NOT met'})"
+        said = [
+            f"zerofeed {t['ratio']:.2f}x {t['against']} (>= {t['target']:g}x: "
+            f"{'met' if t['met'] else 'NOT met'})"
             for t in met
-        )]  # fmt: skip
+        ]
+        lines += ["", "targets: " + ", ".join(said)]
     lines += [
         "",
         f"{header[1]}: median over every timed epoch of every round (min-max beside it); batch/s likewise.",
