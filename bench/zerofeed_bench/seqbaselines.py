@@ -288,6 +288,11 @@ def build_floor_fresh(path: Path, w: TokensWorkload, threads: int) -> Impl:
     return _TokenFloor(path, w, threads, fresh=True)
 
 
+def _specs(rows: list[tuple[str, str, str, Any, int, str]]) -> list[Spec]:
+    """Specs of ``(name, group, modules (comma-separated), builder, threads, description)``."""
+    return [Spec(a, g, tuple(m.split(",")), b, th, d) for a, g, m, b, th, d in rows]
+
+
 def token_specs(w: TokensWorkload) -> list[Spec]:
     """Every row of ``zerofeed bench tokens``, zerofeed first, floors last.
 
@@ -310,7 +315,7 @@ def token_specs(w: TokensWorkload) -> list[Spec]:
         ("litdata", "litdata", "litdata", build_litdata, n,
          f"LitData StreamingDataset + TokensLoader, local copy, {n} workers"),
     ]  # fmt: skip
-    out = [Spec(a, g, tuple(m.split(",")), b, th, d) for a, g, m, b, th, d in rows]
+    out = _specs(rows)
     for k in (1, n):
         for kind, build in (("reused", build_floor_reused), ("fresh", build_floor_fresh)):
             desc = f"u16->i64 copy of the same tokens into {kind} buffers, {k} thread(s)"
@@ -498,7 +503,7 @@ def series_specs(w: SeriesWorkload) -> list[Spec]:
          f"torch DataLoader, map-style windows, {n} workers"),
         ("numpy", "numpy", "numpy", build_numpy_series, 1, "sliding_window_view + fancy index per batch"),
     ]  # fmt: skip
-    out = [Spec(a, g, (m,), b, th, d) for a, g, m, b, th, d in rows]
+    out = _specs(rows)
     for k in (1, n):
         desc = f"copy of the same float32 window bytes into reused buffers, {k} thread(s)"
         out.append(Spec(f"floor-{k}t", "floor", ("numpy",), build_series_floor, k, desc, None, False))

@@ -36,8 +36,38 @@ SEQ_DATA_VERSION = 1
 VOCAB = 50257
 
 
+class _Windowed:
+    """What the tokens and series workloads share: batches of their windows per epoch."""
+
+    batch: int
+    workers: int
+
+    @property
+    def windows(self) -> int:
+        """Windows per epoch."""
+        raise NotImplementedError
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Full batches per epoch (the last partial batch is dropped)."""
+        return self.windows // self.batch
+
+    def threads(self) -> int:
+        """Worker threads: ``workers`` or, when 0, the usable cores."""
+        return self.workers if self.workers > 0 else usable_cores()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Any:
+        """Inverse of :meth:`to_dict`."""
+        return cls(**d)
+
+
 @dataclasses.dataclass(frozen=True)
-class TokensWorkload:
+class TokensWorkload(_Windowed):
     """nanoGPT's training read: ``batch`` windows of ``block + 1`` tokens, widened to int64.
 
     An epoch is the stream cut into ``block``-token windows (``tokens // block`` of them
@@ -63,45 +93,22 @@ class TokensWorkload:
         return (self.tokens - 1) // self.block
 
     @property
-    def batches_per_epoch(self) -> int:
-        """Full batches per epoch (the last partial batch is dropped)."""
-        return self.windows // self.batch
-
-    @property
     def tokens_per_batch(self) -> int:
         """Input tokens per batch (the unit of tokens/s)."""
         return self.batch * self.block
-
-    @property
-    def units_per_epoch(self) -> int:
-        """Tokens delivered per epoch."""
-        return self.batches_per_epoch * self.tokens_per_batch
 
     @property
     def out_bytes_per_batch(self) -> int:
         """Bytes of int64 output per batch (input and target)."""
         return 2 * self.tokens_per_batch * 8
 
-    def threads(self) -> int:
-        """Worker threads: ``workers`` or, when 0, the usable cores."""
-        return self.workers if self.workers > 0 else usable_cores()
-
     def check_variant(self) -> TokensWorkload:
         """The tiny workload every implementation is checked on before it is timed."""
         return dataclasses.replace(self, tokens=16 * 64 * 4 + 1, block=64, batch=4, epochs=1)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TokensWorkload:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**d)
-
 
 @dataclasses.dataclass(frozen=True)
-class SeriesWorkload:
+class SeriesWorkload(_Windowed):
     """Forecasting windows: ``length`` steps of a ``(steps, features)`` float32 series as
     input, the ``horizon`` steps after them as target, windows ``stride`` apart (default
     ``length``), shuffled, in batches.
@@ -133,36 +140,13 @@ class SeriesWorkload:
         return (self.steps - self.length - self.horizon) // self.step + 1
 
     @property
-    def batches_per_epoch(self) -> int:
-        """Full batches per epoch (the last partial batch is dropped)."""
-        return self.windows // self.batch
-
-    @property
-    def units_per_epoch(self) -> int:
-        """Windows delivered per epoch."""
-        return self.batches_per_epoch * self.batch
-
-    @property
     def out_bytes_per_batch(self) -> int:
         """Bytes of float32 output per batch (input and target)."""
         return self.batch * (self.length + self.horizon) * self.features * 4
 
-    def threads(self) -> int:
-        """Worker threads: ``workers`` or, when 0, the usable cores."""
-        return self.workers if self.workers > 0 else usable_cores()
-
     def check_variant(self) -> SeriesWorkload:
         """The tiny workload every implementation is checked on before it is timed."""
         return dataclasses.replace(self, steps=2000, features=3, length=16, horizon=4, batch=8, epochs=1)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SeriesWorkload:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**d)
 
 
 def make_tokens(n: int, seed: int = 0) -> np.ndarray:
