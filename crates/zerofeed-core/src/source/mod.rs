@@ -24,7 +24,7 @@ use thiserror::Error;
 pub use array::{ArraySource, ArraySourceError};
 pub use filemap::{FileMap, FileRegion, MapState, SourceChanged};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
-pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
+pub use sample::{field_label, FieldSpec, ImageOptions, OnError, Sample, SampleError, Source};
 pub use windows::{Phase, Target, WindowError, WindowSource, WindowSpec};
 
 /// Why a source could not be opened. Every message starts with the path.
