@@ -96,6 +96,15 @@ pub enum SampleError {
         /// How many fields there are.
         fields: usize,
     },
+    /// The sample's bytes could not be read (an image file that vanished or cannot be
+    /// mapped).
+    #[error("{name}: cannot read it: {reason}")]
+    Read {
+        /// The file or member, as [`Source::sample_name`] names it.
+        name: String,
+        /// What the operating system said.
+        reason: String,
+    },
     /// The sample's memory could not be addressed.
     #[error(transparent)]
     View(#[from] ViewError),
