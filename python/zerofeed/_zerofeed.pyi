@@ -28,6 +28,8 @@ __all__ = [
     "_Images",
     "_TarShards",
     "_open_tar",
+    "_decode",
+    "_probe",
     "_panic_for_tests",
     "_register_errors",
     "_view_from_buffer",
@@ -260,6 +262,14 @@ class _TarShards:
     def names(self) -> list[str]: ...
 
 def _open_tar(paths: list[str]) -> _TarShards: ...
+def _decode(
+    data: bytes,
+    mode: str,
+    region: tuple[int, int, int, int] | None,
+    max_scale_denom: int,
+    max_pixels: int,
+) -> tuple[bytearray, int, int, int, int, int, int]: ...
+def _probe(data: bytes) -> tuple[int, int, str]: ...
 @final
 class _Images:
     """Encoded JPEG/PNG images with optional labels (images.rs): a source for _Pipeline."""

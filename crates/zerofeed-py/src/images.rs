@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use zerofeed_core::decode::ColorMode;
+use zerofeed_core::decode::{decode, probe, ColorMode, DecodeRequest, Region};
 use zerofeed_core::source::{
     Blobs, ImageError, ImageOptions, ImageSource, ImageSourceError, OnError, Source, TarError,
     TarShards,
@@ -154,6 +154,74 @@ pub fn _open_tar(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<PyTarShards> {
         Ok(PyTarShards {
             inner: Arc::new(shards),
         })
+    })
+}
+
+/// One decode through the contract's API, for tests and the accuracy script:
+/// `(pixels, height, width, channels, origin_top, origin_left, scale_denom)`. `region` is
+/// `(top, left, height, width)` in full-resolution pixels.
+#[pyfunction]
+#[pyo3(signature = (data, mode, region, max_scale_denom, max_pixels))]
+#[allow(clippy::type_complexity)]
+pub fn _decode<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    mode: &str,
+    region: Option<(usize, usize, usize, usize)>,
+    max_scale_denom: u32,
+    max_pixels: u64,
+) -> PyResult<(
+    Bound<'py, PyByteArray>,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    u32,
+)> {
+    guard(|| {
+        let mode = options(mode, "raise", max_pixels, true)?.mode;
+        let request = DecodeRequest {
+            mode,
+            region: region.map(|(top, left, height, width)| Region {
+                top,
+                left,
+                height,
+                width,
+            }),
+            max_scale_denom,
+            max_pixels,
+        };
+        let d = py.detach(|| decode(data, &request)).map_err(|source| {
+            image_error(ImageError {
+                name: "data".to_owned(),
+                source,
+            })
+        })?;
+        let pixels = PyByteArray::new(py, &d.pixels);
+        Ok((
+            pixels,
+            d.height,
+            d.width,
+            d.channels,
+            d.origin_top,
+            d.origin_left,
+            d.scale_denom,
+        ))
+    })
+}
+
+/// `(height, width, format)` from the header alone.
+#[pyfunction]
+pub fn _probe(data: &[u8]) -> PyResult<(usize, usize, String)> {
+    guard(|| {
+        let info = probe(data).map_err(|source| {
+            image_error(ImageError {
+                name: "data".to_owned(),
+                source,
+            })
+        })?;
+        Ok((info.height, info.width, info.format.to_string()))
     })
 }
 

@@ -33,6 +33,8 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<images::PyImages>()?;
     m.add_class::<images::PyTarShards>()?;
     m.add_function(wrap_pyfunction!(images::_open_tar, m)?)?;
+    m.add_function(wrap_pyfunction!(images::_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(images::_probe, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_register_errors, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_buffer, m)?)?;
