@@ -275,6 +275,29 @@ impl ImageSource {
                 what: "the list of files",
             });
         }
+        // One stat each: a missing or misspelt path fails here, naming it, not mid-epoch.
+        for path in &paths {
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => {
+                    return Err(ImageSourceError::Io {
+                        path: path.clone(),
+                        op: "open",
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "not a regular file",
+                        ),
+                    })
+                }
+                Err(source) => {
+                    return Err(ImageSourceError::Io {
+                        path: path.clone(),
+                        op: "open",
+                        source,
+                    })
+                }
+            }
+        }
         let maps = paths.iter().map(|_| OnceLock::new()).collect();
         ImageSource::new(Storage::Files { paths, maps }, labels, options)
     }
@@ -411,8 +434,11 @@ impl ImageSource {
     pub fn decode_full(&self, index: usize) -> Result<Decoded, ImageError> {
         let bytes = self.encoded(index).map_err(|e| ImageError {
             name: self.sample_name(index),
-            source: DecodeError::BadRequest {
-                reason: e.to_string(),
+            source: DecodeError::Unreadable {
+                reason: match e {
+                    SampleError::Read { reason, .. } => reason,
+                    other => other.to_string(),
+                },
             },
         })?;
         let request = DecodeRequest {
