@@ -17,7 +17,6 @@ Prints two tables (the README's "Fast decode accuracy"):
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import sys
 import time
@@ -27,19 +26,21 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from image_samples import decode, jpeg, photos  # noqa: E402
+from image_samples import decode, jpeg, photos
 
-from zerofeed import _zerofeed  # noqa: E402
+from zerofeed import _zerofeed
 
 OUT = 224
 
 
 def psnr(err: np.ndarray) -> float:
+    """Peak signal-to-noise ratio of absolute errors, in dB."""
     mse = float(np.mean(err.astype(float) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
 def area(full: np.ndarray, s: int) -> np.ndarray:
+    """Average over s x s boxes (partial boxes at the edges over the pixels they have)."""
     h, w, c = full.shape
     hs, ws = -(-h // s), -(-w // s)
     pad = np.zeros((hs * s, ws * s, c))
@@ -49,7 +50,7 @@ def area(full: np.ndarray, s: int) -> np.ndarray:
 
 
 def rrc_box(rng: np.random.Generator, h: int, w: int) -> tuple[int, int, int, int]:
-    """torchvision's RandomResizedCrop.get_params: (top, left, height, width)."""
+    """Torchvision's RandomResizedCrop.get_params: (top, left, height, width)."""
     for _ in range(10):
         target = h * w * rng.uniform(0.08, 1.0)
         ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
@@ -63,7 +64,8 @@ def rrc_box(rng: np.random.Generator, h: int, w: int) -> tuple[int, int, int, in
 def resize(pixels: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """The crop `box` (left, upper, right, lower; fractional in a downscaled decode) resized
     to 224x224 with Pillow's antialiased bilinear, reading no pixel outside the crop (as
-    torchvision's crop-then-resize does): cut to the enclosing whole pixels first."""
+    torchvision's crop-then-resize does): cut to the enclosing whole pixels first.
+    """
     x0, y0 = math.floor(box[0]), math.floor(box[1])
     x1, y1 = math.ceil(box[2]), math.ceil(box[3])
     crop = Image.fromarray(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
@@ -72,14 +74,23 @@ def resize(pixels: np.ndarray, box: tuple[float, float, float, float]) -> np.nda
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Print the tables."""
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--boxes", type=int, default=200, help="RandomResizedCrop boxes per photo")
     parser.add_argument("--large", action="store_true", help="the photos upscaled 2x first")
     args = parser.parse_args()
     files = {name: jpeg(p, quality=90) for name, p in photos().items()}
     if args.large:
         # the photos at twice the size: as in datasets whose images are larger than ImageNet's
-        files = {n: jpeg(np.asarray(Image.fromarray(p).resize((p.shape[1] * 2, p.shape[0] * 2), Image.BICUBIC)), quality=90) for n, p in photos().items()}
+        files = {
+            n: jpeg(
+                np.asarray(Image.fromarray(p).resize((p.shape[1] * 2, p.shape[0] * 2), Image.BICUBIC)),
+                quality=90,
+            )
+            for n, p in photos().items()
+        }
     print(f"{len(files)} photos, q90 4:2:0, shorter sides {'600-960' if args.large else '300-480'} px\n")
     print("| DCT scale | vs full decode + box average | mean abs | max abs | PSNR (dB) |")
     print("| --- | --- | --- | --- | --- |")
@@ -116,7 +127,8 @@ def main() -> None:
     for s, errs in by_scale.items():
         if errs:
             e = np.concatenate(errs)
-            print(f"| region + 1/{s} | {len(errs) / total:.0%} | {e.mean():.2f} | {e.max():.0f} | {psnr(e):.1f} |")
+            share = len(errs) / total
+            print(f"| region + 1/{s} | {share:.0%} | {e.mean():.2f} | {e.max():.0f} | {psnr(e):.1f} |")
     e = np.concatenate([x for v in by_scale.values() for x in v])
     print(f"| all | 100% | {e.mean():.2f} | {e.max():.0f} | {psnr(e):.1f} |")
     print(f"\nfast decode time / full decode time: {fast_t / full_t:.2f} (same run, {total} boxes)")

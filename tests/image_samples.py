@@ -20,7 +20,9 @@ def photos() -> dict[str, np.ndarray]:
     skdata = require("skimage.data")
     datasets = require("sklearn.datasets")
     cbook = require("matplotlib.cbook")
-    raw: dict[str, np.ndarray] = {n: getattr(skdata, n)() for n in ("astronaut", "coffee", "chelsea", "rocket")}
+    raw: dict[str, np.ndarray] = {
+        n: getattr(skdata, n)() for n in ("astronaut", "coffee", "chelsea", "rocket")
+    }
     china, flower = datasets.load_sample_images().images
     raw["china"], raw["flower"] = china, flower
     with cbook.get_sample_data("grace_hopper.jpg") as f:
@@ -34,11 +36,20 @@ def photos() -> dict[str, np.ndarray]:
     return out
 
 
-def jpeg(pixels: np.ndarray, *, quality: int = 90, subsampling: int = 2, progressive: bool = False, mode: str = "RGB") -> bytes:
+def jpeg(
+    pixels: np.ndarray,
+    *,
+    quality: int = 90,
+    subsampling: int = 2,
+    progressive: bool = False,
+    mode: str = "RGB",
+) -> bytes:
     """Pillow's JPEG of ``pixels`` (subsampling 0 = 4:4:4, 1 = 4:2:2, 2 = 4:2:0)."""
     image = require("PIL.Image")
     buf = io.BytesIO()
-    image.fromarray(pixels).convert(mode).save(buf, "JPEG", quality=quality, subsampling=subsampling, progressive=progressive)
+    image.fromarray(pixels).convert(mode).save(
+        buf, "JPEG", quality=quality, subsampling=subsampling, progressive=progressive
+    )
     return buf.getvalue()
 
 
@@ -60,10 +71,14 @@ def png16(samples: np.ndarray, color_type: int) -> bytes:
     rows = samples.astype(">u2").reshape(height, -1)
     raw = b"".join(b"\0" + row.tobytes() for row in rows)
     ihdr = struct.pack(">IIBBBBB", width, height, 16, color_type, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
-def decode(data: bytes, mode: str = "RGB", region: tuple[int, int, int, int] | None = None, scale: int = 1) -> tuple[np.ndarray, int, int, int]:
+def decode(
+    data: bytes, mode: str = "RGB", region: tuple[int, int, int, int] | None = None, scale: int = 1
+) -> tuple[np.ndarray, int, int, int]:
     """zerofeed's decode: (pixels HWC, origin_top, origin_left, scale_denom)."""
     from zerofeed import _zerofeed
 

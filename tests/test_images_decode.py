@@ -67,7 +67,9 @@ def test_png_8_bit_and_gray_16_match_pillow(pil_mode: str) -> None:
         assert np.array_equal(got[..., 0], np.round(wide / 257).astype(np.uint8))
         return
     if pil_mode in ("LA", "RGBA"):
-        alpha = image.fromarray((np.arange(rgb.width)[None, :] % 256 * np.ones((rgb.height, 1))).astype(np.uint8))
+        alpha = image.fromarray(
+            (np.arange(rgb.width)[None, :] % 256 * np.ones((rgb.height, 1))).astype(np.uint8)
+        )
         src = rgb.convert("RGBA")
         src.putalpha(alpha)
         data = png(src.convert(pil_mode))
@@ -87,7 +89,9 @@ def test_png_16_bit_rounds(color_type: int) -> None:
     channels = {0: 1, 2: 3, 4: 2, 6: 4}[color_type]
     base = photos()["coffee"][:64, :80].astype(np.uint16) * 257
     samples = np.concatenate([base, base[..., :1]], axis=2)[..., :channels]
-    samples = np.clip(samples.astype(int) + rng.integers(-128, 129, samples.shape), 0, 65535).astype(np.uint16)
+    samples = np.clip(samples.astype(int) + rng.integers(-128, 129, samples.shape), 0, 65535).astype(
+        np.uint16
+    )
     data = png16(samples, color_type)
     expect = np.round(samples / 257).astype(np.uint8)
     got, *_ = decode(data, "RGB" if channels >= 3 else "L")
@@ -116,7 +120,10 @@ def test_region_decode_equals_full_decode(name: str, subsampling: int) -> None:
             assert origin_left + got.shape[1] * s >= region[1] + region[3]
             assert got.shape[0] < full.shape[0] or region[2] > h - 16 or top == 0  # rows were skipped
             # Pixel for pixel what the full decode at that scale gives.
-            assert np.array_equal(got, full[top // s : top // s + got.shape[0], origin_left // s : origin_left // s + got.shape[1]])
+            assert np.array_equal(
+                got,
+                full[top // s : top // s + got.shape[0], origin_left // s : origin_left // s + got.shape[1]],
+            )
 
 
 def _area(full: np.ndarray, s: int) -> np.ndarray:
@@ -159,7 +166,13 @@ def _bomb_png() -> bytes:
     import zlib
 
     ihdr = struct.pack(">IIBBBBB", 65535, 65535, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + struct.pack(">I", 13)
+        + b"IHDR"
+        + ihdr
+        + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    )
 
 
 def _bomb_jpeg() -> bytes:
@@ -248,7 +261,9 @@ def test_mutated_real_files_never_crash() -> None:
         cut=st.one_of(st.none(), st.integers(0, 1 << 20)),
         splice=st.one_of(st.none(), st.tuples(st.integers(0, 1 << 20), st.binary(max_size=64))),
     )
-    def run(which: int, flips: list[tuple[int, int]], cut: int | None, splice: tuple[int, bytes] | None) -> None:
+    def run(
+        which: int, flips: list[tuple[int, int]], cut: int | None, splice: tuple[int, bytes] | None
+    ) -> None:
         data = bytearray(seeds[which])
         for at, bit in flips:
             data[at % len(data)] ^= 1 << bit

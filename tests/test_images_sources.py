@@ -46,7 +46,10 @@ def _tar(path: Path, items: list[tuple[str, int, bytes]], *, extra: list[tuple[s
     with tarfile.open(path, "w") as tar:
         for i, (name, label, data) in enumerate(items):
             ext = name.rsplit(".", 1)[1]
-            for member, payload in ((f"shard/{i:06d}.{ext}", data), (f"shard/{i:06d}.cls", f"{label}\n".encode())):
+            for member, payload in (
+                (f"shard/{i:06d}.{ext}", data),
+                (f"shard/{i:06d}.cls", f"{label}\n".encode()),
+            ):
                 info = tarfile.TarInfo(member)
                 info.size = len(payload)
                 tar.addfile(info, io.BytesIO(payload))
@@ -72,7 +75,12 @@ def test_every_source_gives_the_same_samples(tmp_path: Path) -> None:
     from_bytes = zf.Images(datas, labels=labels)
     from_numpy = zf.Images(np.array(datas, dtype=object), labels=np.array(labels))
     from_arrow = zf.Images(pa.array(datas, pa.binary()), labels=labels)
-    from_large = zf.Images(pa.chunked_array([pa.array(datas[:2], pa.large_binary()), pa.array(datas[1:], pa.large_binary())[1:]]), labels=labels)
+    from_large = zf.Images(
+        pa.chunked_array(
+            [pa.array(datas[:2], pa.large_binary()), pa.array(datas[1:], pa.large_binary())[1:]]
+        ),
+        labels=labels,
+    )
     _tar(tmp_path / "train-000000.tar", items[:4])
     _tar(tmp_path / "train-000001.tar", items[4:])
     from_tar = zf.Images(zf.open_tar([tmp_path / "train-000000.tar", str(tmp_path / "train-000001.tar")]))
@@ -166,7 +174,10 @@ def test_tar_long_names_and_captions(tmp_path: Path) -> None:
         path = tmp_path / f"long{fmt}.tar"
         with tarfile.open(path, "w", format=fmt) as tar:
             for i, (name, _, data) in enumerate(items):
-                for member, payload in ((f"{long_dir}/{i}.{name.rsplit('.', 1)[1]}", data), (f"{long_dir}/{i}.txt", b"a cat")):
+                for member, payload in (
+                    (f"{long_dir}/{i}.{name.rsplit('.', 1)[1]}", data),
+                    (f"{long_dir}/{i}.txt", b"a cat"),
+                ):
                     info = tarfile.TarInfo(member)
                     info.size = len(payload)
                     tar.addfile(info, io.BytesIO(payload))

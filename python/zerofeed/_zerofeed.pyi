@@ -270,6 +270,7 @@ def _decode(
     max_pixels: int,
 ) -> tuple[bytearray, int, int, int, int, int, int]: ...
 def _probe(data: bytes) -> tuple[int, int, str]: ...
+
 @final
 class _Images:
     """Encoded JPEG/PNG images with optional labels (images.rs): a source for _Pipeline."""
