@@ -141,9 +141,13 @@ def test_bad_tar_shards(tmp_path: Path) -> None:
     cut = tmp_path / "cut.tar"
     data = good.read_bytes()
     cut.write_bytes(data[: 512 + len(items[0][2]) // 2])  # inside the first image's data
-    with pytest.raises(zf.ImageSourceError, match='cut short inside member "shard/000000.jpg"') as err:
+    with pytest.raises(zf.ImageSourceError, match='cut short inside or after member "shard/000000.jpg"') as err:
         zf.open_tar(cut)
     assert err.value.file == str(cut)
+    at_boundary = tmp_path / "boundary.tar"
+    at_boundary.write_bytes(data[: data.index(b"shard/000001")])  # whole members, no end blocks
+    with pytest.raises(zf.ImageSourceError, match="cut short"):
+        zf.open_tar(at_boundary)
     for evil in ("../escape.jpg", "/etc/passwd.jpg", "a/../../b.png"):
         shard = tmp_path / "evil.tar"
         _tar(shard, items, extra=[(evil, items[0][2])])
