@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from image_samples import decode, jpeg, photos
+from image_samples import area, decode, jpeg, photos
 
 from zerofeed import _zerofeed
 
@@ -37,16 +37,6 @@ def psnr(err: np.ndarray) -> float:
     """Peak signal-to-noise ratio of absolute errors, in dB."""
     mse = float(np.mean(err.astype(float) ** 2))
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
-
-
-def area(full: np.ndarray, s: int) -> np.ndarray:
-    """Average over s x s boxes (partial boxes at the edges over the pixels they have)."""
-    h, w, c = full.shape
-    hs, ws = -(-h // s), -(-w // s)
-    pad = np.zeros((hs * s, ws * s, c))
-    count = np.zeros((hs * s, ws * s, 1))
-    pad[:h, :w], count[:h, :w] = full, 1
-    return pad.reshape(hs, s, ws, s, c).sum((1, 3)) / count.reshape(hs, s, ws, s, 1).sum((1, 3))
 
 
 def rrc_box(rng: np.random.Generator, h: int, w: int) -> tuple[int, int, int, int]:

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 from conftest import require
-from image_samples import decode, jpeg, photos, pillow, png, png16
+from image_samples import area, decode, jpeg, photos, pillow, png, png16
 
 import zerofeed as zf
 from zerofeed import _zerofeed
@@ -126,16 +126,6 @@ def test_region_decode_equals_full_decode(name: str, subsampling: int) -> None:
             )
 
 
-def _area(full: np.ndarray, s: int) -> np.ndarray:
-    """Box average over s x s blocks (partial blocks at the edges averaged over what exists)."""
-    h, w, c = full.shape
-    hs, ws = -(-h // s), -(-w // s)
-    pad = np.zeros((hs * s, ws * s, c))
-    count = np.zeros((hs * s, ws * s, 1))
-    pad[:h, :w], count[:h, :w] = full, 1
-    return pad.reshape(hs, s, ws, s, c).sum((1, 3)) / count.reshape(hs, s, ws, s, 1).sum((1, 3))
-
-
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_scaled_decode_is_close_to_area_resize(scale: int) -> None:
     # The DCT-domain downscale keeps each 8x8 block's lowest frequencies: close to averaging
@@ -145,7 +135,7 @@ def test_scaled_decode_is_close_to_area_resize(scale: int) -> None:
         data = jpeg(photos()[name], quality=90)
         full, *_ = decode(data)
         small, _, _, s = decode(data, "RGB", None, scale)
-        ref = _area(full.astype(float), scale)
+        ref = area(full.astype(float), scale)
         assert s == scale and small.shape == ref.shape
         err = np.abs(small - ref)
         psnr = 10 * np.log10(255**2 / np.mean(err**2))

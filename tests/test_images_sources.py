@@ -141,7 +141,9 @@ def test_bad_tar_shards(tmp_path: Path) -> None:
     cut = tmp_path / "cut.tar"
     data = good.read_bytes()
     cut.write_bytes(data[: 512 + len(items[0][2]) // 2])  # inside the first image's data
-    with pytest.raises(zf.ImageSourceError, match='cut short inside or after member "shard/000000.jpg"') as err:
+    with pytest.raises(
+        zf.ImageSourceError, match='cut short inside or after member "shard/000000.jpg"'
+    ) as err:
         zf.open_tar(cut)
     assert err.value.file == str(cut)
     at_boundary = tmp_path / "boundary.tar"

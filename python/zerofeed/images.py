@@ -189,7 +189,7 @@ class Images:
         if isinstance(source, TarShards):
             if labels is not None:
                 raise PipelineError("labels come from the shards' .cls members; pass labels=None", "labels")
-            self._inner = _zerofeed._Images.tar(source._inner, *settings)
+            self._inner = _zerofeed._Images.tar(source._inner, settings)
         elif isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             if labels not in (None, "folders"):
@@ -200,9 +200,9 @@ class Images:
                     "or zf.open_tar(...)",
                     "source",
                 )
-            self._inner = _zerofeed._Images.folder(path, labels == "folders", *settings)
+            self._inner = _zerofeed._Images.folder(path, labels == "folders", settings)
         elif (arrow := _arrow_chunks(source)) is not None:
-            self._inner = _zerofeed._Images.arrow(arrow[0], arrow[1], _labels(labels), *settings)
+            self._inner = _zerofeed._Images.arrow(arrow[0], arrow[1], _labels(labels), settings)
         elif _is_bytes_sequence(source):
             items = source.tolist() if isinstance(source, np.ndarray) else list(source)
             bad = next(
@@ -214,9 +214,9 @@ class Images:
                 )
             # bytes are immutable and read in place; mutable buffers are copied once
             items = [b if isinstance(b, bytes) else bytes(b) for b in items]
-            self._inner = _zerofeed._Images.buffers(items, _labels(labels), *settings)
+            self._inner = _zerofeed._Images.buffers(items, _labels(labels), settings)
         elif isinstance(source, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in source):
-            self._inner = _zerofeed._Images.files([os.fspath(p) for p in source], _labels(labels), *settings)
+            self._inner = _zerofeed._Images.files([os.fspath(p) for p in source], _labels(labels), settings)
         else:
             raise UnsupportedSourceError(
                 f"source={type(source).__name__} is not a folder, a list of files, encoded bytes, "

@@ -178,8 +178,8 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Image files under `dir`, recursively, in sorted path order (symlinks followed).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImageSourceError> {
+/// The entries of `dir`, sorted.
+fn list(dir: &Path) -> Result<Vec<PathBuf>, ImageSourceError> {
     let io = |source| ImageSourceError::Io {
         path: dir.to_path_buf(),
         op: "list",
@@ -191,7 +191,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImageSourceError> {
         .collect::<Result<_, _>>()
         .map_err(io)?;
     entries.sort();
-    for path in entries {
+    Ok(entries)
+}
+
+/// Image files under `dir`, recursively, in sorted path order (symlinks followed).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImageSourceError> {
+    for path in list(dir)? {
         if path.is_dir() {
             walk(&path, out)?;
         } else if is_image(&path) {
@@ -213,20 +218,7 @@ impl ImageSource {
         let mut labels = Vec::new();
         let mut classes = Vec::new();
         if by_class {
-            let io = |source| ImageSourceError::Io {
-                path: root.to_path_buf(),
-                op: "list",
-                source,
-            };
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-                .map_err(io)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(io)?
-                .into_iter()
-                .filter(|p| p.is_dir())
-                .collect();
-            dirs.sort();
+            let dirs: Vec<PathBuf> = list(root)?.into_iter().filter(|p| p.is_dir()).collect();
             if dirs.is_empty() {
                 return Err(ImageSourceError::NoImages {
                     path: root.to_path_buf(),
