@@ -190,3 +190,19 @@ def test_tar_long_names_and_captions(tmp_path: Path) -> None:
         images = zf.Images(zf.open_tar(path))
         assert len(images) == 2 and images.fields == ("image",)
         assert images.files[1].endswith(f"{long_dir}/1.png")
+
+
+def test_bad_files_in_a_folder_name_the_file(tmp_path: Path) -> None:
+    # A folder is listed by extension; what a file holds is found by content when decoded.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "empty.png").write_bytes(b"")
+    (tmp_path / "a" / "notes.jpg").write_text("a text file named .jpg\n")
+    good = jpeg(photos()["rocket"])
+    (tmp_path / "a" / "really_a_jpeg.png").write_bytes(good)
+    images = zf.Images(tmp_path, labels="folders")
+    assert [os.path.basename(f) for f in images.files] == ["empty.png", "notes.jpg", "really_a_jpeg.png"]
+    for i, message in ((0, "empty"), (1, "not a JPEG or PNG")):
+        with pytest.raises(zf.ImageDecodeError, match=message) as err:
+            images[i]
+        assert err.value.file == images.files[i]
+    assert np.array_equal(images[2]["image"], pillow(good))
