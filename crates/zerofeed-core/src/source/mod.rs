@@ -9,9 +9,11 @@
 mod array;
 mod bos;
 mod filemap;
+mod images;
 mod npy;
 mod pydict;
 mod sample;
+mod tar;
 mod windows;
 
 use std::fs::OpenOptions;
@@ -25,8 +27,10 @@ use thiserror::Error;
 pub use array::{ArraySource, ArraySourceError};
 pub use bos::bos_boundaries;
 pub use filemap::{FileMap, FileRegion, MapState, SourceChanged};
+pub use images::{Blobs, ImageError, ImageSource, ImageSourceError, IMAGE_EXTENSIONS};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
-pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
+pub use sample::{field_label, FieldSpec, ImageOptions, OnError, Sample, SampleError, Source};
+pub use tar::{TarError, TarSample, TarShards};
 pub use windows::{Phase, Sampling, Target, WindowError, WindowSource, WindowSpec, POSITION_FIELD};
 
 /// Why a source could not be opened. Every message starts with the path.

@@ -15,6 +15,7 @@
 //! Arrays ([`super::ArraySource`]) are the first implementation; windows over sequences and
 //! encoded images are further implementations of the same trait, not pipeline changes.
 
+use crate::decode::ColorMode;
 use crate::dtype::DType;
 use crate::view::{SampleRef, ViewError};
 
@@ -57,6 +58,29 @@ pub enum Sample<'a> {
     Arange(i64),
 }
 
+/// What to do with a sample whose bytes do not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnError {
+    /// Stop with an error naming the file.
+    Raise,
+    /// Replace it, deterministically, by the next sample that decodes, and count it.
+    Skip,
+}
+
+/// How the pipeline decodes an [`Sample::Encoded`] field: a source's settings, from
+/// [`Source::image_options`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// RGB (3 channels) or gray (1).
+    pub mode: ColorMode,
+    /// Images whose header declares more pixels are refused before decoding.
+    pub max_pixels: u64,
+    /// Whether region and DCT-scaled decoding may be used (false: exact full decode).
+    pub fast_decode: bool,
+    /// What a bad sample does.
+    pub on_error: OnError,
+}
+
 /// A sample that could not be produced.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -76,6 +100,15 @@ pub enum SampleError {
         field: usize,
         /// How many fields there are.
         fields: usize,
+    },
+    /// The sample's bytes could not be read (an image file that vanished or cannot be
+    /// mapped).
+    #[error("{name}: cannot read it: {reason}")]
+    Read {
+        /// The file or member, as [`Source::sample_name`] names it.
+        name: String,
+        /// What the operating system said.
+        reason: String,
     },
     /// The sample's memory could not be addressed.
     #[error(transparent)]
@@ -127,6 +160,18 @@ pub trait Source: Send + Sync {
     /// memory-mapped files may turn the kernel's read-ahead off. A hint; the default does
     /// nothing.
     fn expect_random_access(&self) {}
+
+    /// How field `field`'s encoded samples are decoded; `None` for fields that are not
+    /// encoded images (every field of the default).
+    fn image_options(&self, field: usize) -> Option<ImageOptions> {
+        let _ = field;
+        None
+    }
+
+    /// How messages name sample `index`: a file path or tar member where there is one.
+    fn sample_name(&self, index: usize) -> String {
+        format!("sample {index}")
+    }
 
     /// A short description for messages and `repr`, e.g. `array source of 1000 samples`.
     fn describe(&self) -> String {
