@@ -39,7 +39,7 @@ from .explain import Explanation, explain
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .loader import Loader
 from .memory import aligned, copy_stats, empty
-from .ops import Cast, CenterCrop, Normalize, Op, RandomCrop, RandomFlip, ToCHW
+from .ops import Cast, CenterCrop, ColorJitter, Normalize, Op, Pad, RandomCrop, RandomFlip, RandomResizedCrop, Resize, ToCHW
 from .sequences import TokenStream, Windows, open_tokens
 from .sources import open_npy
 from .views import View, view
@@ -54,6 +54,7 @@ bfloat16 = _bfloat16()
 __all__ = [
     "Cast",
     "CenterCrop",
+    "ColorJitter",
     "DTypeError",
     "DeviceError",
     "ExportError",
@@ -66,10 +67,13 @@ __all__ = [
     "Normalize",
     "NpyFormatError",
     "Op",
+    "Pad",
     "PipelineError",
     "RandomCrop",
     "RandomFlip",
+    "RandomResizedCrop",
     "ReadOnlyError",
+    "Resize",
     "SourceChangedError",
     "FileMissingError",
     "SourceIOError",

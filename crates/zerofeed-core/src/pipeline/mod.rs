@@ -11,6 +11,7 @@
 //! size arithmetic (checked), the memory budget and RAM check, and the pool choice.
 
 mod device;
+mod image;
 mod memory;
 mod run;
 
@@ -23,7 +24,7 @@ use crate::cuda::CudaError;
 use crate::dtype::DType;
 use crate::gather::gather;
 use crate::host::HostError;
-use crate::ops::{OpSpec, OpsError, Plan, SampleKey};
+use crate::ops::{needs_image_plan, ImagePlan, OpSpec, OpsError, Plan, SampleKey};
 use crate::pool::{BufferPool, PooledBuffer};
 use crate::sampler::{num_batches, Sampler, SamplerError, Shard};
 use crate::source::{ArraySourceError, FieldSpec, Sample, SampleError, Source};
@@ -102,6 +103,16 @@ pub enum PipelineError {
         label: String,
         /// Why.
         reason: String,
+    },
+    /// An image sample the field's chain could not process (a crop larger than the image).
+    #[error("{label}: {name}: {source}")]
+    Image {
+        /// The field.
+        label: String,
+        /// The sample (its file or tar member when the source knows it).
+        name: String,
+        /// What is wrong.
+        source: OpsError,
     },
     /// A field with samples of varying shape needs an op chain that fixes the shape.
     #[error("{label}: samples differ in shape; add an op that gives them one shape")]
@@ -209,6 +220,9 @@ pub struct Field {
     spec: FieldSpec,
     /// The compiled chain; `None` gathers samples as they are.
     plan: Option<Plan>,
+    /// The chain of an image field (resampling, padding, jitter, or samples of any size);
+    /// `plan` is then `None`.
+    image: Option<ImagePlan>,
     /// The input shape every sample must have (checked per sample).
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
@@ -217,8 +231,15 @@ pub struct Field {
 }
 
 impl Field {
-    fn new(spec: &FieldSpec, ops: &[OpSpec]) -> Result<Field, PipelineError> {
+    fn new(
+        spec: &FieldSpec,
+        ops: &[OpSpec],
+        channels: Option<usize>,
+    ) -> Result<Field, PipelineError> {
         let label = spec.label();
+        if spec.shape.is_none() || needs_image_plan(ops) {
+            return Field::image(spec, ops, channels);
+        }
         let Some(shape) = spec.shape.clone() else {
             return Err(PipelineError::VariableShape { label });
         };
@@ -242,11 +263,51 @@ impl Field {
         Ok(Field {
             spec: spec.clone(),
             plan,
+            image: None,
             input_shape: shape,
             output_shape,
             output_dtype,
             sample_nbytes,
         })
+    }
+
+    /// A field whose chain is an [`ImagePlan`]: `channels` is what the source's images
+    /// have when their shape is not fixed (`None`: unknown, so the chain cannot be built).
+    fn image(
+        spec: &FieldSpec,
+        ops: &[OpSpec],
+        channels: Option<usize>,
+    ) -> Result<Field, PipelineError> {
+        let label = spec.label();
+        let channels = match spec.shape.as_deref() {
+            Some([_, _]) => 1,
+            Some([_, _, c]) => *c,
+            Some(_) => 0, // refused by compile (not an image)
+            None if ops.is_empty() => return Err(PipelineError::VariableShape { label }),
+            None => channels.ok_or_else(|| PipelineError::VariableShape {
+                label: label.clone(),
+            })?,
+        };
+        let plan = ImagePlan::compile(spec.shape.as_deref(), channels, spec.dtype, ops).map_err(
+            |source| PipelineError::Ops {
+                label: label.clone(),
+                source,
+            },
+        )?;
+        Ok(Field {
+            spec: spec.clone(),
+            plan: None,
+            input_shape: spec.shape.clone().unwrap_or_default(),
+            output_shape: plan.output_shape().to_vec(),
+            output_dtype: plan.output_dtype(),
+            sample_nbytes: plan.output_nbytes(),
+            image: Some(plan),
+        })
+    }
+
+    /// The field's image chain, if it has one.
+    pub fn image_plan(&self) -> Option<&ImagePlan> {
+        self.image.as_ref()
     }
 
     /// The field's name (empty for a single-array source).
@@ -276,7 +337,18 @@ impl Field {
         index: usize,
         key: SampleKey,
         dst: &mut [u8],
+        scratch: &mut image::FieldScratch,
+        name: &dyn Fn() -> String,
     ) -> Result<(), PipelineError> {
+        if let Some(plan) = &self.image {
+            return match sample {
+                Sample::Strided(sample) => image::run_strided(plan, sample, key, dst, scratch)
+                    .map_err(|source| image::ops_error(self.spec.label(), name(), source)),
+                Sample::Encoded(_) => Err(PipelineError::NeedsDecoder {
+                    label: self.spec.label(),
+                }),
+            };
+        }
         let Sample::Strided(sample) = sample else {
             return Err(PipelineError::NeedsDecoder {
                 label: self.spec.label(),
@@ -462,8 +534,25 @@ fn compile_fields(source: &dyn Source, ops: &[Vec<OpSpec>]) -> Result<Vec<Field>
     specs
         .iter()
         .zip(ops)
-        .map(|(spec, chain)| Field::new(spec, chain))
+        .enumerate()
+        .map(|(number, (spec, chain))| Field::new(spec, chain, image_channels(source, number)))
         .collect()
+}
+
+/// The channels of a variable-size image field: those of its first sample when that is an
+/// array (every later sample is checked against them).
+fn image_channels(source: &dyn Source, field: usize) -> Option<usize> {
+    if source.fields().get(field)?.shape.is_some() || source.is_empty() {
+        return None;
+    }
+    match source.sample(0, field).ok()? {
+        Sample::Strided(s) => match *s.layout().shape() {
+            [_, _] => Some(1),
+            [_, _, c] => Some(c),
+            _ => None,
+        },
+        Sample::Encoded(_) => None,
+    }
 }
 
 impl Pipeline {

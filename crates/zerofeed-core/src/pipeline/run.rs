@@ -12,6 +12,7 @@ use crate::pool::{forked_from, BufferPool};
 use crate::sampler::{num_batches, EpochOrder};
 use crate::source::Source;
 
+use super::image::FieldScratch;
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
 
 struct State {
@@ -114,6 +115,11 @@ pub(super) fn start(
 
 impl Job {
     fn work(&self) {
+        let mut scratch: Vec<FieldScratch> = self
+            .fields
+            .iter()
+            .map(|_| FieldScratch::default())
+            .collect();
         loop {
             let claimed = {
                 let mut state = self.shared.lock();
@@ -137,22 +143,23 @@ impl Job {
                 state.next_job += 1;
                 state.next_job - 1
             };
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(claimed)))
-                    .unwrap_or_else(|panic| Err(PipelineError::WorkerPanic(panic_message(&panic))));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.build(claimed, &mut scratch)
+            }))
+            .unwrap_or_else(|panic| Err(PipelineError::WorkerPanic(panic_message(&panic))));
             let mut state = self.shared.lock();
             state.ready.insert(claimed, result);
             self.shared.done.notify_all();
         }
     }
 
-    fn build(&self, index: usize) -> Result<Batch, PipelineError> {
+    fn build(&self, index: usize, scratch: &mut [FieldScratch]) -> Result<Batch, PipelineError> {
         let start = index * self.batch_size;
         let samples = self
             .order
             .range(start..start.saturating_add(self.batch_size));
         let mut buffers = Vec::with_capacity(self.fields.len());
-        for (number, field) in self.fields.iter().enumerate() {
+        for ((number, field), scratch) in self.fields.iter().enumerate().zip(scratch.iter_mut()) {
             let sample_bytes = field.sample_nbytes();
             // Full-size buffers even for a short last batch, so that every buffer is reusable.
             let mut buffer = self.pool.take(sample_bytes * self.batch_size)?;
@@ -170,7 +177,8 @@ impl Job {
                         label: crate::source::field_label(field.name()),
                         source,
                     })?;
-                field.produce(data, sample, key, &mut slot[..sample_bytes])?;
+                let name = || format!("sample {sample}");
+                field.produce(data, sample, key, &mut slot[..sample_bytes], scratch, &name)?;
             }
             self.stats
                 .bytes
