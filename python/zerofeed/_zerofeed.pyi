@@ -119,6 +119,7 @@ class ColorJitter(Op):
     def __new__(
         cls, brightness: float | None = None, contrast: float | None = None, saturation: float | None = None
     ) -> Self: ...
+    def factors(self, *, seed: int, epoch: int, index: int, position: int = 0) -> tuple[float, float, float]: ...
 
 @final
 class Pad(Op):

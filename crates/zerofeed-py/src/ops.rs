@@ -6,7 +6,7 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple};
 
-use zerofeed_core::ops::{rrc_box, Interpolation, OpSpec, ResizeTo};
+use zerofeed_core::ops::{jitter_factors, rrc_box, Interpolation, OpSpec, ResizeTo};
 use zerofeed_core::sampler::{domain, CounterRng};
 use zerofeed_core::DType;
 
@@ -554,7 +554,8 @@ impl PyRandomResizedCrop {
 /// blends with the mean of the grayscale image, saturation with each pixel's grayscale).
 /// Each factor is uniform in `[max(0, 1 - x), 1 + x]` (0 turns it off); they apply in the
 /// fixed order brightness, contrast, saturation (torchvision permutes the order per image).
-/// Comes after the geometric ops and before `Normalize`.
+/// Comes after the geometric ops and before `Normalize`. ``factors(seed=, epoch=, index=,
+/// position=0)`` returns the factors a sample gets.
 ///
 /// Example:
 ///     >>> import zerofeed as zf
@@ -579,6 +580,29 @@ impl PyColorJitter {
             saturation: get("saturation", saturation)?,
         };
         Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyColorJitter))
+    }
+
+    /// The `(brightness, contrast, saturation)` factors a sample gets when this op is
+    /// `ops[position]` (1.0 = unchanged).
+    #[pyo3(signature = (*, seed, epoch, index, position = 0))]
+    fn factors(
+        slf: PyRef<'_, Self>,
+        seed: u64,
+        epoch: u64,
+        index: u64,
+        position: u64,
+    ) -> (f64, f64, f64) {
+        let OpSpec::ColorJitter {
+            brightness,
+            contrast,
+            saturation,
+        } = slf.as_super().spec
+        else {
+            unreachable!("a ColorJitter holds its spec");
+        };
+        let rng = CounterRng::new(seed, &[domain::OPS, epoch, index, position]);
+        let f = jitter_factors(&rng, brightness, contrast, saturation);
+        (f.brightness, f.contrast, f.saturation)
     }
 }
 

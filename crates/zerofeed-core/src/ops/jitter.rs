@@ -9,26 +9,25 @@
 //! - saturation: blend with the pixel's grayscale (floored for uint8); one channel is left
 //!   as it is.
 //!
-//! where `blend(x, y, f) = x * f + y * (1 - f)`, clamped to `[0, 255]` and truncated for
+//! where `blend(x, y, f) = x * f + y * (1 - f)` (the `+` fused, as torch's `add_(alpha=)`), clamped to `[0, 255]` and truncated for
 //! uint8 (`.to(torch.uint8)`). Images are uint8 (the image ops' input type).
 
 use crate::sampler::CounterRng;
 
 /// The three factors of one sample (1.0 = unchanged).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct Factors {
-    pub(crate) brightness: f64,
-    pub(crate) contrast: f64,
-    pub(crate) saturation: f64,
+pub struct Factors {
+    /// Brightness factor.
+    pub brightness: f64,
+    /// Contrast factor.
+    pub contrast: f64,
+    /// Saturation factor.
+    pub saturation: f64,
 }
 
-/// Draws 0, 1, 2 of `rng`; a zero range does not draw (its factor is exactly 1).
-pub(crate) fn factors(
-    rng: &CounterRng,
-    brightness: f64,
-    contrast: f64,
-    saturation: f64,
-) -> Factors {
+/// The factors of one sample: draws 0, 1, 2 of `rng`; a zero range leaves its factor
+/// exactly 1.
+pub fn factors(rng: &CounterRng, brightness: f64, contrast: f64, saturation: f64) -> Factors {
     let pick = |draw: u64, x: f64| {
         if x == 0.0 {
             1.0
@@ -53,7 +52,10 @@ fn settle(v: f32) -> u8 {
 /// torchvision's grayscale of a uint8 pixel, floored (`_rgb_to_grayscale_image(...).floor_()`).
 #[inline]
 fn gray(px: &[u8]) -> f32 {
-    (f32::from(px[0]) * 0.2989 + f32::from(px[1]) * 0.587 + f32::from(px[2]) * 0.114).floor()
+    // `r.mul(0.2989).add_(g, alpha=0.587).add_(b, alpha=0.114)`: torch's `add_` with alpha
+    // is a fused multiply-add on CPU, so the roundings match only with `mul_add`.
+    let rg = f32::from(px[1]).mul_add(0.587, f32::from(px[0]) * 0.2989);
+    f32::from(px[2]).mul_add(0.114, rg).floor()
 }
 
 /// Applies the factors to an HWC image of `c` channels in place.
@@ -70,16 +72,16 @@ pub(crate) fn apply(img: &mut [u8], c: usize, f: Factors) {
         };
         let pixels = if c == 3 { img.len() / 3 } else { img.len() };
         let mean = (total / pixels as f64) as f32;
-        let (r, m) = (f.contrast as f32, mean * (1.0 - f.contrast) as f32);
+        let (r, q) = (f.contrast as f32, (1.0 - f.contrast) as f32);
         img.iter_mut()
-            .for_each(|x| *x = settle(f32::from(*x) * r + m));
+            .for_each(|x| *x = settle(mean.mul_add(q, f32::from(*x) * r)));
     }
     if f.saturation != 1.0 && c == 3 {
         let (r, q) = (f.saturation as f32, (1.0 - f.saturation) as f32);
         for px in img.chunks_exact_mut(3) {
-            let g = gray(px) * q;
+            let g = gray(px);
             px.iter_mut()
-                .for_each(|x| *x = settle(f32::from(*x) * r + g));
+                .for_each(|x| *x = settle(g.mul_add(q, f32::from(*x) * r)));
         }
     }
 }

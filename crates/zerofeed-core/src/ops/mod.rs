@@ -31,6 +31,7 @@ pub use image::{
     needs_image_plan, rrc_box, shorter_side, Geometry, ImagePlan, ImageRef, ImageScratch,
 };
 mod jitter;
+pub use jitter::{factors as jitter_factors, Factors};
 mod kernels;
 mod resample;
 mod run;
