@@ -182,6 +182,12 @@ impl ImagePlan {
                 })
             }
         };
+        if !(1..=4).contains(&channels) {
+            return Err(OpsError::NotAnImage {
+                op: format!("{} (image ops take 1 to 4 channels)", first_image_op(ops)),
+                shape: shape.map_or_else(|| vec![0, 0, channels], <[usize]>::to_vec),
+            });
+        }
         if dtype != DType::U8 {
             return Err(OpsError::ImageDType {
                 op: first_image_op(ops),

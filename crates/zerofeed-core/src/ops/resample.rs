@@ -23,6 +23,11 @@ pub(crate) struct Taps {
     pub(crate) taps: usize,
     pub(crate) index: Vec<u32>,
     pub(crate) weight: Vec<f32>,
+    /// The same weights over contiguous source runs (duplicate edge indices merged): output
+    /// `i` reads `len[i]` pixels from `start[i]` with weights `packed[i * taps..]`.
+    start: Vec<u32>,
+    len: Vec<u32>,
+    packed: Vec<f32>,
 }
 
 /// Where one axis reads: the continuous box `[start, start + len)` resampled to `out`
@@ -149,6 +154,33 @@ impl Taps {
                 }
             }
         }
+        self.pack();
+    }
+
+    /// Merges each output's taps into one contiguous run of source pixels.
+    fn pack(&mut self) {
+        let taps = self.taps.max(1);
+        let outputs = self.index.len() / taps;
+        self.start.clear();
+        self.len.clear();
+        self.packed.clear();
+        self.packed.resize(outputs * taps, 0.0);
+        for i in 0..outputs {
+            let idx = &self.index[i * taps..][..taps];
+            let lo = idx.iter().copied().min().unwrap_or(0);
+            let hi = idx.iter().copied().max().unwrap_or(0);
+            let out = &mut self.packed[i * taps..][..taps];
+            for (&j, &w) in idx.iter().zip(&self.weight[i * taps..][..taps]) {
+                out[(j - lo) as usize] += w;
+            }
+            self.start.push(lo);
+            // Zero-weight tail taps (padding) do not widen the run.
+            let mut n = (hi - lo + 1) as usize;
+            while n > 1 && out[n - 1] == 0.0 {
+                n -= 1;
+            }
+            self.len.push(n as u32);
+        }
     }
 
     /// The first and one-past-last source index any output reads.
@@ -193,14 +225,40 @@ pub(crate) struct Img<'a, T> {
 /// A worker's reusable rows for [`resample`].
 #[derive(Debug, Default)]
 pub(crate) struct Bufs<T> {
+    /// One source row as floats, each pixel padded to `L` lanes.
+    rowf: Vec<f32>,
+    /// The horizontal pass of every source row the vertical pass reads (`L` lanes a pixel).
     hbuf: Vec<f32>,
     acc: Vec<f32>,
     line: Vec<T>,
 }
 
-/// Horizontal pass of source rows `y0..y1` into `hbuf` (`(y1 - y0) x count x c` floats),
-/// then the vertical pass of each output row into `emit(y, row)`.
+/// Rounds to the pixel type and back: the horizontal pass's output is uint8 in
+/// torchvision's and PIL's kernels; without it bicubic overshoot differs by up to 8 levels.
+#[inline]
+fn settle<T: Pixel>(v: f32) -> f32 {
+    T::from_f32(v).to_f32()
+}
+
+/// Horizontal pass of the source rows the vertical table reads, then the vertical pass of
+/// each output row into `emit(y, row)` (`row`: `count * c` values, packed HWC).
 pub(crate) fn resample<T: Pixel>(
+    src: Img<'_, T>,
+    h: &Taps,
+    v: &Taps,
+    bufs: &mut Bufs<T>,
+    emit: impl FnMut(usize, &[T]),
+) {
+    match src.c {
+        1 => resample_lanes::<T, 1>(src, h, v, bufs, emit),
+        2 => resample_lanes::<T, 2>(src, h, v, bufs, emit),
+        // Three channels ride in four lanes, so each tap is one 4-wide multiply-add.
+        3 | 4 => resample_lanes::<T, 4>(src, h, v, bufs, emit),
+        _ => unreachable!("image plans have 1 to 4 channels (checked at compile)"),
+    }
+}
+
+fn resample_lanes<T: Pixel, const L: usize>(
     src: Img<'_, T>,
     h: &Taps,
     v: &Taps,
@@ -208,12 +266,16 @@ pub(crate) fn resample<T: Pixel>(
     mut emit: impl FnMut(usize, &[T]),
 ) {
     let c = src.c;
-    let ow = h.index.len() / h.taps.max(1);
-    let oh = v.index.len() / v.taps.max(1);
-    let width = ow * c;
-    let Bufs { hbuf, acc, line } = bufs;
+    let ow = h.start.len();
+    let oh = v.start.len();
+    let Bufs {
+        rowf,
+        hbuf,
+        acc,
+        line,
+    } = bufs;
     line.clear();
-    line.resize(width, T::default());
+    line.resize(ow * c, T::default());
     if h.taps == 1 && v.taps == 1 {
         // Pure index maps (crops, flips, nearest): copy values, no arithmetic.
         for y in 0..oh {
@@ -226,42 +288,52 @@ pub(crate) fn resample<T: Pixel>(
         return;
     }
     let (y0, y1) = v.span();
+    let (x0, x1) = h.span();
+    let width = ow * L;
     hbuf.clear();
     hbuf.resize((y1 - y0) * width, 0.0);
+    rowf.clear();
+    rowf.resize((x1 - x0) * L, 0.0);
     for (y, out) in (y0..y1).zip(hbuf.chunks_exact_mut(width.max(1))) {
-        let row = &src.data[y * src.row..];
-        for (x, px) in out.chunks_exact_mut(c).enumerate() {
-            let taps = h.taps;
-            let idx = &h.index[x * taps..][..taps];
-            let wts = &h.weight[x * taps..][..taps];
-            for (k, o) in px.iter_mut().enumerate() {
-                let mut sum = 0f32;
-                for (&j, &w) in idx.iter().zip(wts) {
-                    sum += w * row[j as usize * c + k].to_f32();
+        let row = &src.data[y * src.row + x0 * c..][..(x1 - x0) * c];
+        for (f, px) in rowf.chunks_exact_mut(L).zip(row.chunks_exact(c)) {
+            for (d, s) in f.iter_mut().zip(px) {
+                *d = s.to_f32();
+            }
+        }
+        for (x, o) in out.chunks_exact_mut(L).enumerate() {
+            let n = h.len[x] as usize;
+            let from = (h.start[x] as usize - x0) * L;
+            let mut sum = [0f32; L];
+            for (p, &w) in rowf[from..from + n * L]
+                .chunks_exact(L)
+                .zip(&h.packed[x * h.taps..][..n])
+            {
+                for k in 0..L {
+                    sum[k] += w * p[k];
                 }
-                // Rounded to the pixel type between passes, as torchvision's and PIL's uint8
-                // kernels do: without it bicubic overshoot differs by up to 8 levels from theirs.
-                *o = T::from_f32(sum).to_f32();
+            }
+            for k in 0..L {
+                o[k] = settle::<T>(sum[k]);
             }
         }
     }
     acc.clear();
     acc.resize(width, 0.0);
     for y in 0..oh {
-        let taps = v.taps;
+        let n = v.len[y] as usize;
+        let from = v.start[y] as usize - y0;
         acc.iter_mut().for_each(|a| *a = 0.0);
-        for t in 0..taps {
-            let w = v.weight[y * taps + t];
-            if w == 0.0 {
-                continue;
-            }
-            let r = (v.index[y * taps + t] as usize - y0) * width;
-            for (a, &x) in acc.iter_mut().zip(&hbuf[r..r + width]) {
+        for (t, &w) in v.packed[y * v.taps..][..n].iter().enumerate() {
+            let r = &hbuf[(from + t) * width..][..width];
+            for (a, &x) in acc.iter_mut().zip(r) {
                 *a += w * x;
             }
         }
-        for (o, &a) in line.iter_mut().zip(acc.iter()) {
-            *o = T::from_f32(a);
+        for (px, a) in line.chunks_exact_mut(c).zip(acc.chunks_exact(L)) {
+            for (o, &x) in px.iter_mut().zip(a) {
+                *o = T::from_f32(x);
+            }
         }
         emit(y, line);
     }
