@@ -21,6 +21,7 @@
 #![warn(missing_docs)]
 
 pub mod cuda;
+pub mod decode;
 pub mod dlpack;
 pub mod dtype;
 pub mod exchange;

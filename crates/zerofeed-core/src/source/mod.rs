@@ -8,9 +8,11 @@
 
 mod array;
 mod filemap;
+mod images;
 mod npy;
 mod pydict;
 mod sample;
+mod tar;
 mod windows;
 
 use std::fs::OpenOptions;
@@ -23,8 +25,10 @@ use thiserror::Error;
 
 pub use array::{ArraySource, ArraySourceError};
 pub use filemap::{FileMap, FileRegion, MapState, SourceChanged};
+pub use images::{Blobs, ImageError, ImageSource, ImageSourceError, IMAGE_EXTENSIONS};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
-pub use sample::{field_label, FieldSpec, Sample, SampleError, Source};
+pub use sample::{field_label, FieldSpec, ImageOptions, OnError, Sample, SampleError, Source};
+pub use tar::{TarError, TarSample, TarShards};
 pub use windows::{Phase, Target, WindowError, WindowSource, WindowSpec};
 
 /// Why a source could not be opened. Every message starts with the path.

@@ -13,6 +13,7 @@
 //! Arrays ([`super::ArraySource`]) are the first implementation; windows over sequences and
 //! encoded images are further implementations of the same trait, not pipeline changes.
 
+use crate::decode::ColorMode;
 use crate::dtype::DType;
 use crate::view::{SampleRef, ViewError};
 
@@ -52,6 +53,29 @@ pub enum Sample<'a> {
     Encoded(&'a [u8]),
 }
 
+/// What to do with a sample whose bytes do not decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OnError {
+    /// Stop with an error naming the file.
+    Raise,
+    /// Replace it, deterministically, by the next sample that decodes, and count it.
+    Skip,
+}
+
+/// How the pipeline decodes an [`Sample::Encoded`] field: a source's settings, from
+/// [`Source::image_options`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageOptions {
+    /// RGB (3 channels) or gray (1).
+    pub mode: ColorMode,
+    /// Images whose header declares more pixels are refused before decoding.
+    pub max_pixels: u64,
+    /// Whether region and DCT-scaled decoding may be used (false: exact full decode).
+    pub fast_decode: bool,
+    /// What a bad sample does.
+    pub on_error: OnError,
+}
+
 /// A sample that could not be produced.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -71,6 +95,15 @@ pub enum SampleError {
         field: usize,
         /// How many fields there are.
         fields: usize,
+    },
+    /// The sample's bytes could not be read (an image file that vanished or cannot be
+    /// mapped).
+    #[error("{name}: cannot read it: {reason}")]
+    Read {
+        /// The file or member, as [`Source::sample_name`] names it.
+        name: String,
+        /// What the operating system said.
+        reason: String,
     },
     /// The sample's memory could not be addressed.
     #[error(transparent)]
@@ -116,6 +149,18 @@ pub trait Source: Send + Sync {
     /// stale or zeroed bytes is never handed out. Cheap: one `fstat` per mapped file.
     fn check(&self) -> Result<(), SampleError> {
         Ok(())
+    }
+
+    /// How field `field`'s encoded samples are decoded; `None` for fields that are not
+    /// encoded images (every field of the default).
+    fn image_options(&self, field: usize) -> Option<ImageOptions> {
+        let _ = field;
+        None
+    }
+
+    /// How messages name sample `index`: a file path or tar member where there is one.
+    fn sample_name(&self, index: usize) -> String {
+        format!("sample {index}")
     }
 
     /// A short description for messages and `repr`, e.g. `array source of 1000 samples`.
