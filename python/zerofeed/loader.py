@@ -541,7 +541,8 @@ class Loader:
     @property
     def stats(self) -> dict[str, Any]:
         """Counters: batches, samples, bytes produced, copies, pinned bytes, pool buffers,
-        fresh allocations, and the time workers and consumer waited for each other.
+        fresh allocations, the time workers and consumer waited for each other, and (image
+        sources with ``on_error="skip"``) ``skipped`` bad samples with their ``skipped_files``.
 
         Example:
             >>> import numpy as np, zerofeed as zf

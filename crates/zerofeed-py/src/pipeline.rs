@@ -257,6 +257,8 @@ impl PyPipeline {
             d.set_item("bytes_produced", load(&s.bytes))?;
             d.set_item("worker_wait_s", load(&s.worker_wait_ns) as f64 * 1e-9)?;
             d.set_item("consumer_wait_s", load(&s.consumer_wait_ns) as f64 * 1e-9)?;
+            d.set_item("skipped", load(&s.skipped))?;
+            d.set_item("skipped_files", s.skipped_files())?;
             let pool = self.inner.pool().snapshot();
             d.set_item("pool_allocations", pool.allocations)?;
             d.set_item("pool_reuses", pool.reuses)?;

@@ -122,10 +122,10 @@ impl Taps {
                         total += *w;
                     }
                     let norm = if total != 0.0 { 1.0 / total } else { 0.0 };
-                    for t in 0..self.taps {
+                    for (t, &w) in ws[..self.taps].iter().enumerate() {
                         self.index.push(clamp(j0 + t.min(n - 1) as i64));
                         self.weight
-                            .push(if t < n { (ws[t] * norm) as f32 } else { 0.0 });
+                            .push(if t < n { (w * norm) as f32 } else { 0.0 });
                     }
                 }
             }

@@ -27,8 +27,11 @@ use crate::host::HostError;
 use crate::ops::{needs_image_plan, ImagePlan, OpSpec, OpsError, Plan, SampleKey};
 use crate::pool::{BufferPool, PooledBuffer};
 use crate::sampler::{num_batches, Sampler, SamplerError, Shard};
-use crate::source::{ArraySourceError, FieldSpec, Sample, SampleError, Source};
+use crate::source::{
+    ArraySourceError, FieldSpec, ImageOptions, OnError, Sample, SampleError, Source,
+};
 use crate::view::{CopyCounter, View, ViewError};
+use image::Failure;
 
 pub use device::split_device_ops;
 pub use memory::{plan_memory, MemoryPlan};
@@ -104,6 +107,26 @@ pub enum PipelineError {
         /// Why.
         reason: String,
     },
+    /// An encoded sample that does not decode (corrupt, truncated, unsupported, too large).
+    #[error("{label}: {name}: {source}")]
+    Decode {
+        /// The field.
+        label: String,
+        /// The file or tar member.
+        name: String,
+        /// What is wrong.
+        source: Box<crate::decode::DecodeError>,
+    },
+    /// Every sample was bad with `on_error="skip"`: there is nothing to replace them with.
+    #[error("{label}: every one of the {len} samples failed to decode or fit the ops (on_error=\"skip\"); the first: {first}")]
+    AllSkipped {
+        /// The field.
+        label: String,
+        /// Samples in the source.
+        len: usize,
+        /// The first failure.
+        first: String,
+    },
     /// An image sample the field's chain could not process (a crop larger than the image).
     #[error("{label}: {name}: {source}")]
     Image {
@@ -112,7 +135,7 @@ pub enum PipelineError {
         /// The sample (its file or tar member when the source knows it).
         name: String,
         /// What is wrong.
-        source: OpsError,
+        source: Box<OpsError>,
     },
     /// A field with samples of varying shape needs an op chain that fixes the shape.
     #[error("{label}: samples differ in shape; add an op that gives them one shape")]
@@ -188,6 +211,7 @@ impl PipelineError {
             PipelineError::Workers(_) | PipelineError::Spawn(_) => "workers",
             PipelineError::DeviceOps { .. } => "normalize_on_device",
             PipelineError::Forked => "loader",
+            PipelineError::Image { .. } => "ops",
             _ => "source",
         }
     }
@@ -223,6 +247,8 @@ pub struct Field {
     /// The chain of an image field (resampling, padding, jitter, or samples of any size);
     /// `plan` is then `None`.
     image: Option<ImagePlan>,
+    /// How encoded samples of this field decode (from [`Source::image_options`]).
+    decode: Option<ImageOptions>,
     /// The input shape every sample must have (checked per sample).
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
@@ -235,10 +261,14 @@ impl Field {
         spec: &FieldSpec,
         ops: &[OpSpec],
         channels: Option<usize>,
+        decode: Option<ImageOptions>,
     ) -> Result<Field, PipelineError> {
         let label = spec.label();
         if spec.shape.is_none() || needs_image_plan(ops) {
-            return Field::image(spec, ops, channels);
+            let channels = decode.map(|d| d.mode.channels()).or(channels);
+            let mut field = Field::image(spec, ops, channels)?;
+            field.decode = decode;
+            return Ok(field);
         }
         let Some(shape) = spec.shape.clone() else {
             return Err(PipelineError::VariableShape { label });
@@ -264,6 +294,7 @@ impl Field {
             spec: spec.clone(),
             plan,
             image: None,
+            decode: None,
             input_shape: shape,
             output_shape,
             output_dtype,
@@ -302,7 +333,13 @@ impl Field {
             output_dtype: plan.output_dtype(),
             sample_nbytes: plan.output_nbytes(),
             image: Some(plan),
+            decode: None,
         })
+    }
+
+    /// True when bad samples of this field are replaced (`on_error="skip"`).
+    pub fn skips_bad_samples(&self) -> bool {
+        self.decode.is_some_and(|d| d.on_error == OnError::Skip)
     }
 
     /// The field's image chain, if it has one.
@@ -341,13 +378,20 @@ impl Field {
         name: &dyn Fn() -> String,
     ) -> Result<(), PipelineError> {
         if let Some(plan) = &self.image {
-            return match sample {
-                Sample::Strided(sample) => image::run_strided(plan, sample, key, dst, scratch)
-                    .map_err(|source| image::ops_error(self.spec.label(), name(), source)),
-                Sample::Encoded(_) => Err(PipelineError::NeedsDecoder {
-                    label: self.spec.label(),
-                }),
+            let done = match (sample, &self.decode) {
+                (Sample::Strided(sample), _) => {
+                    image::run_strided(plan, sample, key, dst, scratch).map_err(Failure::Ops)
+                }
+                (Sample::Encoded(bytes), Some(options)) => {
+                    image::run_encoded(plan, bytes, options, key, dst, scratch)
+                }
+                (Sample::Encoded(_), None) => {
+                    return Err(PipelineError::NeedsDecoder {
+                        label: self.spec.label(),
+                    })
+                }
             };
+            return done.map_err(|f| f.named(self.spec.label(), name()));
         }
         let Sample::Strided(sample) = sample else {
             return Err(PipelineError::NeedsDecoder {
@@ -455,6 +499,18 @@ pub struct PipelineStats {
     pub worker_wait_ns: AtomicU64,
     /// Nanoseconds the consumer spent waiting for a batch.
     pub consumer_wait_ns: AtomicU64,
+    /// Bad samples replaced by the next good one (`on_error="skip"`).
+    pub skipped: AtomicU64,
+    /// The files (or tar members) of the replaced samples, each once.
+    pub skipped_names: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl PipelineStats {
+    /// The names in [`PipelineStats::skipped_names`], sorted.
+    pub fn skipped_files(&self) -> Vec<String> {
+        let names = self.skipped_names.lock().unwrap_or_else(|e| e.into_inner());
+        names.iter().cloned().collect()
+    }
 }
 
 /// A finished batch: one pooled buffer per field (in field order), `len` samples each.
@@ -535,7 +591,14 @@ fn compile_fields(source: &dyn Source, ops: &[Vec<OpSpec>]) -> Result<Vec<Field>
         .iter()
         .zip(ops)
         .enumerate()
-        .map(|(number, (spec, chain))| Field::new(spec, chain, image_channels(source, number)))
+        .map(|(number, (spec, chain))| {
+            Field::new(
+                spec,
+                chain,
+                image_channels(source, number),
+                source.image_options(number),
+            )
+        })
         .collect()
 }
 
@@ -709,3 +772,6 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod image_tests;

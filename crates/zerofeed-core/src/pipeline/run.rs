@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::ops::SampleKey;
-use crate::pool::{forked_from, BufferPool};
+use crate::pool::{forked_from, BufferPool, PooledBuffer};
 use crate::sampler::{num_batches, EpochOrder};
 use crate::source::Source;
 
@@ -159,31 +159,45 @@ impl Job {
             .order
             .range(start..start.saturating_add(self.batch_size));
         let mut buffers = Vec::with_capacity(self.fields.len());
-        for ((number, field), scratch) in self.fields.iter().enumerate().zip(scratch.iter_mut()) {
-            let sample_bytes = field.sample_nbytes();
+        for field in self.fields.iter() {
             // Full-size buffers even for a short last batch, so that every buffer is reusable.
-            let mut buffer = self.pool.take(sample_bytes * self.batch_size)?;
-            let slots = buffer.as_mut_slice().chunks_exact_mut(sample_bytes.max(1));
-            for (sample, slot) in samples.clone().zip(slots) {
-                let key = SampleKey {
-                    seed: self.seed,
-                    epoch: self.epoch,
-                    index: sample as u64,
-                };
-                let data = self
-                    .source
-                    .sample_in_epoch(self.seed, self.epoch, sample, number)
-                    .map_err(|source| PipelineError::Sample {
-                        label: crate::source::field_label(field.name()),
-                        source,
-                    })?;
-                let name = || format!("sample {sample}");
-                field.produce(data, sample, key, &mut slot[..sample_bytes], scratch, &name)?;
+            buffers.push(self.pool.take(field.sample_nbytes() * self.batch_size)?);
+        }
+        let skip = self.fields.iter().any(Field::skips_bad_samples);
+        for (position, sample) in samples.clone().enumerate() {
+            let mut chosen = sample;
+            let mut first_failure = None;
+            // A bad sample is replaced by the next index that works (wrapping): a function of
+            // the index alone, so every worker count and every resume picks the same one.
+            loop {
+                match self.produce(chosen, position, &mut buffers, scratch) {
+                    Ok(()) => break,
+                    Err(err) if skip && replaceable(&err) => {
+                        self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .skipped_names
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(self.source.sample_name(chosen));
+                        let first = first_failure.get_or_insert_with(|| err.to_string());
+                        chosen = (chosen + 1) % self.source.len();
+                        if chosen == sample {
+                            return Err(PipelineError::AllSkipped {
+                                label: "the source".to_owned(),
+                                len: self.source.len(),
+                                first: first.clone(),
+                            });
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
             }
-            self.stats
-                .bytes
-                .fetch_add((sample_bytes * samples.len()) as u64, Ordering::Relaxed);
-            buffers.push(buffer);
+        }
+        for (field, _) in self.fields.iter().zip(&buffers) {
+            self.stats.bytes.fetch_add(
+                (field.sample_nbytes() * samples.len()) as u64,
+                Ordering::Relaxed,
+            );
         }
         // Whether the file changed under these samples is checked once, when the batch is
         // handed out (`poll_batch`): that covers batches built before the change too.
@@ -196,6 +210,51 @@ impl Job {
             len: samples.len(),
             buffers,
         })
+    }
+
+    /// Writes every field of sample `sample` into batch slot `position`.
+    fn produce(
+        &self,
+        sample: usize,
+        position: usize,
+        buffers: &mut [PooledBuffer],
+        scratch: &mut [FieldScratch],
+    ) -> Result<(), PipelineError> {
+        let key = SampleKey {
+            seed: self.seed,
+            epoch: self.epoch,
+            index: sample as u64,
+        };
+        let name = || self.source.sample_name(sample);
+        for (number, ((field, buffer), scratch)) in self
+            .fields
+            .iter()
+            .zip(buffers.iter_mut())
+            .zip(scratch.iter_mut())
+            .enumerate()
+        {
+            let bytes = field.sample_nbytes();
+            let slot = &mut buffer.as_mut_slice()[position * bytes..][..bytes];
+            let data = self
+                .source
+                .sample_in_epoch(self.seed, self.epoch, sample, number)
+                .map_err(|source| PipelineError::Sample {
+                    label: crate::source::field_label(field.name()),
+                    source,
+                })?;
+            field.produce(data, sample, key, slot, scratch, &name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Failures of one sample that `on_error="skip"` replaces: bad bytes, an image the ops
+/// cannot fit, a member that cannot be read. A changed file or a worker bug is not one.
+fn replaceable(err: &PipelineError) -> bool {
+    match err {
+        PipelineError::Decode { .. } | PipelineError::Image { .. } => true,
+        PipelineError::Sample { .. } => !err.is_source_changed(),
+        _ => false,
     }
 }
 
