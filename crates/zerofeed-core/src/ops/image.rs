@@ -747,3 +747,7 @@ fn first_image_op(ops: &[OpSpec]) -> String {
             |(i, o)| format!("ops[{i}] {o}"),
         )
 }
+
+#[cfg(test)]
+#[path = "image_tests.rs"]
+mod tests;
