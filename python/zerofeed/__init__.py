@@ -23,6 +23,8 @@ from .errors import (
     ExportError,
     FileMissingError,
     FrameworkMissingError,
+    ImageDecodeError,
+    ImageSourceError,
     InternalError,
     LayoutError,
     MemoryBudgetError,
@@ -37,6 +39,7 @@ from .errors import (
 )
 from .explain import Explanation, explain
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .images import Images, TarShards, open_tar
 from .loader import Loader
 from .memory import aligned, copy_stats, empty
 from .ops import Cast, CenterCrop, ColorJitter, Normalize, Op, Pad, RandomCrop, RandomFlip, RandomResizedCrop, Resize, ToCHW
@@ -60,6 +63,9 @@ __all__ = [
     "ExportError",
     "Explanation",
     "FrameworkMissingError",
+    "ImageDecodeError",
+    "ImageSourceError",
+    "Images",
     "InternalError",
     "LayoutError",
     "Loader",
@@ -78,6 +84,7 @@ __all__ = [
     "FileMissingError",
     "SourceIOError",
     "Shard",
+    "TarShards",
     "ToCHW",
     "TokenStream",
     "UnsupportedSourceError",
@@ -93,6 +100,7 @@ __all__ = [
     "empty",
     "explain",
     "open_npy",
+    "open_tar",
     "open_tokens",
     "pinned_empty",
     "to_jax",

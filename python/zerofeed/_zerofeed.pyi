@@ -25,6 +25,11 @@ __all__ = [
     "ToCHW",
     "_Epoch",
     "_Windows",
+    "_Images",
+    "_TarShards",
+    "_open_tar",
+    "_decode",
+    "_probe",
     "_panic_for_tests",
     "_register_errors",
     "_view_from_buffer",
@@ -277,6 +282,73 @@ class _Windows:
     @property
     def stride(self) -> int: ...
     def window_start(self, seed: int, epoch: int, index: int) -> tuple[int, int] | None: ...
+
+# -- encoded images (images.rs) -----------------------------------------------------------------
+
+@final
+class _TarShards:
+    """Indexed, memory-mapped WebDataset shards (images.rs)."""
+
+    def __len__(self) -> int: ...
+    def paths(self) -> list[str]: ...
+    def names(self) -> list[str]: ...
+
+def _open_tar(paths: list[str]) -> _TarShards: ...
+def _decode(
+    data: bytes,
+    mode: str,
+    region: tuple[int, int, int, int] | None,
+    max_scale_denom: int,
+    max_pixels: int,
+) -> tuple[bytearray, int, int, int, int, int, int]: ...
+def _probe(data: bytes) -> tuple[int, int, str]: ...
+@final
+class _Images:
+    """Encoded JPEG/PNG images with optional labels (images.rs): a source for _Pipeline."""
+
+    @staticmethod
+    def folder(
+        path: str, by_class: bool, mode: str, on_error: str, max_pixels: int, fast_decode: bool
+    ) -> _Images: ...
+    @staticmethod
+    def files(
+        paths: list[str],
+        labels: list[int] | None,
+        mode: str,
+        on_error: str,
+        max_pixels: int,
+        fast_decode: bool,
+    ) -> _Images: ...
+    @staticmethod
+    def buffers(
+        buffers: list[bytes],
+        labels: list[int] | None,
+        mode: str,
+        on_error: str,
+        max_pixels: int,
+        fast_decode: bool,
+    ) -> _Images: ...
+    @staticmethod
+    def arrow(
+        owner: Any,
+        chunks: list[tuple[int, int, int, int, int, int, bool]],
+        labels: list[int] | None,
+        mode: str,
+        on_error: str,
+        max_pixels: int,
+        fast_decode: bool,
+    ) -> _Images: ...
+    @staticmethod
+    def tar(shards: _TarShards, mode: str, on_error: str, max_pixels: int, fast_decode: bool) -> _Images: ...
+    def __len__(self) -> int: ...
+    def decode(self, index: int) -> tuple[bytearray, int, int, int]: ...
+    def label(self, index: int) -> int | None: ...
+    @property
+    def has_labels(self) -> bool: ...
+    @property
+    def classes(self) -> list[str]: ...
+    def names(self) -> list[str]: ...
+    def field_specs(self) -> list[tuple[str, list[int], str]]: ...
 
 # -- CUDA (cuda.rs); every function but the first two raises DeviceError without a driver -----
 
