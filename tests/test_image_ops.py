@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import zerofeed as zf
-from tests.conftest import require
+from conftest import require
 
 torch = require("torch")
 tv = require("torchvision")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import zerofeed as zf
-from tests.conftest import require
+from conftest import require
 
 
 def make(**kwargs):

@@ -22,6 +22,7 @@ from . import cuda as _cuda
 from .distributed import Shard, agreed_state, check_state
 from .errors import DeviceError, PipelineError
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .images import Images
 from .ops import Cast, Op
 from .sequences import Windows
 from .sources import open_npy
@@ -106,7 +107,9 @@ class Loader:
     to a ``.npy`` file (memory-mapped, so files larger than RAM work), or a dict of names
     to those (same length; batches are then dicts). ``ops`` is a list (single source) or a
     dict of lists per field; fields without ops are gathered as they are (labels).
-    ``source`` may also be a :class:`zerofeed.Windows` (token streams, time series), whose
+    ``source`` may also be :class:`zerofeed.Images` (JPEG/PNG files, tar shards or encoded
+    bytes: batches of ``"image"`` and ``"label"``, decoded in the workers; the image chain must
+    fix the size, e.g. ``[RandomResizedCrop(224), ...]``), or a :class:`zerofeed.Windows` (token streams, time series), whose
     fields are ``"input"``/``"target"`` or one plain window. ``dtype`` casts every field
     last (``dtype="int64"`` widens uint16 tokens), as a final :class:`Cast` would.
 
@@ -167,7 +170,8 @@ class Loader:
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, bool):
                 raise PipelineError(f"{name}={flag!r} must be True or False", name)
-        windows = source if isinstance(source, Windows) else None
+        windows: Windows | Images | None = source if isinstance(source, (Windows, Images)) else None
+        self._classes: list[str] | None = source.classes if isinstance(source, Images) else None
         if windows is not None:
             names = list(windows.fields)
             self._single = names == [_SINGLE]
@@ -236,6 +240,12 @@ class Loader:
         self._names = [name for name, _, _ in self._pipeline.field_specs()]
 
     # -- configuration (read-only: the engine was built with these) -------------------
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names in label order for a :class:`zerofeed.Images` folder source with
+        ``labels="folders"`` (else None)."""
+        return self._classes or None
+
     @property
     def batch_size(self) -> int:
         """Samples per batch."""
