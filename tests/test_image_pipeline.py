@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import require
 
 import zerofeed as zf
-from conftest import require
 
 torch = require("torch")
 Image = require("PIL.Image")
@@ -51,7 +51,12 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if k == 3:
             im.save(cls / f"{k}.png")
         else:
-            im.save(cls / f"{k}.jpg", quality=(75, 85, 95)[k % 3], subsampling=2 if k % 2 else 0, progressive=k % 3 == 1)
+            im.save(
+                cls / f"{k}.jpg",
+                quality=(75, 85, 95)[k % 3],
+                subsampling=2 if k % 2 else 0,
+                progressive=k % 3 == 1,
+            )
     return root
 
 
@@ -63,7 +68,9 @@ def test_train_recipe_on_a_photo_folder_is_deterministic_and_resumes(folder: Pat
     ops = {"image": [zf.RandomResizedCrop(224), zf.RandomFlip(), zf.Normalize(MEAN, STD), zf.ToCHW()]}
 
     def make(workers: int) -> zf.Loader:
-        return zf.Loader(zf.Images(folder, labels="folders"), batch_size=3, shuffle=True, seed=4, workers=workers, ops=ops)
+        return zf.Loader(
+            zf.Images(folder, labels="folders"), batch_size=3, shuffle=True, seed=4, workers=workers, ops=ops
+        )
 
     loader = make(1)
     assert loader.classes == ["cats", "dogs"]
@@ -117,9 +124,14 @@ def test_fast_decode_stays_close_to_exact_decode(folder: Path):
     see the printed figures (README states them); bound: PSNR >= 30 dB, mean error <= 3."""
     for ops in ([zf.RandomResizedCrop(112)], [zf.Resize((64, 64))]):
         fast = next(iter(zf.Loader(zf.Images(folder), batch_size=7, seed=1, ops={"image": ops})))["image"]
-        exact = next(iter(zf.Loader(zf.Images(folder, fast_decode=False), batch_size=7, seed=1, ops={"image": ops})))["image"]
+        exact = next(
+            iter(zf.Loader(zf.Images(folder, fast_decode=False), batch_size=7, seed=1, ops={"image": ops}))
+        )["image"]
         diff = np.abs(fast.astype(int) - exact.astype(int))
-        print(f"fast_decode {ops[0]!r}: mean abs {diff.mean():.3f}, max {diff.max()}, PSNR {psnr(fast, exact):.1f} dB")
+        print(
+            f"fast_decode {ops[0]!r}: mean abs {diff.mean():.3f}, max {diff.max()}, "
+            f"PSNR {psnr(fast, exact):.1f} dB"
+        )
         assert psnr(fast, exact) >= 30 and diff.mean() <= 3
         assert not np.array_equal(fast, exact)  # the fast path did take a shortcut
 
@@ -136,7 +148,9 @@ def test_bad_files_are_skipped_deterministically_or_raised_by_name(folder: Path,
     ops = {"image": [zf.RandomResizedCrop(64), zf.ToCHW()]}
 
     def run(workers: int) -> tuple[list[dict[str, np.ndarray]], dict]:
-        loader = zf.Loader(zf.Images(tmp_path, on_error="skip"), batch_size=2, shuffle=True, seed=2, workers=workers, ops=ops)
+        loader = zf.Loader(
+            zf.Images(tmp_path, on_error="skip"), batch_size=2, shuffle=True, seed=2, workers=workers, ops=ops
+        )
         return batches(loader), loader.stats
 
     (one, stats1), (three, stats3) = run(1), run(3)

@@ -42,7 +42,19 @@ from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .images import Images, TarShards, open_tar
 from .loader import Loader
 from .memory import aligned, copy_stats, empty
-from .ops import Cast, CenterCrop, ColorJitter, Normalize, Op, Pad, RandomCrop, RandomFlip, RandomResizedCrop, Resize, ToCHW
+from .ops import (
+    Cast,
+    CenterCrop,
+    ColorJitter,
+    Normalize,
+    Op,
+    Pad,
+    RandomCrop,
+    RandomFlip,
+    RandomResizedCrop,
+    Resize,
+    ToCHW,
+)
 from .sequences import TokenStream, Windows, open_tokens
 from .sources import open_npy
 from .views import View, view

@@ -101,7 +101,11 @@ class ToCHW(Op):
 @final
 class Resize(Op):
     def __new__(
-        cls, size: int | tuple[int, int] | Sequence[int], *, interpolation: str | None = None, antialias: bool = True
+        cls,
+        size: int | tuple[int, int] | Sequence[int],
+        *,
+        interpolation: str | None = None,
+        antialias: bool = True,
     ) -> Self: ...
 
 @final
@@ -124,7 +128,9 @@ class ColorJitter(Op):
     def __new__(
         cls, brightness: float | None = None, contrast: float | None = None, saturation: float | None = None
     ) -> Self: ...
-    def factors(self, *, seed: int, epoch: int, index: int, position: int = 0) -> tuple[float, float, float]: ...
+    def factors(
+        self, *, seed: int, epoch: int, index: int, position: int = 0
+    ) -> tuple[float, float, float]: ...
 
 @final
 class Pad(Op):
@@ -302,6 +308,7 @@ def _decode(
     max_pixels: int,
 ) -> tuple[bytearray, int, int, int, int, int, int]: ...
 def _probe(data: bytes) -> tuple[int, int, str]: ...
+
 @final
 class _Images:
     """Encoded JPEG/PNG images with optional labels (images.rs): a source for _Pipeline."""

@@ -109,7 +109,8 @@ class Loader:
     dict of lists per field; fields without ops are gathered as they are (labels).
     ``source`` may also be :class:`zerofeed.Images` (JPEG/PNG files, tar shards or encoded
     bytes: batches of ``"image"`` and ``"label"``, decoded in the workers; the image chain must
-    fix the size, e.g. ``[RandomResizedCrop(224), ...]``), or a :class:`zerofeed.Windows` (token streams, time series), whose
+    fix the size, e.g. ``[RandomResizedCrop(224), ...]``), or a :class:`zerofeed.Windows`
+    (token streams, time series), whose
     fields are ``"input"``/``"target"`` or one plain window. ``dtype`` casts every field
     last (``dtype="int64"`` widens uint16 tokens), as a final :class:`Cast` would.
 
@@ -161,7 +162,8 @@ class Loader:
             raise PipelineError(f"transform={transform!r} must be a function of one batch", "transform")
         if transform is not None and self._device_index is not None:
             raise PipelineError(
-                "transform= runs on host NumPy batches; with device='cuda' transform the tensors in your loop",
+                "transform= runs on host NumPy batches; with device='cuda' transform the tensors "
+                "in your loop",
                 "transform",
             )
         self._transform = transform
@@ -243,7 +245,8 @@ class Loader:
     @property
     def classes(self) -> list[str] | None:
         """Class names in label order for a :class:`zerofeed.Images` folder source with
-        ``labels="folders"`` (else None)."""
+        ``labels="folders"`` (else None).
+        """
         return self._classes or None
 
     @property
@@ -506,7 +509,8 @@ class Loader:
         # Their element_spec is the engine's; a transform could change every shape.
         if self._transform is not None:
             raise PipelineError(
-                f"{what} declares the engine's shapes, which transform= may change; iterate loader.tensorflow() instead",
+                f"{what} declares the engine's shapes, which transform= may change; "
+                "iterate loader.tensorflow() instead",
                 "transform",
             )
 
