@@ -23,6 +23,10 @@ __all__ = [
     "Normalize",
     "Cast",
     "ToCHW",
+    "Resize",
+    "RandomResizedCrop",
+    "ColorJitter",
+    "Pad",
     "_Epoch",
     "_Windows",
     "_Images",
@@ -251,7 +255,7 @@ class _Pipeline:
         memory_budget: int | None,
         pin_device: int | None = None,
         normalize_on_device: bool = False,
-        windows: _Windows | None = None,
+        windows: _Windows | _Images | None = None,
         window_ops: Sequence[Iterable[Op]] | None = None,
     ) -> Self: ...
     @property

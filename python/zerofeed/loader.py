@@ -523,7 +523,7 @@ class Loader:
             return convert(views[0])
         return {name: convert(v) for name, v in zip(self._names, views, strict=True)}
 
-    def _transformed(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
+    def _transformed(self, views: tuple[View, ...], convert: Callable[[Any], Any]) -> Batch:
         """``transform`` on the NumPy batch, then each array it returns to the framework."""
         assert self._transform is not None
         arrays = [to_numpy(v) for v in views]
