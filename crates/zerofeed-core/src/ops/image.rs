@@ -478,17 +478,8 @@ impl ImagePlan {
                 } => {
                     let (h, w) = if post { (wh, ww) } else { (bh, bw) };
                     fits(k, (ch, cw), (h, w))?;
-                    let (dy, dx) = if random {
-                        let r = rng(k);
-                        (
-                            r.below(0, (h - ch + 1) as u64) as usize,
-                            r.below(1, (w - cw + 1) as u64) as usize,
-                        )
-                    } else {
-                        ((h - ch) / 2, (w - cw) / 2)
-                    };
-                    // In a flipped view, view column dx is column width-1-dx of the unflipped one.
-                    let dx_src = if flipped { w - dx - cw } else { dx };
+                    let (dy, dx_src) =
+                        super::run::crop_offset(random.then(|| rng(k)), (h, w), (ch, cw), flipped);
                     if post {
                         y0 += dy as i64;
                         x0 += dx_src as i64;
