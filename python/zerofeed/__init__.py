@@ -42,7 +42,19 @@ from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
 from .images import Images, TarShards, open_tar
 from .loader import Loader
 from .memory import aligned, copy_stats, empty
-from .ops import Cast, CenterCrop, Normalize, Op, RandomCrop, RandomFlip, ToCHW
+from .ops import (
+    Cast,
+    CenterCrop,
+    ColorJitter,
+    Normalize,
+    Op,
+    Pad,
+    RandomCrop,
+    RandomFlip,
+    RandomResizedCrop,
+    Resize,
+    ToCHW,
+)
 from .sequences import TokenStream, Windows, open_tokens
 from .sources import open_npy
 from .views import View, view
@@ -57,6 +69,7 @@ bfloat16 = _bfloat16()
 __all__ = [
     "Cast",
     "CenterCrop",
+    "ColorJitter",
     "DTypeError",
     "DeviceError",
     "ExportError",
@@ -72,10 +85,13 @@ __all__ = [
     "Normalize",
     "NpyFormatError",
     "Op",
+    "Pad",
     "PipelineError",
     "RandomCrop",
     "RandomFlip",
+    "RandomResizedCrop",
     "ReadOnlyError",
+    "Resize",
     "SourceChangedError",
     "FileMissingError",
     "SourceIOError",

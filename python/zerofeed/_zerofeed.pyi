@@ -23,6 +23,10 @@ __all__ = [
     "Normalize",
     "Cast",
     "ToCHW",
+    "Resize",
+    "RandomResizedCrop",
+    "ColorJitter",
+    "Pad",
     "_Epoch",
     "_Windows",
     "_Images",
@@ -66,15 +70,15 @@ class Op:
 
     def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
-    def __getnewargs__(self) -> tuple[Any, ...]: ...
+    def __getnewargs_ex__(self) -> tuple[tuple[Any, ...], dict[str, Any]]: ...
 
 @final
 class RandomCrop(Op):
-    def __new__(cls, height: int, width: int) -> Self: ...
+    def __new__(cls, height: int, width: int | None = None) -> Self: ...
 
 @final
 class CenterCrop(Op):
-    def __new__(cls, height: int, width: int) -> Self: ...
+    def __new__(cls, height: int, width: int | None = None) -> Self: ...
 
 @final
 class RandomFlip(Op):
@@ -97,6 +101,44 @@ class Cast(Op):
 @final
 class ToCHW(Op):
     def __new__(cls) -> Self: ...
+
+@final
+class Resize(Op):
+    def __new__(
+        cls,
+        size: int | tuple[int, int] | Sequence[int],
+        *,
+        interpolation: str | None = None,
+        antialias: bool = True,
+    ) -> Self: ...
+
+@final
+class RandomResizedCrop(Op):
+    def __new__(
+        cls,
+        size: int | tuple[int, int] | Sequence[int],
+        *,
+        scale: Sequence[float] | None = None,
+        ratio: Sequence[float] | None = None,
+        interpolation: str | None = None,
+        antialias: bool = True,
+    ) -> Self: ...
+    def box(
+        self, height: int, width: int, *, seed: int, epoch: int, index: int, position: int = 0
+    ) -> tuple[int, int, int, int]: ...
+
+@final
+class ColorJitter(Op):
+    def __new__(
+        cls, brightness: float | None = None, contrast: float | None = None, saturation: float | None = None
+    ) -> Self: ...
+    def factors(
+        self, *, seed: int, epoch: int, index: int, position: int = 0
+    ) -> tuple[float, float, float]: ...
+
+@final
+class Pad(Op):
+    def __new__(cls, padding: int | Sequence[int], *, fill: float | None = None) -> Self: ...
 
 # -- views (view.rs, import.rs, source.rs) -------------------------------------------------
 
@@ -213,7 +255,7 @@ class _Pipeline:
         memory_budget: int | None,
         pin_device: int | None = None,
         normalize_on_device: bool = False,
-        windows: _Windows | None = None,
+        windows: _Windows | _Images | None = None,
         window_ops: Sequence[Iterable[Op]] | None = None,
         op_keys: Sequence[int] | None = None,
     ) -> Self: ...

@@ -15,11 +15,14 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from . import _zerofeed
 from . import cuda as _cuda
 from .distributed import Shard, agreed_state, check_state
 from .errors import DeviceError, PipelineError
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .images import Images
 from .ops import Cast, Op
 from .sequences import Windows
 from .sources import open_npy
@@ -119,12 +122,21 @@ class Loader:
     to a ``.npy`` file (memory-mapped, so files larger than RAM work), or a dict of names
     to those (same length; batches are then dicts). ``ops`` is a list (single source) or a
     dict of lists per field; fields without ops are gathered as they are (labels).
-    ``source`` may also be a :class:`zerofeed.Windows` (token streams, time series), whose
+    ``source`` may also be :class:`zerofeed.Images` (JPEG/PNG files, tar shards or encoded
+    bytes: batches of ``"image"`` and ``"label"``, decoded in the workers; the image chain must
+    fix the size, e.g. ``[RandomResizedCrop(224), ...]``), or a :class:`zerofeed.Windows`
+    (token streams, time series), whose
     fields are ``"input"``/``"target"`` or one plain window. ``dtype`` casts every field
     last (``dtype="int64"`` widens uint16 tokens), as a final :class:`Cast` would.
 
     Iterating yields NumPy arrays; :meth:`torch`, :meth:`tensorflow`, :meth:`jax` yield
     framework tensors over the same memory (no copy). See the README for every option.
+
+    ``transform`` is an escape hatch for what the ops do not do: a Python function called on
+    each finished batch (the NumPy array, or dict of arrays) in the consumer thread; the
+    arrays it returns (alone, in a dict or a tuple) are what :meth:`torch` and the other
+    adapters yield. It costs what the function costs, serially, holding the GIL, on top of
+    the workers' time; keep it vectorized (a NumPy expression per batch, not a loop per sample).
 
     Example:
         >>> import numpy as np, zerofeed as zf
@@ -158,18 +170,29 @@ class Loader:
         memory_budget: int | None = None,
         normalize_on_device: bool = False,
         dtype: str | None = None,
+        transform: Callable[[Batch], Any] | None = None,
     ) -> None:
         # The device is parsed first, so that a bad one fails before any work.
         self._device_name = device
         self._device_index = _cuda.parse_device(device)
         if normalize_on_device and self._device_index is None:
             raise PipelineError("normalize_on_device=True needs device='cuda[:N]'", "normalize_on_device")
+        if transform is not None and not callable(transform):
+            raise PipelineError(f"transform={transform!r} must be a function of one batch", "transform")
+        if transform is not None and self._device_index is not None:
+            raise PipelineError(
+                "transform= runs on host NumPy batches; with device='cuda' transform the tensors "
+                "in your loop",
+                "transform",
+            )
+        self._transform = transform
         if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**64:
             raise PipelineError(f"seed={seed!r} must be an integer in [0, 2**64)", "seed")
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, bool):
                 raise PipelineError(f"{name}={flag!r} must be True or False", name)
-        windows = source if isinstance(source, Windows) else None
+        windows: Windows | Images | None = source if isinstance(source, (Windows, Images)) else None
+        self._classes: list[str] | None = source.classes if isinstance(source, Images) else None
         if windows is not None:
             names = list(windows.fields)
             self._single = names == [_SINGLE]
@@ -240,6 +263,13 @@ class Loader:
         self._names = [name for name, _, _ in self._pipeline.field_specs()]
 
     # -- configuration (read-only: the engine was built with these) -------------------
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names in label order for a :class:`zerofeed.Images` folder source with
+        ``labels="folders"`` (else None).
+        """
+        return self._classes or None
+
     @property
     def batch_size(self) -> int:
         """Samples per batch."""
@@ -504,6 +534,7 @@ class Loader:
         """
         from .adapters import tf_dataset
 
+        self._no_transform("tf_dataset()")
         return tf_dataset(self)
 
     def keras(self, x: str | None = None, y: str | None = None) -> Any:
@@ -514,14 +545,42 @@ class Loader:
         """
         from .adapters import keras_dataset
 
+        self._no_transform("keras()")
         return keras_dataset(self, x, y)
+
+    def _no_transform(self, what: str) -> None:
+        # Their element_spec is the engine's; a transform could change every shape.
+        if self._transform is not None:
+            raise PipelineError(
+                f"{what} declares the engine's shapes, which transform= may change; "
+                "iterate loader.tensorflow() instead",
+                "transform",
+            )
 
     def _views_to_batch(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
         # Batch buffers are aligned and contiguous, so conversions should never copy; if one
         # does (a framework changed its rules), the core counts it for this loader.
+        if self._transform is not None:
+            return self._transformed(views, convert)
         if self._single:
             return convert(views[0])
         return {name: convert(v) for name, v in zip(self._names, views, strict=True)}
+
+    def _transformed(self, views: tuple[View, ...], convert: Callable[[Any], Any]) -> Batch:
+        """``transform`` on the NumPy batch, then each array it returns to the framework."""
+        assert self._transform is not None
+        arrays = [to_numpy(v) for v in views]
+        batch: Batch = arrays[0] if self._single else dict(zip(self._names, arrays, strict=True))
+        result = self._transform(batch)
+
+        def out(value: Any) -> Any:
+            return convert(value) if isinstance(value, np.ndarray) else value
+
+        if isinstance(result, Mapping):
+            return {key: out(value) for key, value in result.items()}
+        if isinstance(result, tuple):
+            return tuple(out(value) for value in result)
+        return out(result)
 
     def _check_pinning(self) -> None:
         if self._warned_pin or not self.pin:
@@ -539,7 +598,8 @@ class Loader:
     @property
     def stats(self) -> dict[str, Any]:
         """Counters: batches, samples, bytes produced, copies, pinned bytes, pool buffers,
-        fresh allocations, and the time workers and consumer waited for each other.
+        fresh allocations, the time workers and consumer waited for each other, and (image
+        sources with ``on_error="skip"``) ``skipped`` bad samples with their ``skipped_files``.
 
         Example:
             >>> import numpy as np, zerofeed as zf

@@ -28,6 +28,10 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ops::PyNormalize>()?;
     m.add_class::<ops::PyCast>()?;
     m.add_class::<ops::PyToCHW>()?;
+    m.add_class::<ops::PyResize>()?;
+    m.add_class::<ops::PyRandomResizedCrop>()?;
+    m.add_class::<ops::PyColorJitter>()?;
+    m.add_class::<ops::PyPad>()?;
     m.add_class::<pipeline::PyEpoch>()?;
     m.add_class::<windows::PyWindows>()?;
     m.add_class::<images::PyImages>()?;

@@ -4,9 +4,10 @@
 //! (`OpSpec::validate`), so a bad op fails where it is written with the argument named.
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyFloat, PyString, PyTuple};
+use pyo3::types::{PyBool, PyDict, PyFloat, PyString, PyTuple};
 
-use zerofeed_core::ops::OpSpec;
+use zerofeed_core::ops::{jitter_factors, rrc_box, Interpolation, OpSpec, ResizeTo};
+use zerofeed_core::sampler::{domain, CounterRng};
 use zerofeed_core::DType;
 
 use crate::errors::{raise, Kind};
@@ -62,21 +63,69 @@ impl PyOp {
     }
 
     /// The constructor arguments (pickling and copying rebuild the op from them).
-    fn __getnewargs__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        match &self.spec {
+    fn __getnewargs_ex__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyDict>)> {
+        let kwargs = PyDict::new(py);
+        let filter = |interpolation: &Interpolation, antialias: &bool| -> PyResult<()> {
+            kwargs.set_item("interpolation", interpolation.name())?;
+            kwargs.set_item("antialias", *antialias)
+        };
+        let args = match &self.spec {
             OpSpec::RandomCrop { height, width } | OpSpec::CenterCrop { height, width } => {
-                (*height, *width).into_pyobject(py)
+                (*height, *width).into_pyobject(py)?
             }
-            OpSpec::RandomFlip { p } => (*p,).into_pyobject(py),
+            OpSpec::RandomFlip { p } => (*p,).into_pyobject(py)?,
             OpSpec::Normalize {
                 mean,
                 std,
                 scale,
                 dtype,
-            } => (mean.clone(), std.clone(), *scale, dtype.name()).into_pyobject(py),
-            OpSpec::Cast { dtype } => (dtype.name(),).into_pyobject(py),
-            OpSpec::ToCHW => Ok(PyTuple::empty(py)),
-        }
+            } => (mean.clone(), std.clone(), *scale, dtype.name()).into_pyobject(py)?,
+            OpSpec::Cast { dtype } => (dtype.name(),).into_pyobject(py)?,
+            OpSpec::ToCHW => PyTuple::empty(py),
+            OpSpec::Resize {
+                size,
+                interpolation,
+                antialias,
+            } => {
+                filter(interpolation, antialias)?;
+                match size {
+                    ResizeTo::Shorter(s) => (*s,).into_pyobject(py)?,
+                    ResizeTo::Exact { height, width } => ((*height, *width),).into_pyobject(py)?,
+                }
+            }
+            OpSpec::RandomResizedCrop {
+                height,
+                width,
+                scale,
+                ratio,
+                interpolation,
+                antialias,
+            } => {
+                filter(interpolation, antialias)?;
+                kwargs.set_item("scale", *scale)?;
+                kwargs.set_item("ratio", *ratio)?;
+                ((*height, *width),).into_pyobject(py)?
+            }
+            OpSpec::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+            } => (*brightness, *contrast, *saturation).into_pyobject(py)?,
+            OpSpec::Pad {
+                top,
+                left,
+                bottom,
+                right,
+                fill,
+            } => {
+                kwargs.set_item("fill", *fill)?;
+                ((*left, *top, *right, *bottom),).into_pyobject(py)?
+            }
+        };
+        Ok((args, kwargs))
     }
 }
 
@@ -152,7 +201,8 @@ fn dtype_arg(value: &Bound<'_, PyAny>) -> PyResult<DType> {
     parse_dtype("dtype", &name)
 }
 
-/// A `height x width` window at a uniformly random position (like torchvision's RandomCrop).
+/// A `height x width` window at a uniformly random position (like torchvision's RandomCrop);
+/// `width` defaults to `height`.
 ///
 /// Example:
 ///     >>> import zerofeed as zf
@@ -164,19 +214,22 @@ pub struct PyRandomCrop;
 #[pymethods]
 impl PyRandomCrop {
     #[new]
+    #[pyo3(signature = (height, width = None))]
     fn new(
         height: &Bound<'_, PyAny>,
-        width: &Bound<'_, PyAny>,
+        width: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let height = positive("height", height)?;
         let spec = OpSpec::RandomCrop {
-            height: positive("height", height)?,
-            width: positive("width", width)?,
+            height,
+            width: width.map_or(Ok(height), |w| positive("width", w))?,
         };
         Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyRandomCrop))
     }
 }
 
-/// A `height x width` window in the middle of the sample (the top-left corner rounds down).
+/// A `height x width` window in the middle of the sample (the top-left corner rounds down);
+/// `width` defaults to `height`. After `Resize(256)`, `CenterCrop(224)` is the validation recipe.
 ///
 /// Example:
 ///     >>> import zerofeed as zf
@@ -188,13 +241,15 @@ pub struct PyCenterCrop;
 #[pymethods]
 impl PyCenterCrop {
     #[new]
+    #[pyo3(signature = (height, width = None))]
     fn new(
         height: &Bound<'_, PyAny>,
-        width: &Bound<'_, PyAny>,
+        width: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyClassInitializer<Self>> {
+        let height = positive("height", height)?;
         let spec = OpSpec::CenterCrop {
-            height: positive("height", height)?,
-            width: positive("width", width)?,
+            height,
+            width: width.map_or(Ok(height), |w| positive("width", w))?,
         };
         Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyCenterCrop))
     }
@@ -337,4 +392,273 @@ pub fn op_chain(label: &str, chain: &Bound<'_, PyAny>) -> PyResult<Vec<OpSpec>> 
             }
         })
         .collect()
+}
+
+/// `(h, w)` from an int (both sides) or a pair.
+fn size_pair(argument: &'static str, value: &Bound<'_, PyAny>) -> PyResult<(usize, usize)> {
+    if let Ok(n) = positive(argument, value) {
+        return Ok((n, n));
+    }
+    let fail = || {
+        raise(
+            Kind::Pipeline,
+            argument,
+            format!("{argument}={value} must be a positive int or a (height, width) pair"),
+        )
+    };
+    let items: Vec<Bound<'_, PyAny>> = value
+        .try_iter()
+        .map_err(|_| fail())?
+        .collect::<PyResult<_>>()
+        .map_err(|_| fail())?;
+    match items.as_slice() {
+        [h] => {
+            let h = positive(argument, h)?;
+            Ok((h, h))
+        }
+        [h, w] => Ok((positive(argument, h)?, positive(argument, w)?)),
+        _ => Err(fail()),
+    }
+}
+
+fn range_pair(argument: &'static str, value: &Bound<'_, PyAny>) -> PyResult<(f64, f64)> {
+    let v = per_channel(argument, value)?;
+    match v.as_slice() {
+        [a, b] => Ok((*a, *b)),
+        _ => Err(raise(
+            Kind::Pipeline,
+            argument,
+            format!(
+                "{argument} must be a (min, max) pair, got {} values",
+                v.len()
+            ),
+        )),
+    }
+}
+
+fn interpolation_arg(value: Option<&str>) -> PyResult<Interpolation> {
+    let name = value.unwrap_or("bilinear");
+    Interpolation::parse(name).ok_or_else(|| {
+        raise(
+            Kind::Pipeline,
+            "interpolation",
+            format!("interpolation={name:?} is not one of 'nearest', 'bilinear', 'bicubic'"),
+        )
+    })
+}
+
+/// Resize images like torchvision v2's `Resize`: an int makes the shorter side `size` (the
+/// longer becomes `int(size * long / short)`), a `(height, width)` pair is exact.
+///
+/// `interpolation` is "nearest", "bilinear" or "bicubic"; `antialias=True` widens the filter
+/// by the downscale factor (PIL's and torchvision's antialiased resize). Separable, with
+/// per-row and per-column weight tables, fused with the crop, flip and value ops after it.
+/// Images are uint8; put `Normalize` after it.
+///
+/// Example:
+///     >>> import zerofeed as zf
+///     >>> zf.Resize(256)
+///     Resize(256, interpolation='bilinear', antialias=True)
+///     >>> zf.Resize((224, 224), interpolation="bicubic")
+///     Resize((224, 224), interpolation='bicubic', antialias=True)
+#[pyclass(extends = PyOp, frozen, module = "zerofeed", name = "Resize")]
+pub struct PyResize;
+
+#[pymethods]
+impl PyResize {
+    #[new]
+    #[pyo3(signature = (size, *, interpolation = None, antialias = true))]
+    fn new(
+        size: &Bound<'_, PyAny>,
+        interpolation: Option<&str>,
+        antialias: bool,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let size = match positive("size", size) {
+            Ok(s) => ResizeTo::Shorter(s),
+            Err(_) => {
+                let (height, width) = size_pair("size", size)?;
+                ResizeTo::Exact { height, width }
+            }
+        };
+        let spec = OpSpec::Resize {
+            size,
+            interpolation: interpolation_arg(interpolation)?,
+            antialias,
+        };
+        Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyResize))
+    }
+}
+
+/// A random box resampled to `size` (an int for a square, or `(height, width)`), with
+/// torchvision's rule: up to 10 tries of an area fraction uniform in `scale` and an aspect
+/// ratio log-uniform in `ratio`, then the central crop of the nearest allowed ratio. Draws
+/// come from the loader's keyed generator (seed, epoch, sample index, op position).
+///
+/// ``box(height, width, seed=, epoch=, index=, position=0)`` returns the ``(top, left,
+/// box_height, box_width)`` a sample of that size gets when this op is ``ops[position]``.
+///
+/// Example:
+///     >>> import zerofeed as zf
+///     >>> rrc = zf.RandomResizedCrop(224)
+///     >>> top, left, h, w = rrc.box(375, 500, seed=0, epoch=0, index=3)
+///     >>> 0 <= top <= 375 - h and 0 <= left <= 500 - w
+///     True
+#[pyclass(extends = PyOp, frozen, module = "zerofeed", name = "RandomResizedCrop")]
+pub struct PyRandomResizedCrop;
+
+#[pymethods]
+impl PyRandomResizedCrop {
+    #[new]
+    #[pyo3(signature = (size, *, scale = None, ratio = None, interpolation = None, antialias = true))]
+    fn new(
+        size: &Bound<'_, PyAny>,
+        scale: Option<&Bound<'_, PyAny>>,
+        ratio: Option<&Bound<'_, PyAny>>,
+        interpolation: Option<&str>,
+        antialias: bool,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let (height, width) = size_pair("size", size)?;
+        let spec = OpSpec::RandomResizedCrop {
+            height,
+            width,
+            scale: scale.map_or(Ok((0.08, 1.0)), |s| range_pair("scale", s))?,
+            ratio: ratio.map_or(Ok((3.0 / 4.0, 4.0 / 3.0)), |r| range_pair("ratio", r))?,
+            interpolation: interpolation_arg(interpolation)?,
+            antialias,
+        };
+        Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyRandomResizedCrop))
+    }
+
+    /// The box `(top, left, height, width)` a `height x width` image gets for a sample.
+    #[pyo3(signature = (height, width, *, seed, epoch, index, position = 0))]
+    #[allow(clippy::too_many_arguments)]
+    fn r#box(
+        slf: PyRef<'_, Self>,
+        height: &Bound<'_, PyAny>,
+        width: &Bound<'_, PyAny>,
+        seed: u64,
+        epoch: u64,
+        index: u64,
+        position: u64,
+    ) -> PyResult<(usize, usize, usize, usize)> {
+        let (h, w) = (positive("height", height)?, positive("width", width)?);
+        let OpSpec::RandomResizedCrop { scale, ratio, .. } = slf.as_super().spec else {
+            unreachable!("a RandomResizedCrop holds its spec");
+        };
+        let rng = CounterRng::new(seed, &[domain::OPS, epoch, index, position]);
+        Ok(rrc_box(&rng, h, w, scale, ratio))
+    }
+}
+
+/// Random brightness, contrast and saturation with torchvision's definitions (contrast
+/// blends with the mean of the grayscale image, saturation with each pixel's grayscale).
+/// Each factor is uniform in `[max(0, 1 - x), 1 + x]` (0 turns it off); they apply in the
+/// fixed order brightness, contrast, saturation (torchvision permutes the order per image).
+/// Comes after the geometric ops and before `Normalize`. ``factors(seed=, epoch=, index=,
+/// position=0)`` returns the factors a sample gets.
+///
+/// Example:
+///     >>> import zerofeed as zf
+///     >>> zf.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4)
+///     ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4)
+#[pyclass(extends = PyOp, frozen, module = "zerofeed", name = "ColorJitter")]
+pub struct PyColorJitter;
+
+#[pymethods]
+impl PyColorJitter {
+    #[new]
+    #[pyo3(signature = (brightness = None, contrast = None, saturation = None))]
+    fn new(
+        brightness: Option<&Bound<'_, PyAny>>,
+        contrast: Option<&Bound<'_, PyAny>>,
+        saturation: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let get = |argument, v: Option<&Bound<'_, PyAny>>| v.map_or(Ok(0.0), |v| real(argument, v));
+        let spec = OpSpec::ColorJitter {
+            brightness: get("brightness", brightness)?,
+            contrast: get("contrast", contrast)?,
+            saturation: get("saturation", saturation)?,
+        };
+        Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyColorJitter))
+    }
+
+    /// The `(brightness, contrast, saturation)` factors a sample gets when this op is
+    /// `ops[position]` (1.0 = unchanged).
+    #[pyo3(signature = (*, seed, epoch, index, position = 0))]
+    fn factors(
+        slf: PyRef<'_, Self>,
+        seed: u64,
+        epoch: u64,
+        index: u64,
+        position: u64,
+    ) -> (f64, f64, f64) {
+        let OpSpec::ColorJitter {
+            brightness,
+            contrast,
+            saturation,
+        } = slf.as_super().spec
+        else {
+            unreachable!("a ColorJitter holds its spec");
+        };
+        let rng = CounterRng::new(seed, &[domain::OPS, epoch, index, position]);
+        let f = jitter_factors(&rng, brightness, contrast, saturation);
+        (f.brightness, f.contrast, f.saturation)
+    }
+}
+
+/// Borders of `fill` (0 to 255) around the image, as torchvision's `Pad`: `padding` is an int
+/// (every side), `(left/right, top/bottom)` or `(left, top, right, bottom)`. Comes after any
+/// Resize; `[Pad(4), RandomCrop(32)]` is the CIFAR recipe.
+///
+/// Example:
+///     >>> import zerofeed as zf
+///     >>> zf.Pad(4)
+///     Pad((4, 4, 4, 4), fill=0)
+#[pyclass(extends = PyOp, frozen, module = "zerofeed", name = "Pad")]
+pub struct PyPad;
+
+#[pymethods]
+impl PyPad {
+    #[new]
+    #[pyo3(signature = (padding, *, fill = None))]
+    fn new(
+        padding: &Bound<'_, PyAny>,
+        fill: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let fail = || {
+            raise(
+                Kind::Pipeline,
+                "padding",
+                format!("padding={padding} must be an int >= 0 or a sequence of 2 or 4 of them"),
+            )
+        };
+        let count = |v: &Bound<'_, PyAny>| -> PyResult<usize> {
+            if v.is_instance_of::<PyBool>() {
+                return Err(fail());
+            }
+            v.extract::<usize>().map_err(|_| fail())
+        };
+        let sides: Vec<usize> = match count(padding) {
+            Ok(n) => vec![n],
+            Err(_) => padding
+                .try_iter()
+                .map_err(|_| fail())?
+                .map(|v| count(&v?))
+                .collect::<PyResult<_>>()?,
+        };
+        let (left, top, right, bottom) = match *sides.as_slice() {
+            [n] => (n, n, n, n),
+            [lr, tb] => (lr, tb, lr, tb),
+            [l, t, r, b] => (l, t, r, b),
+            _ => return Err(fail()),
+        };
+        let spec = OpSpec::Pad {
+            top,
+            left,
+            bottom,
+            right,
+            fill: fill.map_or(Ok(0.0), |f| real("fill", f))?,
+        };
+        Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyPad))
+    }
 }

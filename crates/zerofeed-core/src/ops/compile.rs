@@ -133,6 +133,10 @@ impl Plan {
                         cur = *dtype;
                     }
                 }
+                OpSpec::Resize { .. }
+                | OpSpec::RandomResizedCrop { .. }
+                | OpSpec::ColorJitter { .. }
+                | OpSpec::Pad { .. } => return Err(OpsError::NeedsImagePlan { op: name() }),
                 OpSpec::Normalize {
                     mean,
                     std,

@@ -28,7 +28,15 @@
 mod compile;
 pub use compile::normalize_coefficients;
 mod elem;
+mod image;
+pub use image::{
+    needs_image_plan, rrc_box, shorter_side, Geometry, ImagePlan, ImageRef, ImageScratch,
+};
+mod jitter;
+pub use jitter::{factors as jitter_factors, Factors};
 mod kernels;
+mod resample;
+pub use resample::{Interpolation, ResizeTo};
 mod run;
 mod simd;
 #[cfg(target_arch = "x86_64")]
@@ -83,6 +91,52 @@ pub enum OpSpec {
     },
     /// `(H, W, C) -> (C, H, W)`.
     ToCHW,
+    /// Resample to a size (torchvision v2's `Resize`).
+    Resize {
+        /// The shorter side, or the exact size.
+        size: ResizeTo,
+        /// The filter.
+        interpolation: Interpolation,
+        /// Widen the filter by the downscale factor (PIL / torchvision `antialias=True`).
+        antialias: bool,
+    },
+    /// A random box (torchvision's rule) resampled to `height x width`.
+    RandomResizedCrop {
+        /// Output height.
+        height: usize,
+        /// Output width.
+        width: usize,
+        /// Range of the box's area as a fraction of the image's.
+        scale: (f64, f64),
+        /// Range of the box's width / height (drawn log-uniformly).
+        ratio: (f64, f64),
+        /// The filter.
+        interpolation: Interpolation,
+        /// As for `Resize`.
+        antialias: bool,
+    },
+    /// Random brightness, contrast and saturation (torchvision's definitions).
+    ColorJitter {
+        /// Factor range `[max(0, 1 - b), 1 + b]`; 0 = off.
+        brightness: f64,
+        /// As brightness.
+        contrast: f64,
+        /// As brightness.
+        saturation: f64,
+    },
+    /// Borders of a constant value.
+    Pad {
+        /// Rows added above.
+        top: usize,
+        /// Columns added on the left.
+        left: usize,
+        /// Rows added below.
+        bottom: usize,
+        /// Columns added on the right.
+        right: usize,
+        /// The value written (0 to 255).
+        fill: f64,
+    },
 }
 
 impl fmt::Display for OpSpec {
@@ -94,6 +148,54 @@ impl fmt::Display for OpSpec {
             OpSpec::Normalize { dtype, .. } => write!(f, "Normalize(dtype={dtype})"),
             OpSpec::Cast { dtype } => write!(f, "Cast({dtype})"),
             OpSpec::ToCHW => f.write_str("ToCHW"),
+            OpSpec::Resize {
+                size,
+                interpolation,
+                antialias,
+            } => {
+                match size {
+                    ResizeTo::Shorter(s) => write!(f, "Resize({s}")?,
+                    ResizeTo::Exact { height, width } => write!(f, "Resize(({height}, {width})")?,
+                }
+                write!(
+                    f,
+                    ", interpolation='{}', antialias={})",
+                    interpolation.name(),
+                    if *antialias { "True" } else { "False" }
+                )
+            }
+            OpSpec::RandomResizedCrop {
+                height,
+                width,
+                scale,
+                ratio,
+                interpolation,
+                antialias,
+            } => write!(
+                f,
+                "RandomResizedCrop(({height}, {width}), scale=({}, {}), ratio=({}, {}), interpolation='{}', antialias={})",
+                scale.0,
+                scale.1,
+                ratio.0,
+                ratio.1,
+                interpolation.name(),
+                if *antialias { "True" } else { "False" }
+            ),
+            OpSpec::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+            } => write!(
+                f,
+                "ColorJitter(brightness={brightness}, contrast={contrast}, saturation={saturation})"
+            ),
+            OpSpec::Pad {
+                top,
+                left,
+                bottom,
+                right,
+                fill,
+            } => write!(f, "Pad(({left}, {top}, {right}, {bottom}), fill={fill})"),
         }
     }
 }
@@ -120,6 +222,10 @@ impl OpSpec {
             OpSpec::Normalize { .. } => "Normalize",
             OpSpec::Cast { .. } => "Cast",
             OpSpec::ToCHW => "ToCHW",
+            OpSpec::Resize { .. } => "Resize",
+            OpSpec::RandomResizedCrop { .. } => "RandomResizedCrop",
+            OpSpec::ColorJitter { .. } => "ColorJitter",
+            OpSpec::Pad { .. } => "Pad",
         }
     }
 
@@ -188,6 +294,79 @@ impl OpSpec {
                 })?;
             }
             OpSpec::Cast { .. } | OpSpec::ToCHW => {}
+            OpSpec::Resize { size, .. } => {
+                let zero = match size {
+                    ResizeTo::Shorter(s) => *s == 0,
+                    ResizeTo::Exact { height, width } => *height == 0 || *width == 0,
+                };
+                if zero {
+                    return Err(invalid("size", "size must be at least 1".into()));
+                }
+            }
+            OpSpec::RandomResizedCrop {
+                height,
+                width,
+                scale,
+                ratio,
+                ..
+            } => {
+                if *height == 0 || *width == 0 {
+                    return Err(invalid("size", "size must be at least 1".into()));
+                }
+                if !(scale.0.is_finite()
+                    && scale.1.is_finite()
+                    && 0.0 < scale.0
+                    && scale.0 <= scale.1
+                    && scale.1 <= 1.0)
+                {
+                    return Err(invalid(
+                        "scale",
+                        format!(
+                            "scale=({}, {}) must satisfy 0 < min <= max <= 1",
+                            scale.0, scale.1
+                        ),
+                    ));
+                }
+                if !(ratio.0.is_finite()
+                    && ratio.1.is_finite()
+                    && 0.0 < ratio.0
+                    && ratio.0 <= ratio.1)
+                {
+                    return Err(invalid(
+                        "ratio",
+                        format!(
+                            "ratio=({}, {}) must satisfy 0 < min <= max (finite)",
+                            ratio.0, ratio.1
+                        ),
+                    ));
+                }
+            }
+            OpSpec::ColorJitter {
+                brightness,
+                contrast,
+                saturation,
+            } => {
+                for (argument, v) in [
+                    ("brightness", brightness),
+                    ("contrast", contrast),
+                    ("saturation", saturation),
+                ] {
+                    if !(v.is_finite() && *v >= 0.0) {
+                        return Err(invalid(
+                            argument,
+                            format!("{argument}={v} must be a finite number >= 0"),
+                        ));
+                    }
+                }
+            }
+            OpSpec::Pad { fill, .. } => {
+                if !(0.0..=255.0).contains(fill) {
+                    return Err(invalid(
+                        "fill",
+                        format!("fill={fill} must be a uint8 value in [0, 255]"),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -359,6 +538,44 @@ pub enum OpsError {
     SpatialAfterLayout {
         /// The crop or flip, as `ops[i] Name(args)`.
         op: String,
+    },
+    /// An image op (Resize, RandomResizedCrop, ColorJitter, Pad) needs a Plan of its own.
+    #[error("{op} needs an image chain (ImagePlan), not Plan")]
+    NeedsImagePlan {
+        /// The op, as `ops[i] Name(args)`.
+        op: String,
+    },
+    /// Image ops read uint8 pixels.
+    #[error("{op}: image ops read uint8 pixels, not {dtype}; resize before Normalize / Cast, or cast the source to uint8")]
+    ImageDType {
+        /// The op, as `ops[i] Name(args)`.
+        op: String,
+        /// The sample dtype.
+        dtype: DType,
+    },
+    /// Image ops in an order the fused pass cannot run.
+    #[error("{op}: {reason}")]
+    ImageOrder {
+        /// The op, as `ops[i] Name(args)`.
+        op: String,
+        /// The rule, and what to change.
+        reason: String,
+    },
+    /// The chain leaves the output size depending on the input's.
+    #[error("{op}: the chain does not fix the output size of images whose size varies; end it with a crop (CenterCrop / RandomCrop), Resize((h, w)) or RandomResizedCrop")]
+    SizeNotFixed {
+        /// Where: the first image op.
+        op: String,
+    },
+    /// The pixels handed to `ImagePlan::run` do not cover the box it reads.
+    #[error("the image given ({height}x{width} pixels) does not cover the source box {box_:?} (top, left, height, width)")]
+    ImageRegion {
+        /// The box.
+        box_: (usize, usize, usize, usize),
+        /// Rows given.
+        height: usize,
+        /// Columns given.
+        width: usize,
     },
     /// `run` got a stride list of the wrong length.
     #[error(

@@ -11,6 +11,7 @@
 //! size arithmetic (checked), the memory budget and RAM check, and the pool choice.
 
 mod device;
+mod image;
 mod memory;
 mod run;
 
@@ -23,11 +24,14 @@ use crate::cuda::CudaError;
 use crate::dtype::DType;
 use crate::gather::gather;
 use crate::host::HostError;
-use crate::ops::{OpSpec, OpsError, Plan, SampleKey};
+use crate::ops::{needs_image_plan, ImagePlan, OpSpec, OpsError, Plan, SampleKey};
 use crate::pool::{BufferPool, PooledBuffer};
 use crate::sampler::{num_batches, Sampler, SamplerError, Shard};
-use crate::source::{ArraySourceError, FieldSpec, Sample, SampleError, Source};
+use crate::source::{
+    ArraySourceError, FieldSpec, ImageOptions, OnError, Sample, SampleError, Source,
+};
 use crate::view::{CopyCounter, View, ViewError};
+use image::Failure;
 
 pub use device::split_device_ops;
 pub use memory::{plan_memory, MemoryPlan};
@@ -102,6 +106,36 @@ pub enum PipelineError {
         label: String,
         /// Why.
         reason: String,
+    },
+    /// An encoded sample that does not decode (corrupt, truncated, unsupported, too large).
+    #[error("{label}: {name}: {source}")]
+    Decode {
+        /// The field.
+        label: String,
+        /// The file or tar member.
+        name: String,
+        /// What is wrong.
+        source: Box<crate::decode::DecodeError>,
+    },
+    /// Every sample was bad with `on_error="skip"`: there is nothing to replace them with.
+    #[error("{label}: every one of the {len} samples failed to decode or fit the ops (on_error=\"skip\"); the first: {first}")]
+    AllSkipped {
+        /// The field.
+        label: String,
+        /// Samples in the source.
+        len: usize,
+        /// The first failure.
+        first: String,
+    },
+    /// An image sample the field's chain could not process (a crop larger than the image).
+    #[error("{label}: {name}: {source}")]
+    Image {
+        /// The field.
+        label: String,
+        /// The sample (its file or tar member when the source knows it).
+        name: String,
+        /// What is wrong.
+        source: Box<OpsError>,
     },
     /// A field with samples of varying shape needs an op chain that fixes the shape.
     #[error("{label}: samples differ in shape; add an op that gives them one shape")]
@@ -186,6 +220,7 @@ impl PipelineError {
             PipelineError::DeviceOps { .. } => "normalize_on_device",
             PipelineError::Forked => "loader",
             PipelineError::KeyCount { .. } => "keys",
+            PipelineError::Image { .. } => "ops",
             _ => "source",
         }
     }
@@ -218,6 +253,11 @@ pub struct Field {
     spec: FieldSpec,
     /// The compiled chain; `None` gathers samples as they are.
     plan: Option<Plan>,
+    /// The chain of an image field (resampling, padding, jitter, or samples of any size);
+    /// `plan` is then `None`.
+    image: Option<ImagePlan>,
+    /// How encoded samples of this field decode (from [`Source::image_options`]).
+    decode: Option<ImageOptions>,
     /// The input shape every sample must have (checked per sample).
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
@@ -226,8 +266,19 @@ pub struct Field {
 }
 
 impl Field {
-    fn new(spec: &FieldSpec, ops: &[OpSpec]) -> Result<Field, PipelineError> {
+    fn new(
+        spec: &FieldSpec,
+        ops: &[OpSpec],
+        channels: Option<usize>,
+        decode: Option<ImageOptions>,
+    ) -> Result<Field, PipelineError> {
         let label = spec.label();
+        if spec.shape.is_none() || needs_image_plan(ops) {
+            let channels = decode.map(|d| d.mode.channels()).or(channels);
+            let mut field = Field::image(spec, ops, channels)?;
+            field.decode = decode;
+            return Ok(field);
+        }
         let Some(shape) = spec.shape.clone() else {
             return Err(PipelineError::VariableShape { label });
         };
@@ -251,11 +302,58 @@ impl Field {
         Ok(Field {
             spec: spec.clone(),
             plan,
+            image: None,
+            decode: None,
             input_shape: shape,
             output_shape,
             output_dtype,
             sample_nbytes,
         })
+    }
+
+    /// A field whose chain is an [`ImagePlan`]: `channels` is what the source's images
+    /// have when their shape is not fixed (`None`: unknown, so the chain cannot be built).
+    fn image(
+        spec: &FieldSpec,
+        ops: &[OpSpec],
+        channels: Option<usize>,
+    ) -> Result<Field, PipelineError> {
+        let label = spec.label();
+        let channels = match spec.shape.as_deref() {
+            Some([_, _]) => 1,
+            Some([_, _, c]) => *c,
+            Some(_) => 0, // refused by compile (not an image)
+            None if ops.is_empty() => return Err(PipelineError::VariableShape { label }),
+            None => channels.ok_or_else(|| PipelineError::VariableShape {
+                label: label.clone(),
+            })?,
+        };
+        let plan = ImagePlan::compile(spec.shape.as_deref(), channels, spec.dtype, ops).map_err(
+            |source| PipelineError::Ops {
+                label: label.clone(),
+                source,
+            },
+        )?;
+        Ok(Field {
+            spec: spec.clone(),
+            plan: None,
+            input_shape: spec.shape.clone().unwrap_or_default(),
+            output_shape: plan.output_shape().to_vec(),
+            output_dtype: plan.output_dtype(),
+            sample_nbytes: plan.output_nbytes(),
+            image: Some(plan),
+            decode: None,
+        })
+    }
+
+    /// True when bad samples of this field are replaced (`on_error="skip"`).
+    pub fn skips_bad_samples(&self) -> bool {
+        self.decode.is_some_and(|d| d.on_error == OnError::Skip)
+    }
+
+    /// The field's image chain, if it has one.
+    pub fn image_plan(&self) -> Option<&ImagePlan> {
+        self.image.as_ref()
     }
 
     /// The field's name (empty for a single-array source).
@@ -285,7 +383,27 @@ impl Field {
         index: usize,
         key: SampleKey,
         dst: &mut [u8],
+        scratch: &mut image::FieldScratch,
+        name: &dyn Fn() -> String,
     ) -> Result<(), PipelineError> {
+        if let Some(plan) = &self.image {
+            let done = match (sample, &self.decode) {
+                (Sample::Strided(sample), _) => {
+                    image::run_strided(plan, sample, key, dst, scratch).map_err(Failure::Ops)
+                }
+                (Sample::Encoded(bytes), Some(options)) => {
+                    image::run_encoded(plan, bytes, options, key, dst, scratch)
+                }
+                // Computed position ids are 1-d int64, never an image: a source that hands
+                // them to an image chain declared its field wrongly.
+                (Sample::Encoded(_) | Sample::Arange(_), _) => {
+                    return Err(PipelineError::NeedsDecoder {
+                        label: self.spec.label(),
+                    })
+                }
+            };
+            return done.map_err(|f| f.named(self.spec.label(), name()));
+        }
         let sample = match sample {
             Sample::Strided(sample) => sample,
             Sample::Arange(start) => return self.produce_arange(start, index, key, dst),
@@ -435,6 +553,18 @@ pub struct PipelineStats {
     pub worker_wait_ns: AtomicU64,
     /// Nanoseconds the consumer spent waiting for a batch.
     pub consumer_wait_ns: AtomicU64,
+    /// Bad samples replaced by the next good one (`on_error="skip"`).
+    pub skipped: AtomicU64,
+    /// The files (or tar members) of the replaced samples, each once.
+    pub skipped_names: std::sync::Mutex<std::collections::BTreeSet<String>>,
+}
+
+impl PipelineStats {
+    /// The names in [`PipelineStats::skipped_names`], sorted.
+    pub fn skipped_files(&self) -> Vec<String> {
+        let names = self.skipped_names.lock().unwrap_or_else(|e| e.into_inner());
+        names.iter().cloned().collect()
+    }
 }
 
 /// A finished batch: one pooled buffer per field (in field order), `len` samples each.
@@ -520,8 +650,32 @@ fn compile_fields(source: &dyn Source, ops: &[Vec<OpSpec>]) -> Result<Vec<Field>
     specs
         .iter()
         .zip(ops)
-        .map(|(spec, chain)| Field::new(spec, chain))
+        .enumerate()
+        .map(|(number, (spec, chain))| {
+            Field::new(
+                spec,
+                chain,
+                image_channels(source, number),
+                source.image_options(number),
+            )
+        })
         .collect()
+}
+
+/// The channels of a variable-size image field: those of its first sample when that is an
+/// array (every later sample is checked against them).
+fn image_channels(source: &dyn Source, field: usize) -> Option<usize> {
+    if source.fields().get(field)?.shape.is_some() || source.is_empty() {
+        return None;
+    }
+    match source.sample(0, field).ok()? {
+        Sample::Strided(s) => match *s.layout().shape() {
+            [_, _] => Some(1),
+            [_, _, c] => Some(c),
+            _ => None,
+        },
+        Sample::Encoded(_) | Sample::Arange(_) => None,
+    }
 }
 
 impl Pipeline {
@@ -698,3 +852,6 @@ impl Pipeline {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod image_tests;

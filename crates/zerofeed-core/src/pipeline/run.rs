@@ -8,10 +8,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::ops::SampleKey;
-use crate::pool::{forked_from, BufferPool};
+use crate::pool::{forked_from, BufferPool, PooledBuffer};
 use crate::sampler::{num_batches, EpochOrder};
 use crate::source::Source;
 
+use super::image::FieldScratch;
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
 
 struct State {
@@ -116,6 +117,11 @@ pub(super) fn start(
 
 impl Job {
     fn work(&self) {
+        let mut scratch: Vec<FieldScratch> = self
+            .fields
+            .iter()
+            .map(|_| FieldScratch::default())
+            .collect();
         loop {
             let claimed = {
                 let mut state = self.shared.lock();
@@ -139,45 +145,61 @@ impl Job {
                 state.next_job += 1;
                 state.next_job - 1
             };
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.build(claimed)))
-                    .unwrap_or_else(|panic| Err(PipelineError::WorkerPanic(panic_message(&panic))));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.build(claimed, &mut scratch)
+            }))
+            .unwrap_or_else(|panic| Err(PipelineError::WorkerPanic(panic_message(&panic))));
             let mut state = self.shared.lock();
             state.ready.insert(claimed, result);
             self.shared.done.notify_all();
         }
     }
 
-    fn build(&self, index: usize) -> Result<Batch, PipelineError> {
+    fn build(&self, index: usize, scratch: &mut [FieldScratch]) -> Result<Batch, PipelineError> {
         let start = index * self.batch_size;
         let samples = self
             .order
             .range(start..start.saturating_add(self.batch_size));
         let mut buffers = Vec::with_capacity(self.fields.len());
-        for (number, field) in self.fields.iter().enumerate() {
-            let sample_bytes = field.sample_nbytes();
+        for field in self.fields.iter() {
             // Full-size buffers even for a short last batch, so that every buffer is reusable.
-            let mut buffer = self.pool.take(sample_bytes * self.batch_size)?;
-            let slots = buffer.as_mut_slice().chunks_exact_mut(sample_bytes.max(1));
-            for (sample, slot) in samples.clone().zip(slots) {
-                let key = SampleKey {
-                    seed: self.seed,
-                    epoch: self.epoch,
-                    index: Pipeline::op_key(self.keys.as_deref(), sample),
-                };
-                let data = self
-                    .source
-                    .sample_in_epoch(self.seed, self.epoch, sample, number)
-                    .map_err(|source| PipelineError::Sample {
-                        label: crate::source::field_label(field.name()),
-                        source,
-                    })?;
-                field.produce(data, sample, key, &mut slot[..sample_bytes])?;
+            buffers.push(self.pool.take(field.sample_nbytes() * self.batch_size)?);
+        }
+        let skip = self.fields.iter().any(Field::skips_bad_samples);
+        for (position, sample) in samples.clone().enumerate() {
+            let mut chosen = sample;
+            let mut first_failure = None;
+            // A bad sample is replaced by the next index that works (wrapping): a function of
+            // the index alone, so every worker count and every resume picks the same one.
+            loop {
+                match self.produce(chosen, position, &mut buffers, scratch) {
+                    Ok(()) => break,
+                    Err(err) if skip && replaceable(&err) => {
+                        self.stats.skipped.fetch_add(1, Ordering::Relaxed);
+                        self.stats
+                            .skipped_names
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(self.source.sample_name(chosen));
+                        let first = first_failure.get_or_insert_with(|| err.to_string());
+                        chosen = (chosen + 1) % self.source.len();
+                        if chosen == sample {
+                            return Err(PipelineError::AllSkipped {
+                                label: "the source".to_owned(),
+                                len: self.source.len(),
+                                first: first.clone(),
+                            });
+                        }
+                    }
+                    Err(err) => return Err(err),
+                }
             }
-            self.stats
-                .bytes
-                .fetch_add((sample_bytes * samples.len()) as u64, Ordering::Relaxed);
-            buffers.push(buffer);
+        }
+        for (field, _) in self.fields.iter().zip(&buffers) {
+            self.stats.bytes.fetch_add(
+                (field.sample_nbytes() * samples.len()) as u64,
+                Ordering::Relaxed,
+            );
         }
         // Whether the file changed under these samples is checked once, when the batch is
         // handed out (`poll_batch`): that covers batches built before the change too.
@@ -190,6 +212,51 @@ impl Job {
             len: samples.len(),
             buffers,
         })
+    }
+
+    /// Writes every field of sample `sample` into batch slot `position`.
+    fn produce(
+        &self,
+        sample: usize,
+        position: usize,
+        buffers: &mut [PooledBuffer],
+        scratch: &mut [FieldScratch],
+    ) -> Result<(), PipelineError> {
+        let key = SampleKey {
+            seed: self.seed,
+            epoch: self.epoch,
+            index: Pipeline::op_key(self.keys.as_deref(), sample),
+        };
+        let name = || self.source.sample_name(sample);
+        for (number, ((field, buffer), scratch)) in self
+            .fields
+            .iter()
+            .zip(buffers.iter_mut())
+            .zip(scratch.iter_mut())
+            .enumerate()
+        {
+            let bytes = field.sample_nbytes();
+            let slot = &mut buffer.as_mut_slice()[position * bytes..][..bytes];
+            let data = self
+                .source
+                .sample_in_epoch(self.seed, self.epoch, sample, number)
+                .map_err(|source| PipelineError::Sample {
+                    label: crate::source::field_label(field.name()),
+                    source,
+                })?;
+            field.produce(data, sample, key, slot, scratch, &name)?;
+        }
+        Ok(())
+    }
+}
+
+/// Failures of one sample that `on_error="skip"` replaces: bad bytes, an image the ops
+/// cannot fit, a member that cannot be read. A changed file or a worker bug is not one.
+fn replaceable(err: &PipelineError) -> bool {
+    match err {
+        PipelineError::Decode { .. } | PipelineError::Image { .. } => true,
+        PipelineError::Sample { .. } => !err.is_source_changed(),
+        _ => false,
     }
 }
 
