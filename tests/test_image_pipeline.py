@@ -200,3 +200,28 @@ def test_the_training_example_learns_in_short_mode():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.main(["--short"]) > 0.3
+
+
+def test_a_folder_of_many_files_keeps_no_map_or_memory_per_file(tmp_path: Path):
+    """Files are read per sample into the worker's buffer: iterating 600 files adds no map
+    entry per file (an ImageNet folder would otherwise run out of vm.max_map_count)."""
+    photo = Image.fromarray(real_photos()[0]).resize((64, 48))
+    for k in range(600):
+        cls = tmp_path / f"c{k % 3}"
+        cls.mkdir(exist_ok=True)
+        photo.save(cls / f"{k}.jpg", quality=80)
+    images = zf.Images(tmp_path, labels="folders")
+    loader = zf.Loader(images, batch_size=50, shuffle=True, seed=1, ops={"image": [zf.Resize((32, 32))]})
+
+    def maps() -> int:
+        with open("/proc/self/maps") as f:
+            return sum(1 for _ in f)
+
+    before = maps()
+    seen = sum(len(b["label"]) for b in loader)
+    seen += sum(len(b["label"]) for b in loader)  # a second epoch reads them again
+    assert seen == 1200
+    assert maps() - before < 100, "image files must not stay mapped after they were read"
+    # images[i] reads the file too, and gives the same pixels as the loader's source.
+    assert images[5]["image"].shape == (48, 64, 3)
+    assert maps() - before < 100

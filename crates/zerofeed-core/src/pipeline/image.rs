@@ -16,6 +16,8 @@ pub(super) struct FieldScratch {
     pub(super) image: ImageScratch,
     /// Strided samples whose pixels are not packed HWC rows are packed here first.
     staging: Vec<u8>,
+    /// The encoded bytes of sources that read samples ([`Source::read_sample`]): image files.
+    pub(super) encoded: Vec<u8>,
 }
 
 /// Why one image sample failed, before the field's label and the sample's name are added.

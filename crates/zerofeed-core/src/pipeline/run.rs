@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::ops::SampleKey;
 use crate::pool::{forked_from, BufferPool, PooledBuffer};
 use crate::sampler::{num_batches, EpochOrder};
-use crate::source::Source;
+use crate::source::{Sample, Source};
 
 use super::image::FieldScratch;
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
@@ -237,14 +237,29 @@ impl Job {
         {
             let bytes = field.sample_nbytes();
             let slot = &mut buffer.as_mut_slice()[position * bytes..][..bytes];
-            let data = self
-                .source
-                .sample_in_epoch(self.seed, self.epoch, sample, number)
-                .map_err(|source| PipelineError::Sample {
-                    label: crate::source::field_label(field.name()),
-                    source,
-                })?;
-            field.produce(data, sample, key, slot, scratch, &name)?;
+            let failed = |source| PipelineError::Sample {
+                label: crate::source::field_label(field.name()),
+                source,
+            };
+            // Bytes read into the worker's buffer are moved out of the scratch for the call,
+            // so that the sample can borrow them while the ops use the rest of the scratch.
+            let mut encoded = std::mem::take(&mut scratch.encoded);
+            let read = field.decode.is_some()
+                && self
+                    .source
+                    .read_sample(sample, number, &mut encoded)
+                    .map_err(failed)?;
+            let produced = if read {
+                field.produce(Sample::Encoded(&encoded), sample, key, slot, scratch, &name)
+            } else {
+                let data = self
+                    .source
+                    .sample_in_epoch(self.seed, self.epoch, sample, number)
+                    .map_err(failed)?;
+                field.produce(data, sample, key, slot, scratch, &name)
+            };
+            scratch.encoded = encoded;
+            produced?;
         }
         Ok(())
     }

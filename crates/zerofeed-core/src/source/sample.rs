@@ -161,6 +161,21 @@ pub trait Source: Send + Sync {
     /// nothing.
     fn expect_random_access(&self) {}
 
+    /// Reads field `field` of sample `index` into `buffer` (replacing its contents) and
+    /// returns true, for sources that keep no bytes in place for it: image files are read
+    /// per sample, so a folder of a million files costs no memory or map entry per file.
+    /// The default (false) means: ask [`Source::sample_in_epoch`]. Only asked for fields
+    /// with [`Source::image_options`].
+    fn read_sample(
+        &self,
+        index: usize,
+        field: usize,
+        buffer: &mut Vec<u8>,
+    ) -> Result<bool, SampleError> {
+        let _ = (index, field, buffer);
+        Ok(false)
+    }
+
     /// How field `field`'s encoded samples are decoded; `None` for fields that are not
     /// encoded images (every field of the default).
     fn image_options(&self, field: usize) -> Option<ImageOptions> {
