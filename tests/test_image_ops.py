@@ -102,9 +102,7 @@ def test_validation_recipe_resize_then_center_crop():
     assert got.shape == (2, 3, 224, 224) and got.dtype == np.float32
     for k in range(2):
         resized = F.resize(tensor(imgs[k]), [256])
-        # zerofeed's CenterCrop floors the offset (documented): (341 - 224) // 2 = 58.
-        top, left = (resized.shape[1] - 224) // 2, (resized.shape[2] - 224) // 2
-        ref = resized[:, top : top + 224, left : left + 224].numpy()
+        ref = F.center_crop(resized, [224, 224]).numpy()
         expect = (ref.astype(np.float32) * np.float32(1 / 255 / 0.25) + np.float32(-2.0)).astype(np.float32)
         # One uint8 level is 1/255/0.25 = 0.0157 after Normalize.
         diff = np.abs(got[k] - expect)
@@ -285,3 +283,12 @@ def test_new_ops_pickle_and_compare():
         assert pickle.loads(pickle.dumps(op)) == op
         assert repr(pickle.loads(pickle.dumps(op))) == repr(op)
     assert zf.CenterCrop(224) == zf.CenterCrop(224, 224)
+
+
+@pytest.mark.parametrize("margin", range(0, 9))
+def test_center_crop_lands_where_torchvisions_does_for_every_margin(margin: int):
+    """Odd margins: torchvision's int(round(m / 2)) sends ties to the even offset."""
+    x = (np.arange(6 * (6 + margin) * 3) % 251).astype(np.uint8).reshape(1, 6, 6 + margin, 3)
+    got = np.asarray(next(iter(zf.Loader(x, batch_size=1, ops=[zf.CenterCrop(6, 6)]))))[0]
+    want = F.center_crop(torch.from_numpy(x[0]).permute(2, 0, 1), [6, 6]).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, want)
