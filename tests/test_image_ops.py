@@ -102,9 +102,7 @@ def test_validation_recipe_resize_then_center_crop():
     assert got.shape == (2, 3, 224, 224) and got.dtype == np.float32
     for k in range(2):
         resized = F.resize(tensor(imgs[k]), [256])
-        # zerofeed's CenterCrop floors the offset (documented): (341 - 224) // 2 = 58.
-        top, left = (resized.shape[1] - 224) // 2, (resized.shape[2] - 224) // 2
-        ref = resized[:, top : top + 224, left : left + 224].numpy()
+        ref = F.center_crop(resized, [224, 224]).numpy()
         expect = (ref.astype(np.float32) * np.float32(1 / 255 / 0.25) + np.float32(-2.0)).astype(np.float32)
         # One uint8 level is 1/255/0.25 = 0.0157 after Normalize.
         diff = np.abs(got[k] - expect)
@@ -175,8 +173,7 @@ def test_color_jitter_matches_torchvision_per_factor():
         for k in range(2):
             f = jitter.factors(seed=3, epoch=0, index=k, position=1)
             assert all(abs(x - 1) <= 0.5 for x in f) and any(x != 1 for x in f)
-            crop = imgs[k][59:315, 122:378]
-            ref = hwc(fn(tensor(crop), f))
+            ref = hwc(fn(F.center_crop(tensor(imgs[k]), [256, 256]), f))
             diff = np.abs(got[k].astype(int) - ref.astype(int))
             # Same float32 formulas; the contrast mean is summed in another order (<= 1 level).
             assert diff.max() <= 1 and (diff > 0).mean() < 0.001, (kwargs, diff.max(), (diff > 0).mean())
@@ -285,3 +282,12 @@ def test_new_ops_pickle_and_compare():
         assert pickle.loads(pickle.dumps(op)) == op
         assert repr(pickle.loads(pickle.dumps(op))) == repr(op)
     assert zf.CenterCrop(224) == zf.CenterCrop(224, 224)
+
+
+@pytest.mark.parametrize("margin", range(0, 9))
+def test_center_crop_lands_where_torchvisions_does_for_every_margin(margin: int):
+    """Odd margins: torchvision's int(round(m / 2)) sends ties to the even offset."""
+    x = (np.arange(6 * (6 + margin) * 3) % 251).astype(np.uint8).reshape(1, 6, 6 + margin, 3)
+    got = np.asarray(next(iter(zf.Loader(x, batch_size=1, ops=[zf.CenterCrop(6, 6)]))))[0]
+    want = F.center_crop(torch.from_numpy(x[0]).permute(2, 0, 1), [6, 6]).permute(1, 2, 0).numpy()
+    np.testing.assert_array_equal(got, want)

@@ -228,7 +228,7 @@ impl PyRandomCrop {
     }
 }
 
-/// A `height x width` window in the middle of the sample (the top-left corner rounds down);
+/// A `height x width` window in the middle of the sample (placed as torchvision places it);
 /// `width` defaults to `height`. After `Resize(256)`, `CenterCrop(224)` is the validation recipe.
 ///
 /// Example:

@@ -12,8 +12,9 @@
 //!   ops only. Crops and flips act on H and W; `RandomFlip` is horizontal. A rank-2 sample
 //!   with a `Normalize` of one value per last-axis entry (more than one) is a `(length, F)`
 //!   series window instead: its last axis is the channel axis, and it takes value ops only.
-//! - `CenterCrop` puts the window at `((H - h) // 2, (W - w) // 2)` (floor, as NumPy
-//!   code usually does; torchvision rounds half to even, one pixel off for odd margins).
+//! - `CenterCrop` puts the window at `round((H - h) / 2)`, `round((W - w) / 2)` with ties
+//!   to even, as torchvision does (`int(round(...))` in Python), so validation crops match
+//!   torchvision's pixel for pixel; for odd margins this is `// 2` or one more.
 //! - `RandomCrop` offsets are uniform over every valid position, like torchvision.
 //! - `Normalize`: `out = (x * scale - mean[c]) / std[c]`, computed as `x * a_c + b_c` with
 //!   `a_c = scale / std_c`, `b_c = -mean_c / std_c` in float32 (float64 when the output is

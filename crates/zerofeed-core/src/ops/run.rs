@@ -20,9 +20,21 @@ pub(super) fn crop_offset(
             r.below(0, (h - ch + 1) as u64) as usize,
             r.below(1, (w - cw + 1) as u64) as usize,
         ),
-        None => ((h - ch) / 2, (w - cw) / 2),
+        None => (center_offset(h - ch), center_offset(w - cw)),
     };
     (dy, if flipped { w - dx - cw } else { dx })
+}
+
+/// Where a centered window starts given the pixels left over: torchvision's
+/// `int(round(margin / 2))`, whose ties go to the even offset (Python's `round`), so that a
+/// validation crop lands on the same pixels as torchvision's `CenterCrop`.
+fn center_offset(margin: usize) -> usize {
+    let half = margin / 2;
+    if margin % 2 == 1 && half % 2 == 1 {
+        half + 1
+    } else {
+        half
+    }
 }
 
 /// Which coefficient run a row segment uses.
