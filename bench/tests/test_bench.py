@@ -9,7 +9,6 @@ importable: a broken install fails here instead of showing up as a skipped row.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -22,19 +21,13 @@ import pytest
 from zerofeed_bench import data, report, runner
 from zerofeed_bench.baselines import GROUPS, Spec, build_numpy, specs
 from zerofeed_bench.data import Workload, check_outputs, make_images, reference
+from zerofeed_bench.test_support import installed
 
 TINY = ["--images", "16", "--size", "32", "--crop", "16", "--batch", "8", "--epochs", "1",
         "--repeats", "1", "--workers", "2", "--no-progress"]  # fmt: skip
 
 MODULES = {"numpy": "numpy", "tfdata": "tensorflow", "torch": "torch", "jax": "jax",
            "dali": "nvidia.dali", "grain": "grain"}  # fmt: skip
-
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str]:
 def test_pinned_baselines_are_installed_in_ci():
     if os.environ.get("CI") != "true":
         pytest.skip("outside CI a baseline may be missing; its row then says 'not installed'")
-    missing = [m for m in MODULES.values() if not _installed(m)]
+    missing = [m for m in MODULES.values() if not installed(m)]
     assert not missing, f"bench/requirements.txt pins these but they do not import: {missing}"
 
 
@@ -91,7 +84,7 @@ def test_every_installed_baseline_ran_and_passed_its_check(bench):
         group_rows = [r for r in rows.values() if r["group"] == group]
         assert group_rows, group
         for r in group_rows:
-            if _installed(MODULES[group]):
+            if installed(MODULES[group]):
                 assert r["status"] == "ok", r
                 assert r["check"]["passed"] is True, r["check"]
                 assert r["check"]["samples"] == 32

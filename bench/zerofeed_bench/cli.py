@@ -7,6 +7,8 @@ Usage errors exit 2, a failed implementation exits 1.
 Example:
     $ zerofeed bench --images 200 --against numpy,torch --json bench.json
     $ zerofeed bench transfer --sizes 1,16,256
+    $ zerofeed bench tokens --tokens 20000000 --json tokens.json
+    $ zerofeed bench series --steps 1000000 --plot series.png
 
 """
 
@@ -16,6 +18,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from zerofeed_bench.baselines import GROUPS
 from zerofeed_bench.data import ALL_OPS
@@ -115,11 +118,66 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the generated dataset is cached (default ~/.cache/zerofeed/bench)",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bsub = b.add_subparsers(dest="bench_command", metavar="{transfer}")
+    bsub = b.add_subparsers(dest="bench_command", metavar="{tokens,series,transfer}")
+    _add_sequence_parsers(bsub)
     t = bsub.add_parser("transfer", help="host-to-device bandwidth by size (needs CUDA)")
     t.add_argument("--sizes", default=None, help="MiB, comma-separated (default 1,16,256,1024)")
     t.add_argument("--json", type=Path, metavar="PATH", dest="transfer_json")
     return b
+
+
+def _add_sequence_parsers(bsub: Any) -> None:
+    """``zerofeed bench tokens`` and ``zerofeed bench series``: their own flags, after the word."""
+    from zerofeed_bench.seqbaselines import SERIES_GROUPS, TOKEN_GROUPS
+
+    tok = bsub.add_parser(
+        "tokens",
+        help="language-model token windows: zerofeed vs nanoGPT's get_batch, DataLoader, LitData",
+        description="Random windows of a uint16 token stream (.bin) widened to int64 input/target "
+        "batches, as nanoGPT trains; zerofeed against nanoGPT's get_batch, a PyTorch DataLoader, "
+        "LitData and the copy floor, each in its own process, checked against the data first.",
+    )
+    ser = bsub.add_parser(
+        "series",
+        help="forecasting windows over a (T, F) series: zerofeed vs Keras, tf.data, DataLoader, NumPy",
+        description="Shuffled windows of a float32 (T, F) series with the steps after them as "
+        "target; zerofeed against Keras timeseries_dataset_from_array, tf.data, a PyTorch "
+        "DataLoader, NumPy fancy indexing and the copy floor.",
+    )
+    tok_ints = (
+        ("--tokens", 2, 20_000_000, "tokens in the built-in stream (default 20,000,000: 40 MB)"),
+        ("--block", 1, 1024, "window length in tokens (default 1024; each reads block+1)"),
+        ("--batch", 1, 12, "default 12 (nanoGPT's)"),
+        ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),
+    )
+    ser_ints = (
+        ("--steps", 2, 2_000_000, "time steps of the built-in series (default 2,000,000)"),
+        ("--features", 1, 8, "features per step (default 8)"),
+        ("--length", 1, 64, "input window length (default 64)"),
+        ("--horizon", 1, 8, "target steps after the window (default 8)"),
+        ("--stride", 0, 0, "distance between window starts (default 0 = --length)"),
+        ("--batch", 1, 256, "default 256"),
+        ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
+    )
+    common = (
+        ("--repeats", 1, 3, "rounds; each runs every implementation once, order rotated (default 3)"),
+        ("--workers", 0, 0, "threads/workers for zerofeed and tf.data (0 = usable cores)"),
+        ("--seed", 0, 0, "seed of the data and of every random choice (default 0)"),
+        ("--timeout", 1, 900, "seconds before one implementation's process is killed (default 900)"),
+    )
+    for sp, ints, groups in ((tok, tok_ints, TOKEN_GROUPS), (ser, ser_ints, SERIES_GROUPS)):
+        for flag, smallest, default, text in (*ints, *common):
+            sp.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
+        sp.add_argument(
+            "--against",
+            type=_choices_list(groups, "baseline"),
+            default=None,
+            help=f"baselines, comma-separated from {','.join(groups)} (default: every installed one)",
+        )
+        sp.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
+        sp.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
+        sp.add_argument("--cache-dir", type=Path, default=None, help="where the built-in data is cached")
+        sp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _check_paths(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
@@ -134,10 +192,64 @@ def _check_paths(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
             p.error(f"argument {flag}: the folder of {path} does not exist")
 
 
-def _bench(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
-    from zerofeed_bench.data import Workload
+def _sequence_workload(a: argparse.Namespace, p: argparse.ArgumentParser) -> Any:
+    """The tokens or series workload of the flags (usage errors exit 2)."""
+    from zerofeed_bench.seqdata import SeriesWorkload, TokensWorkload
+
+    if a.bench_command == "tokens":
+        w: Any = TokensWorkload(
+            tokens=a.tokens, block=a.block, batch=a.batch, epochs=a.epochs, workers=a.workers, seed=a.seed
+        )
+        if w.windows < 1:
+            p.error(f"argument --tokens: {a.tokens} tokens hold no window of --block {a.block} + 1")
+    else:
+        w = SeriesWorkload(
+            steps=a.steps,
+            features=a.features,
+            length=a.length,
+            horizon=a.horizon,
+            stride=a.stride,
+            batch=a.batch,
+            epochs=a.epochs,
+            workers=a.workers,
+            seed=a.seed,
+        )
+        if a.length + a.horizon > a.steps:
+            p.error(f"argument --steps: {a.steps} steps hold no window of --length + --horizon")
+    if w.batches_per_epoch < 1:
+        p.error(f"argument --batch: {a.batch} is more than the {w.windows} windows of the data")
+    return w
+
+
+def _run_and_report(w: Any, a: argparse.Namespace) -> int:
+    """Run the benchmark of ``w``, print its table, write --json / --plot; the exit status."""
     from zerofeed_bench.report import format_table, plot, write_json
     from zerofeed_bench.runner import run_bench
+
+    def event(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    result = run_bench(
+        w,
+        against=a.against,
+        repeats=a.repeats,
+        timeout=a.timeout,
+        progress=not a.no_progress,
+        cache=a.cache_dir,
+        on_event=event,
+    )
+    print(format_table(result))
+    if a.json:
+        write_json(result, a.json)
+        print(f"\nraw numbers: {a.json}")
+    if a.plot:
+        msg = plot(result, a.plot)
+        print(msg if msg else f"plot: {a.plot}", file=sys.stderr if msg else sys.stdout)
+    return 1 if any(r["status"] == "failed" for r in result["results"]) else 0
+
+
+def _bench(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    from zerofeed_bench.data import Workload
 
     (h, w), (ch, cw) = a.size, a.crop
     if "crop" in a.ops and (ch > h or cw > w):
@@ -158,27 +270,7 @@ def _bench(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         source=a.source,
         seed=a.seed,
     )
-
-    def event(msg: str) -> None:
-        print(msg, file=sys.stderr)
-
-    result = run_bench(
-        wl,
-        against=a.against,
-        repeats=a.repeats,
-        timeout=a.timeout,
-        progress=not a.no_progress,
-        cache=a.cache_dir,
-        on_event=event,
-    )
-    print(format_table(result))
-    if a.json:
-        write_json(result, a.json)
-        print(f"\nraw numbers: {a.json}")
-    if a.plot:
-        msg = plot(result, a.plot)
-        print(msg if msg else f"plot: {a.plot}", file=sys.stderr if msg else sys.stdout)
-    return 1 if any(r["status"] == "failed" for r in result["results"]) else 0
+    return _run_and_report(wl, a)
 
 
 def _transfer(a: argparse.Namespace) -> int:
@@ -205,4 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.bench_command == "transfer":
         return _transfer(a)
+    if a.bench_command in ("tokens", "series"):
+        sub = p._subparsers._group_actions[0].choices[a.bench_command]  # type: ignore[union-attr]
+        w = _sequence_workload(a, sub)
+        _check_paths(a, sub)
+        return _run_and_report(w, a)
     return _bench(a, p)

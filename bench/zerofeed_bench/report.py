@@ -48,10 +48,7 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for r in result["results"]:
         if r["status"] != "ok":
-            why = r.get("error") or r.get("reason") or ""
-            why = why.splitlines()[0] if why else ""
-            label = "FAILED" if r["status"] == "failed" else "skipped"
-            rows.append((r["name"], f"{label}: {why[:90]}", "", "", "", "", "", "", _check(r)))
+            rows.append(_not_ok(r, len(HEADER)))
             continue
         ips = r["images_per_s"]
         rows.append(
@@ -70,23 +67,19 @@ def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
-def format_table(result: dict[str, Any]) -> str:
-    """Format the readable report: workload line, machine line, table, and how to read it."""
-    w = result["workload"]
-    m = result["machine"]
-    lines = [
-        f"workload: {w['images']} images {w['height']}x{w['width']}x3 uint8 ({w['source']}), "
-        f"ops {'+'.join(w['ops'])} -> float32 {w['batch']}x"
-        f"{w['crop_h'] if 'crop' in w['ops'] else w['height']}x"
-        f"{w['crop_w'] if 'crop' in w['ops'] else w['width']}x3, "
-        f"{w['epochs']} timed epochs x {result['repeats']} rounds, {w['threads']} threads",
+def _machine_line(m: dict[str, Any]) -> str:
+    return (
         f"machine: {m['cpu_model']}, {m['usable_cores']} cores, "
-        f"{format_bytes(m['ram_bytes'])} RAM, Python {m['python']}",
-        "",
-    ]
-    rows = [HEADER, *table_rows(result)]
+        f"{format_bytes(m['ram_bytes'])} RAM, Python {m['python']}"
+    )
+
+
+def _layout(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    """Align ``rows`` under ``header``; a FAILED/skipped row is its name and reason."""
+    rows = [header, *rows]
     ok_rows = [r for r in rows if not r[1].startswith(("FAILED", "skipped"))]
-    widths = [max(len(r[i]) for r in ok_rows) for i in range(len(HEADER))]
+    widths = [max(len(r[i]) for r in ok_rows) for i in range(len(header))]
+    lines = []
     for i, r in enumerate(rows):
         if r[1].startswith(("FAILED", "skipped")):
             lines.append(f"{r[0]:<{widths[0]}}  {r[1]}")
@@ -95,6 +88,34 @@ def format_table(result: dict[str, Any]) -> str:
         lines.append("  ".join(cells).rstrip())
         if i == 0:
             lines.append("  ".join("-" * x for x in widths))
+    return lines
+
+
+def _not_ok(r: dict[str, Any], width: int) -> tuple[str, ...]:
+    why = r.get("error") or r.get("reason") or ""
+    why = why.splitlines()[0] if why else ""
+    label = "FAILED" if r["status"] == "failed" else "skipped"
+    return (r["name"], f"{label}: {why[:90]}", *([""] * (width - 3)), _check(r))
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Format the readable report: workload line, machine line, table, and how to read it."""
+    if result.get("scenario", "images") != "images":
+        from zerofeed_bench.seqreport import format_seq_table
+
+        return format_seq_table(result)
+    w = result["workload"]
+    m = result["machine"]
+    lines = [
+        f"workload: {w['images']} images {w['height']}x{w['width']}x3 uint8 ({w['source']}), "
+        f"ops {'+'.join(w['ops'])} -> float32 {w['batch']}x"
+        f"{w['crop_h'] if 'crop' in w['ops'] else w['height']}x"
+        f"{w['crop_w'] if 'crop' in w['ops'] else w['width']}x3, "
+        f"{w['epochs']} timed epochs x {result['repeats']} rounds, {w['threads']} threads",
+        _machine_line(m),
+        "",
+    ]
+    lines += _layout(HEADER, table_rows(result))
     lines += [
         "",
         "img/s: median over every timed epoch of every round (min-max beside it). vs zerofeed / vs floor:",
@@ -113,7 +134,7 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 
 def plot(result: dict[str, Any], path: Path) -> str | None:
-    """Write a horizontal bar chart of images/s to ``path``.
+    """Write a horizontal bar chart of throughput (images/s, tokens/s, windows/s) to ``path``.
 
     Returns ``None`` on success or a message saying why no chart was written (matplotlib
     missing), so the caller can print it.
@@ -128,11 +149,13 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
             f"--plot {path}: matplotlib is not installed; `pip install matplotlib` and run "
             "again (the table and --json have the same numbers)"
         )
+    unit = result.get("unit", "images")
+    key = f"{unit}_per_s"
     ok = [r for r in result["results"] if r["status"] == "ok"]
     names = [r["name"] for r in ok]
-    med = [r["images_per_s"]["median"] for r in ok]
-    lo = [m - r["images_per_s"]["min"] for m, r in zip(med, ok, strict=True)]
-    hi = [r["images_per_s"]["max"] - m for m, r in zip(med, ok, strict=True)]
+    med = [r[key]["median"] for r in ok]
+    lo = [m - r[key]["min"] for m, r in zip(med, ok, strict=True)]
+    hi = [r[key]["max"] - m for m, r in zip(med, ok, strict=True)]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(ok) + 1.5))
     colors = [
         "tab:orange" if n == "zerofeed" else "tab:gray" if n.startswith("floor") else "tab:blue"
@@ -140,11 +163,23 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
     ]
     ax.barh(names, med, xerr=[lo, hi], color=colors)
     ax.invert_yaxis()
-    ax.set_xlabel("images / s (median, min-max)")
-    w = result["workload"]
-    ax.set_title(f"zerofeed bench: {w['images']} x {w['height']}x{w['width']}, batch {w['batch']}")
+    ax.set_xlabel(f"{unit} / s (median, min-max)")
+    ax.set_xscale("log" if unit != "images" else "linear")
+    ax.set_title(_title(result))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return None
+
+
+def _title(result: dict[str, Any]) -> str:
+    w = result["workload"]
+    scenario = result.get("scenario", "images")
+    if scenario == "tokens":
+        return f"zerofeed bench tokens: {w['tokens']:,} tokens, batch {w['batch']} x {w['block']}"
+    if scenario == "series":
+        return (
+            f"zerofeed bench series: {w['steps']:,} x {w['features']}, windows {w['length']}+{w['horizon']}"
+        )
+    return f"zerofeed bench: {w['images']} x {w['height']}x{w['width']}, batch {w['batch']}"

@@ -39,17 +39,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from zerofeed_bench.baselines import GROUPS, Spec, specs
-from zerofeed_bench.data import (
-    Workload,
-    check_outputs,
-    ensure_dataset,
-    load_dataset,
-    make_images,
-)
+from zerofeed_bench.baselines import Spec
 from zerofeed_bench.machine import machine_info, memory_of, tree_memory
+from zerofeed_bench.scenarios import SCENARIOS, Scenario, scenario_of
 
 SCHEMA = "zerofeed-bench/1"
 
@@ -76,60 +68,60 @@ def spec_from_json(text: str) -> Spec:
     return Spec(**d)
 
 
-def run_check(spec: Spec, w: Workload) -> dict[str, Any]:
-    """Run ``spec`` for one epoch of the check workload and compare with the reference."""
-    cw = w.check_variant()
-    imgs = make_images(cw.images, cw.height, cw.width, cw.seed)
-    impl = spec.build(imgs, cw, spec.threads)
-    try:
-        outs = [np.array(impl.to_numpy(b), copy=True) for b in impl.epoch(0)]
-    finally:
-        impl.close()
-    return check_outputs(imgs, outs, cw)
+def run_check(spec: Spec, w: Any) -> dict[str, Any]:
+    """Run ``spec`` for one epoch of the check workload and compare with the oracle."""
+    return scenario_of(w).check(spec, w)
 
 
-def run_timed(spec: Spec, w: Workload, dataset: Path, marker: Path | None = None) -> dict[str, Any]:
+def run_timed(spec: Spec, w: Any, dataset: Path, marker: Path | None = None) -> dict[str, Any]:
     """Load the data, build, warm up and time ``w.epochs`` epochs of ``spec``.
 
     ``marker`` is created once the dataset is loaded and the memory baseline taken: the
-    parent's memory sampler starts counting the peak from there.
+    parent's memory sampler starts counting the peak from there. ``first_batch_s`` is the
+    time from building the implementation to its first batch (build included).
     """
-    images = load_dataset(dataset, w.source)
+    sc = scenario_of(w)
+    data, keep = sc.load(dataset, w)
+    for m in spec.modules:  # the framework's own import is not the pipeline's memory
+        importlib.import_module(m)
     base_rss, base_pss = memory_of(os.getpid())
     if marker is not None:
         marker.touch()
     t0 = time.perf_counter()
-    impl = spec.build(images, w, spec.threads)
+    impl = spec.build(data, w, spec.threads)
     build_s = time.perf_counter() - t0
-    expected = (w.batch, w.out_h, w.out_w, 3)
+    first_batch_s = None
     try:
-        t0 = time.perf_counter()
+        expected = sc.epoch_batches(impl, w)
+        t1 = time.perf_counter()
         n = 0
         for b in impl.epoch(0):
-            if n == 0 and spec.timed_check:
-                arr = impl.to_numpy(b)
-                if tuple(arr.shape) != expected or arr.dtype != np.float32:
-                    raise RuntimeError(
-                        f"first batch is {arr.dtype}{tuple(arr.shape)}, expected float32{expected}"
-                    )
+            if n == 0:
+                first_batch_s = time.perf_counter() - t0
+                problem = sc.first_batch(impl, b, w) if spec.timed_check else None
+                if problem:
+                    raise RuntimeError(problem)
             n += 1
-        warmup_s = time.perf_counter() - t0
+        warmup_s = time.perf_counter() - t1
         epochs_s: list[float] = []
         for e in range(1, w.epochs + 1):
-            t0 = time.perf_counter()
+            t1 = time.perf_counter()
             n = sum(1 for _ in impl.epoch(e))
-            epochs_s.append(time.perf_counter() - t0)
-            if n != w.batches_per_epoch:
-                raise RuntimeError(f"epoch {e} gave {n} batches, expected {w.batches_per_epoch}")
+            epochs_s.append(time.perf_counter() - t1)
+            if n != expected:
+                raise RuntimeError(f"epoch {e} gave {n} batches, expected {expected}")
         stats = impl.stats()
     finally:
         impl.close()
+    del keep
     return {
         "baseline_rss_bytes": base_rss,
         "baseline_pss_bytes": base_pss,
         "build_s": build_s,
+        "first_batch_s": first_batch_s,
         "warmup_s": warmup_s,
         "epochs_s": epochs_s,
+        "batches_per_epoch": expected,
         "stats": stats,
     }
 
@@ -142,8 +134,9 @@ def child_main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, type=Path)
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--check", action="store_true")
+    p.add_argument("--scenario", choices=sorted(SCENARIOS), default="images")
     a = p.parse_args(argv)
-    w = Workload.from_dict(json.loads(a.workload))
+    w = SCENARIOS[a.scenario].workload.from_dict(json.loads(a.workload))
     res: dict[str, Any] = {"name": json.loads(a.spec).get("name"), "status": "ok"}
     try:
         spec = spec_from_json(a.spec)
@@ -215,7 +208,7 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def run_child(spec: Spec, w: Workload, dataset: Path, check: bool, timeout: float) -> dict[str, Any]:
+def run_child(spec: Spec, w: Any, dataset: Path, check: bool, timeout: float) -> dict[str, Any]:
     """Run one child process for ``spec`` and return its result plus sampled memory."""
     with tempfile.TemporaryDirectory(prefix="zf-bench-") as tmp:
         out = Path(tmp) / "result.json"
@@ -232,6 +225,8 @@ def run_child(spec: Spec, w: Workload, dataset: Path, check: bool, timeout: floa
             str(dataset),
             "--out",
             str(out),
+            "--scenario",
+            scenario_of(w).name,
         ] + (["--check"] if check else [])
         t0 = time.perf_counter()
         with open(errf, "wb") as err:
@@ -267,13 +262,19 @@ def run_child(spec: Spec, w: Workload, dataset: Path, check: bool, timeout: floa
         return res
 
 
-def select(w: Workload, against: Sequence[str] | None) -> list[Spec]:
+def select(w: Any, against: Sequence[str] | None) -> list[Spec]:
     """Return the specs to run: zerofeed, the floors, and the ``against`` groups (all if None)."""
-    groups = set(GROUPS if against is None else against)
-    return [s for s in specs(w) if s.group in ("zerofeed", "floor") or s.group in groups]
+    sc = scenario_of(w)
+    groups = set(sc.groups if against is None else against)
+    return [s for s in sc.specs(w) if s.group in ("zerofeed", "floor") or s.group in groups]
 
 
-def _median_row(spec: Spec, w: Workload, runs: list[dict[str, Any]]) -> dict[str, Any]:
+def throughput_key(sc: Scenario) -> str:
+    """The JSON key of a row's throughput: ``images_per_s``, ``tokens_per_s``, ``windows_per_s``."""
+    return f"{sc.unit}_per_s"
+
+
+def _median_row(spec: Spec, w: Any, runs: list[dict[str, Any]]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "name": spec.name,
         "group": spec.group,
@@ -290,14 +291,22 @@ def _median_row(spec: Spec, w: Workload, runs: list[dict[str, Any]]) -> dict[str
         row["error"] = failed[0].get("error", "unknown error")
         return row
     row["status"] = "ok"
-    epochs = [t for r in runs for t in r["epochs_s"]]
-    ips = sorted(w.images_per_epoch / t for t in epochs if t > 0)
-    med = statistics.median(ips)
-    row["images_per_s"] = {"median": med, "min": ips[0], "max": ips[-1], "all": ips}
-    row["output_gb_per_s"] = med * w.out_bytes_per_image / 1e9
+    sc = scenario_of(w)
+    per_batch = sc.units_per_batch(w)
+    # Batches per second of every timed epoch; each run says how many batches its epochs had.
+    bps = sorted(r["batches_per_epoch"] / t for r in runs for t in r["epochs_s"] if t > 0)
+    med = statistics.median(bps)
+    ups = [b * per_batch for b in bps]
+    row[throughput_key(sc)] = {"median": med * per_batch, "min": ups[0], "max": ups[-1], "all": ups}
+    row["batches_per_s"] = med
+    row["output_gb_per_s"] = med * sc.out_bytes_per_batch(w) / 1e9
+    firsts = [r["first_batch_s"] for r in runs if r.get("first_batch_s") is not None]
+    row["first_batch_s"] = statistics.median(firsts) if firsts else None
     above = [max(0, r["peak_pss_bytes"] - r["baseline_pss_bytes"]) for r in runs]
+    rss_growth = [max(0, r["peak_rss_bytes"] - r["baseline_rss_bytes"]) for r in runs]
     row["memory"] = {
         "above_dataset_bytes": max(above),
+        "rss_growth_bytes": max(rss_growth),
         "peak_pss_bytes": max(r["peak_pss_bytes"] for r in runs),
         "peak_rss_bytes": max(r["peak_rss_bytes"] for r in runs),
         "baseline_pss_bytes": min(r["baseline_pss_bytes"] for r in runs),
@@ -310,7 +319,7 @@ def _median_row(spec: Spec, w: Workload, runs: list[dict[str, Any]]) -> dict[str
 
 
 def run_bench(
-    w: Workload,
+    w: Any,
     against: Sequence[str] | None = None,
     repeats: int = 3,
     timeout: float = 900.0,
@@ -320,7 +329,8 @@ def run_bench(
 ) -> dict[str, Any]:
     """Run the whole benchmark and return the JSON-ready report (see :data:`SCHEMA`)."""
     t_start = time.time()
-    dataset = ensure_dataset(w, cache)
+    sc = scenario_of(w)
+    dataset = sc.ensure(w, cache)
     chosen = select(w, against)
     skipped, runnable = [], []
     for s in chosen:
@@ -358,33 +368,45 @@ def run_bench(
         }
         for s, why in skipped
     ]
-    _ratios(rows)
+    _ratios(rows, throughput_key(sc), sc.reference)
     return {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "duration_s": time.time() - t_start,
         "machine": machine_info(),
+        "scenario": sc.name,
+        "unit": sc.unit,
+        "reference": sc.reference,
         "workload": {
             **w.to_dict(),
             "threads": w.threads(),
             "dataset": str(dataset),
-            "images_per_epoch": w.images_per_epoch,
-            "output_bytes_per_image": w.out_bytes_per_image,
+            f"{sc.unit}_per_epoch": w.batches_per_epoch * sc.units_per_batch(w),
+            "output_bytes_per_batch": sc.out_bytes_per_batch(w),
+            **(
+                {"output_bytes_per_image": w.out_bytes_per_image}
+                if sc.name == "images"
+                else {"batches_per_epoch": w.batches_per_epoch}
+            ),
         },
         "repeats": repeats,
         "results": rows,
     }
 
 
-def _ratios(rows: list[dict[str, Any]]) -> None:
+def _ratios(rows: list[dict[str, Any]], key: str, reference: str | None) -> None:
+    """Throughput ratios to zerofeed, to the fastest floor, and to the ``reference`` row."""
     ok = {r["name"]: r for r in rows if r.get("status") == "ok"}
     zf = ok.get("zerofeed")
+    ref = ok.get(reference) if reference else None
     floors = [r for r in ok.values() if r["group"] == "floor"]
-    floor = max((r["images_per_s"]["median"] for r in floors), default=None)
+    floor = max((r[key]["median"] for r in floors), default=None)
     for r in ok.values():
-        med = r["images_per_s"]["median"]
-        r["ratio_to_zerofeed"] = med / zf["images_per_s"]["median"] if zf else None
+        med = r[key]["median"]
+        r["ratio_to_zerofeed"] = med / zf[key]["median"] if zf else None
         r["ratio_to_floor"] = med / floor if floor else None
+        if reference:
+            r["ratio_to_reference"] = med / ref[key]["median"] if ref else None
 
 
 def _zerofeed_missing() -> str | None:
