@@ -127,6 +127,7 @@ def build_dali(root: Path, w: PhotosWorkload, threads: int) -> Impl:
     (val), then ``fn.crop_mirror_normalize`` to CHW float32.
     """
     from nvidia.dali import fn, pipeline_def, types
+    from nvidia.dali import math as dmath
 
     paths, labels, _ = list_files(root)
     train = w.recipe == "train"
@@ -145,13 +146,25 @@ def build_dali(root: Path, w: PhotosWorkload, threads: int) -> Impl:
             )  # fmt: skip
             x = fn.resize(x, resize_x=w.crop, resize_y=w.crop, antialias=True)
             mirror = fn.random.coin_flip(probability=0.5)
-            crop: Any = None
         else:
+            # torchvision's sizes (the longer side truncated, the crop offset rounded), which
+            # DALI's resize_shorter and crop_pos round otherwise
+            hw = fn.cast(fn.peek_image_shape(jpegs), dtype=types.FLOAT)
+            h, wd = hw[0], hw[1]
+            short = dmath.min(h, wd)
+            # floor, not DALI's float -> int cast (it rounds); + 1e-3 so 403 * 256 / 403 stays 256
+            size = dmath.floor(fn.stack(h * w.resize / short, wd * w.resize / short) + 1e-3)
             x = fn.decoders.image(jpegs, device="cpu", output_type=types.RGB)
-            x = fn.resize(x, resize_shorter=w.resize, antialias=True)
-            mirror, crop = 0, (w.crop, w.crop)
+            x = fn.resize(x, size=size, antialias=True, subpixel_scale=False)
+            k = size - w.crop
+            m = dmath.floor(k / 2)  # Python's round(k / 2): halves go to the even side
+            off = m + (k - 2 * m) * (m - 2 * dmath.floor(m / 2))
+            shape = types.Constant(np.array([w.crop, w.crop], np.float32))
+            x = fn.slice(x, off, shape, axis_names="HW",
+                         normalized_anchor=False, normalized_shape=False)
+            mirror = 0
         x = fn.crop_mirror_normalize(
-            x, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std, mirror=mirror, crop=crop
+            x, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std, mirror=mirror
         )
         return x, y
 

@@ -45,7 +45,7 @@ RECIPES: tuple[str, ...] = ("train", "val")
 #: How far a validation batch may be from the oracle, in normalized units (1.0 is about
 #: 58 gray levels): decoders differ in IDCT rounding and chroma upsampling (a level or two
 #: per pixel), resamplers in their filter's support at the borders.
-VAL_TOLERANCE = {"mean_abs": 0.05, "max_abs": 1.5}
+VAL_TOLERANCE = {"mean_abs": 0.03, "max_abs": 0.75}
 
 
 def _photos() -> list[tuple[str, np.ndarray]]:
