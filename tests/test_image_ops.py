@@ -15,9 +15,9 @@ import math
 
 import numpy as np
 import pytest
+from conftest import require
 
 import zerofeed as zf
-from tests.conftest import require
 
 torch = require("torch")
 tv = require("torchvision")
@@ -25,7 +25,11 @@ skdata = require("skimage.data")
 from torchvision.transforms import InterpolationMode  # noqa: E402
 from torchvision.transforms.v2 import functional as F  # noqa: E402
 
-MODES = {"nearest": InterpolationMode.NEAREST, "bilinear": InterpolationMode.BILINEAR, "bicubic": InterpolationMode.BICUBIC}
+MODES = {
+    "nearest": InterpolationMode.NEAREST,
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+}
 
 
 def photos() -> np.ndarray:
@@ -136,13 +140,14 @@ def test_crop_boxes_follow_torchvision_rule():
         img = torch.zeros(1, height, width)
         theirs = np.array([ref_t.get_params(img, ref_t.scale, ref_t.ratio) for _ in range(n)], dtype=float)
         bound = 1.949 * math.sqrt(2 / n)
-        for stat in (
-            lambda b: b[:, 2] * b[:, 3] / (height * width),  # area fraction
-            lambda b: np.log(b[:, 3] / b[:, 2]),  # log aspect ratio
-            lambda b: (b[:, 0] + b[:, 2] / 2) / height,  # box centre row
-            lambda b: (b[:, 1] + b[:, 3] / 2) / width,  # box centre column
-        ):
-            x, y = np.sort(stat(ours)), np.sort(stat(theirs))
+        stats = (
+            lambda b, h, w: b[:, 2] * b[:, 3] / (h * w),  # area fraction
+            lambda b, h, w: np.log(b[:, 3] / b[:, 2]),  # log aspect ratio
+            lambda b, h, w: (b[:, 0] + b[:, 2] / 2) / h,  # box centre row
+            lambda b, h, w: (b[:, 1] + b[:, 3] / 2) / w,  # box centre column
+        )
+        for stat in stats:
+            x, y = np.sort(stat(ours, height, width)), np.sort(stat(theirs, height, width))
             grid = np.concatenate([x, y])
             d = np.abs(np.searchsorted(x, grid, "right") / n - np.searchsorted(y, grid, "right") / n).max()
             assert d < bound, (height, width, d, bound)
@@ -163,7 +168,9 @@ def test_color_jitter_matches_torchvision_per_factor():
     ):
         jitter = zf.ColorJitter(**kwargs)
         got = first(
-            zf.Loader({"image": imgs}, batch_size=2, workers=1, seed=3, ops={"image": [zf.CenterCrop(256), jitter]})
+            zf.Loader(
+                {"image": imgs}, batch_size=2, workers=1, seed=3, ops={"image": [zf.CenterCrop(256), jitter]}
+            )
         )
         for k in range(2):
             f = jitter.factors(seed=3, epoch=0, index=k, position=1)
@@ -177,12 +184,17 @@ def test_color_jitter_matches_torchvision_per_factor():
 
 def test_pad_matches_torchvision_and_cifar_recipe_is_exact():
     imgs = photos()[:, :32, :32].copy()
-    got = first(zf.Loader({"image": imgs}, batch_size=2, workers=1, ops={"image": [zf.Pad((1, 2, 3, 4), fill=7)]}))
+    got = first(
+        zf.Loader({"image": imgs}, batch_size=2, workers=1, ops={"image": [zf.Pad((1, 2, 3, 4), fill=7)]})
+    )
     for k in range(2):
         np.testing.assert_array_equal(got[k], hwc(F.pad(tensor(imgs[k]), [1, 2, 3, 4], fill=7)))
     # Pad(4) + RandomCrop(32) + flip: every output is a window of the padded, maybe mirrored image.
     loader = zf.Loader(
-        {"image": imgs}, batch_size=2, workers=1, ops={"image": [zf.Pad(4), zf.RandomCrop(32), zf.RandomFlip()]}
+        {"image": imgs},
+        batch_size=2,
+        workers=1,
+        ops={"image": [zf.Pad(4), zf.RandomCrop(32), zf.RandomFlip()]},
     )
     for epoch in range(3):
         loader.set_epoch(epoch)
@@ -192,18 +204,26 @@ def test_pad_matches_torchvision_and_cifar_recipe_is_exact():
             windows = [
                 win
                 for t in range(9)
-                for l in range(9)
-                for win in (padded[t : t + 32, l : l + 32], padded[t : t + 32, l : l + 32][:, ::-1])
+                for lf in range(9)
+                for win in (padded[t : t + 32, lf : lf + 32], padded[t : t + 32, lf : lf + 32][:, ::-1])
             ]
             assert any(np.array_equal(out[k], w) for w in windows)
 
 
 def test_train_recipe_is_deterministic_for_any_worker_count_and_resumes():
     imgs = np.concatenate([photos()] * 5)
-    ops = [zf.RandomResizedCrop(64), zf.RandomFlip(), zf.ColorJitter(0.2, 0.2, 0.2), zf.Normalize(0.5, 0.2), zf.ToCHW()]
+    ops = [
+        zf.RandomResizedCrop(64),
+        zf.RandomFlip(),
+        zf.ColorJitter(0.2, 0.2, 0.2),
+        zf.Normalize(0.5, 0.2),
+        zf.ToCHW(),
+    ]
 
     def run(workers: int) -> list[np.ndarray]:
-        loader = zf.Loader({"image": imgs}, batch_size=3, shuffle=True, seed=9, workers=workers, ops={"image": ops})
+        loader = zf.Loader(
+            {"image": imgs}, batch_size=3, shuffle=True, seed=9, workers=workers, ops={"image": ops}
+        )
         return [np.asarray(b["image"]).copy() for b in loader.numpy()]
 
     one, three = run(1), run(3)

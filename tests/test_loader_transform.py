@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import require
 
 import zerofeed as zf
-from tests.conftest import require
 
 
 def make(**kwargs):
@@ -22,13 +22,19 @@ def test_transform_result_is_what_the_adapters_yield():
     def mix(batch):
         seen.append({k: v.shape for k, v in batch.items()})
         assert all(isinstance(v, np.ndarray) for v in batch.values())
-        return {"x": batch["image"].astype(np.float32) / 255, "y": batch["label"] * 10, "n": len(batch["label"])}
+        return {
+            "x": batch["image"].astype(np.float32) / 255,
+            "y": batch["label"] * 10,
+            "n": len(batch["label"]),
+        }
 
     loader, images, labels = make(transform=mix)
     batches = list(loader.torch())
     assert [b["n"] for b in batches] == [4, 2]
     assert isinstance(batches[0]["x"], torch.Tensor) and batches[0]["x"].dtype == torch.float32
-    np.testing.assert_allclose(torch.cat([b["x"] for b in batches]).numpy(), images / np.float32(255), rtol=1e-6)
+    np.testing.assert_allclose(
+        torch.cat([b["x"] for b in batches]).numpy(), images / np.float32(255), rtol=1e-6
+    )
     np.testing.assert_array_equal(np.concatenate([b["y"].numpy() for b in batches]), labels * 10)
     assert seen == [{"image": (4, 4, 4, 3), "label": (4,)}, {"image": (2, 4, 4, 3), "label": (2,)}]
     # A tuple result, on the NumPy path, is a tuple of arrays.

@@ -23,6 +23,8 @@ from .errors import (
     ExportError,
     FileMissingError,
     FrameworkMissingError,
+    ImageDecodeError,
+    ImageSourceError,
     InternalError,
     LayoutError,
     MemoryBudgetError,
@@ -37,9 +39,22 @@ from .errors import (
 )
 from .explain import Explanation, explain
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .images import Images, TarShards, open_tar
 from .loader import Loader
 from .memory import aligned, copy_stats, empty
-from .ops import Cast, CenterCrop, ColorJitter, Normalize, Op, Pad, RandomCrop, RandomFlip, RandomResizedCrop, Resize, ToCHW
+from .ops import (
+    Cast,
+    CenterCrop,
+    ColorJitter,
+    Normalize,
+    Op,
+    Pad,
+    RandomCrop,
+    RandomFlip,
+    RandomResizedCrop,
+    Resize,
+    ToCHW,
+)
 from .sequences import TokenStream, Windows, open_tokens
 from .sources import open_npy
 from .views import View, view
@@ -60,6 +75,9 @@ __all__ = [
     "ExportError",
     "Explanation",
     "FrameworkMissingError",
+    "ImageDecodeError",
+    "ImageSourceError",
+    "Images",
     "InternalError",
     "LayoutError",
     "Loader",
@@ -78,6 +96,7 @@ __all__ = [
     "FileMissingError",
     "SourceIOError",
     "Shard",
+    "TarShards",
     "ToCHW",
     "TokenStream",
     "UnsupportedSourceError",
@@ -93,6 +112,7 @@ __all__ = [
     "empty",
     "explain",
     "open_npy",
+    "open_tar",
     "open_tokens",
     "pinned_empty",
     "to_jax",

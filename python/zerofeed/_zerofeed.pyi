@@ -23,8 +23,17 @@ __all__ = [
     "Normalize",
     "Cast",
     "ToCHW",
+    "Resize",
+    "RandomResizedCrop",
+    "ColorJitter",
+    "Pad",
     "_Epoch",
     "_Windows",
+    "_Images",
+    "_TarShards",
+    "_open_tar",
+    "_decode",
+    "_probe",
     "_panic_for_tests",
     "_register_errors",
     "_view_from_buffer",
@@ -96,7 +105,11 @@ class ToCHW(Op):
 @final
 class Resize(Op):
     def __new__(
-        cls, size: int | tuple[int, int] | Sequence[int], *, interpolation: str | None = None, antialias: bool = True
+        cls,
+        size: int | tuple[int, int] | Sequence[int],
+        *,
+        interpolation: str | None = None,
+        antialias: bool = True,
     ) -> Self: ...
 
 @final
@@ -119,7 +132,9 @@ class ColorJitter(Op):
     def __new__(
         cls, brightness: float | None = None, contrast: float | None = None, saturation: float | None = None
     ) -> Self: ...
-    def factors(self, *, seed: int, epoch: int, index: int, position: int = 0) -> tuple[float, float, float]: ...
+    def factors(
+        self, *, seed: int, epoch: int, index: int, position: int = 0
+    ) -> tuple[float, float, float]: ...
 
 @final
 class Pad(Op):
@@ -240,7 +255,7 @@ class _Pipeline:
         memory_budget: int | None,
         pin_device: int | None = None,
         normalize_on_device: bool = False,
-        windows: _Windows | None = None,
+        windows: _Windows | _Images | None = None,
         window_ops: Sequence[Iterable[Op]] | None = None,
     ) -> Self: ...
     @property
@@ -277,6 +292,74 @@ class _Windows:
     @property
     def stride(self) -> int: ...
     def window_start(self, seed: int, epoch: int, index: int) -> tuple[int, int] | None: ...
+
+# -- encoded images (images.rs) -----------------------------------------------------------------
+
+@final
+class _TarShards:
+    """Indexed, memory-mapped WebDataset shards (images.rs)."""
+
+    def __len__(self) -> int: ...
+    def paths(self) -> list[str]: ...
+    def names(self) -> list[str]: ...
+
+def _open_tar(paths: list[str]) -> _TarShards: ...
+def _decode(
+    data: bytes,
+    mode: str,
+    region: tuple[int, int, int, int] | None,
+    max_scale_denom: int,
+    max_pixels: int,
+) -> tuple[bytearray, int, int, int, int, int, int]: ...
+def _probe(data: bytes) -> tuple[int, int, str]: ...
+
+@final
+class _Images:
+    """Encoded JPEG/PNG images with optional labels (images.rs): a source for _Pipeline."""
+
+    @staticmethod
+    def folder(
+        path: str, by_class: bool, mode: str, on_error: str, max_pixels: int, fast_decode: bool
+    ) -> _Images: ...
+    @staticmethod
+    def files(
+        paths: list[str],
+        labels: list[int] | None,
+        mode: str,
+        on_error: str,
+        max_pixels: int,
+        fast_decode: bool,
+    ) -> _Images: ...
+    @staticmethod
+    def buffers(
+        buffers: list[bytes],
+        labels: list[int] | None,
+        mode: str,
+        on_error: str,
+        max_pixels: int,
+        fast_decode: bool,
+    ) -> _Images: ...
+    @staticmethod
+    def arrow(
+        owner: Any,
+        chunks: list[tuple[int, int, int, int, int, int, bool]],
+        labels: list[int] | None,
+        mode: str,
+        on_error: str,
+        max_pixels: int,
+        fast_decode: bool,
+    ) -> _Images: ...
+    @staticmethod
+    def tar(shards: _TarShards, mode: str, on_error: str, max_pixels: int, fast_decode: bool) -> _Images: ...
+    def __len__(self) -> int: ...
+    def decode(self, index: int) -> tuple[bytearray, int, int, int]: ...
+    def label(self, index: int) -> int | None: ...
+    @property
+    def has_labels(self) -> bool: ...
+    @property
+    def classes(self) -> list[str]: ...
+    def names(self) -> list[str]: ...
+    def field_specs(self) -> list[tuple[str, list[int], str]]: ...
 
 # -- CUDA (cuda.rs); every function but the first two raises DeviceError without a driver -----
 

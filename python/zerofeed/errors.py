@@ -82,6 +82,32 @@ class SourceIOError(ZerofeedError, OSError):
     """The operating system refused to open, read or map a file (permissions, limits)."""
 
 
+class ImageDecodeError(ZerofeedError, ValueError):
+    """Image bytes that do not decode: truncated or corrupt JPEG/PNG, an empty file, a file
+    that is not an image, an unsupported format (GIF, WebP, ...), or more pixels than
+    ``max_pixels``. ``file`` names the file, ``shard.tar:member`` or ``bytes[i]``.
+
+    Example:
+        >>> import zerofeed as zf
+        >>> try:
+        ...     zf.Images([b"GIF89a..."])[0]
+        ... except zf.ImageDecodeError as err:
+        ...     print(err.file, "|", err)
+        bytes[0] | bytes[0]: GIF is not supported: convert it to JPEG or PNG
+
+    """
+
+    file: str = ""
+
+
+class ImageSourceError(ZerofeedError, ValueError):
+    """An image source that cannot be built: a folder without images, labels of the wrong
+    length, a tar shard cut short or with a member outside the archive. ``file`` names the
+    folder, file or shard (empty when the fault is not in one)."""
+
+    file: str = ""
+
+
 class InternalError(ZerofeedError, RuntimeError):
     """A bug in zerofeed (a Rust panic caught at the boundary); please report the message."""
 
@@ -108,5 +134,7 @@ ALL_ERRORS: dict[str, type[ZerofeedError]] = {
         SourceIOError,
         InternalError,
         FrameworkMissingError,
+        ImageDecodeError,
+        ImageSourceError,
     )
 }

@@ -22,6 +22,7 @@ from . import cuda as _cuda
 from .distributed import Shard, agreed_state, check_state
 from .errors import DeviceError, PipelineError
 from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from .images import Images
 from .ops import Cast, Op
 from .sequences import Windows
 from .sources import open_npy
@@ -106,7 +107,10 @@ class Loader:
     to a ``.npy`` file (memory-mapped, so files larger than RAM work), or a dict of names
     to those (same length; batches are then dicts). ``ops`` is a list (single source) or a
     dict of lists per field; fields without ops are gathered as they are (labels).
-    ``source`` may also be a :class:`zerofeed.Windows` (token streams, time series), whose
+    ``source`` may also be :class:`zerofeed.Images` (JPEG/PNG files, tar shards or encoded
+    bytes: batches of ``"image"`` and ``"label"``, decoded in the workers; the image chain must
+    fix the size, e.g. ``[RandomResizedCrop(224), ...]``), or a :class:`zerofeed.Windows`
+    (token streams, time series), whose
     fields are ``"input"``/``"target"`` or one plain window. ``dtype`` casts every field
     last (``dtype="int64"`` widens uint16 tokens), as a final :class:`Cast` would.
 
@@ -158,7 +162,8 @@ class Loader:
             raise PipelineError(f"transform={transform!r} must be a function of one batch", "transform")
         if transform is not None and self._device_index is not None:
             raise PipelineError(
-                "transform= runs on host NumPy batches; with device='cuda' transform the tensors in your loop",
+                "transform= runs on host NumPy batches; with device='cuda' transform the tensors "
+                "in your loop",
                 "transform",
             )
         self._transform = transform
@@ -167,7 +172,8 @@ class Loader:
         for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
             if not isinstance(flag, bool):
                 raise PipelineError(f"{name}={flag!r} must be True or False", name)
-        windows = source if isinstance(source, Windows) else None
+        windows: Windows | Images | None = source if isinstance(source, (Windows, Images)) else None
+        self._classes: list[str] | None = source.classes if isinstance(source, Images) else None
         if windows is not None:
             names = list(windows.fields)
             self._single = names == [_SINGLE]
@@ -236,6 +242,13 @@ class Loader:
         self._names = [name for name, _, _ in self._pipeline.field_specs()]
 
     # -- configuration (read-only: the engine was built with these) -------------------
+    @property
+    def classes(self) -> list[str] | None:
+        """Class names in label order for a :class:`zerofeed.Images` folder source with
+        ``labels="folders"`` (else None).
+        """
+        return self._classes or None
+
     @property
     def batch_size(self) -> int:
         """Samples per batch."""
@@ -496,7 +509,8 @@ class Loader:
         # Their element_spec is the engine's; a transform could change every shape.
         if self._transform is not None:
             raise PipelineError(
-                f"{what} declares the engine's shapes, which transform= may change; iterate loader.tensorflow() instead",
+                f"{what} declares the engine's shapes, which transform= may change; "
+                "iterate loader.tensorflow() instead",
                 "transform",
             )
 
@@ -509,7 +523,7 @@ class Loader:
             return convert(views[0])
         return {name: convert(v) for name, v in zip(self._names, views, strict=True)}
 
-    def _transformed(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
+    def _transformed(self, views: tuple[View, ...], convert: Callable[[Any], Any]) -> Batch:
         """``transform`` on the NumPy batch, then each array it returns to the framework."""
         assert self._transform is not None
         arrays = [to_numpy(v) for v in views]

@@ -50,6 +50,10 @@ pub enum Kind {
     Io,
     /// A bug: a panic caught at the boundary.
     Internal,
+    /// Image bytes that do not decode (`.file` names them).
+    ImageDecode,
+    /// An image folder, file list or tar shard that cannot be a source (`.file` names it).
+    ImageSource,
 }
 
 impl Kind {
@@ -69,6 +73,8 @@ impl Kind {
             Kind::FileMissing => "FileMissingError",
             Kind::Io => "SourceIOError",
             Kind::Internal => "InternalError",
+            Kind::ImageDecode => "ImageDecodeError",
+            Kind::ImageSource => "ImageSourceError",
         }
     }
 
@@ -81,9 +87,12 @@ impl Kind {
             Kind::SourceChanged | Kind::Io => pyo3::exceptions::PyOSError::new_err(message),
             Kind::FileMissing => pyo3::exceptions::PyFileNotFoundError::new_err(message),
             Kind::Internal => pyo3::exceptions::PyRuntimeError::new_err(message),
-            Kind::Layout | Kind::Device | Kind::NpyFormat | Kind::Pipeline => {
-                PyValueError::new_err(message)
-            }
+            Kind::Layout
+            | Kind::Device
+            | Kind::NpyFormat
+            | Kind::Pipeline
+            | Kind::ImageDecode
+            | Kind::ImageSource => PyValueError::new_err(message),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `zerofeed._zerofeed`: PyO3 bindings of zerofeed-core.
 //!
 //! Only argument parsing, error mapping and GIL release live here; every decision is made
-//! in the core. Modules mirror the core's: `view`, `dlpack`, `import`, `source`, `ops`, `pipeline`, `windows`, `cuda`.
+//! in the core. Modules mirror the core's: `view`, `dlpack`, `import`, `source`, `ops`, `pipeline`, `windows`, `images`, `cuda`.
 
 use pyo3::prelude::*;
 
@@ -9,6 +9,7 @@ mod args;
 mod cuda;
 mod dlpack;
 mod errors;
+mod images;
 mod import;
 mod ops;
 mod pipeline;
@@ -33,6 +34,11 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ops::PyPad>()?;
     m.add_class::<pipeline::PyEpoch>()?;
     m.add_class::<windows::PyWindows>()?;
+    m.add_class::<images::PyImages>()?;
+    m.add_class::<images::PyTarShards>()?;
+    m.add_function(wrap_pyfunction!(images::_open_tar, m)?)?;
+    m.add_function(wrap_pyfunction!(images::_decode, m)?)?;
+    m.add_function(wrap_pyfunction!(images::_probe, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_register_errors, m)?)?;
     m.add_function(wrap_pyfunction!(errors::_panic_for_tests, m)?)?;
     m.add_function(wrap_pyfunction!(import::_view_from_buffer, m)?)?;

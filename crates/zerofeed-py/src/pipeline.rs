@@ -16,10 +16,25 @@ use zerofeed_core::sampler::Shard;
 use zerofeed_core::source::{field_label, ArraySource, Source};
 
 use crate::cuda::PyDeviceStage;
-use crate::errors::{guard, pipeline_error, raise, view_error, Kind};
+use crate::errors::{guard, raise, view_error, Kind};
+use crate::images::PyImages;
 use crate::ops::op_chain;
 use crate::view::PyView;
 use crate::windows::PyWindows;
+
+/// [`crate::errors::pipeline_error`], except that an image that does not decode is
+/// `zerofeed.ImageDecodeError` with `.file` naming it.
+fn pipeline_error(err: pipeline::PipelineError) -> PyErr {
+    if let pipeline::PipelineError::Decode { name, .. } = &err {
+        let file = name.clone();
+        let exc = raise(Kind::ImageDecode, err.argument(), err.to_string());
+        Python::attach(|py| {
+            let _ = exc.value(py).setattr("file", file);
+        });
+        return exc;
+    }
+    crate::errors::pipeline_error(err)
+}
 
 /// The engine behind `zerofeed.Loader`.
 #[pyclass(frozen, module = "zerofeed", name = "_Pipeline")]
@@ -74,8 +89,8 @@ fn parse_pin(pin: &Bound<'_, PyAny>) -> PyResult<Pin> {
 
 #[pymethods]
 impl PyPipeline {
-    /// `fields`: a list of `(name, View, [Op, ...])`; or, with `windows` (a `_Windows`),
-    /// empty, and `window_ops` one op list per window field.
+    /// `fields`: a list of `(name, View, [Op, ...])`; or, with `windows` (a `_Windows` or an
+    /// `_Images`), empty, and `window_ops` one op list per field of that source.
     #[new]
     #[pyo3(signature = (fields, *, batch_size, shuffle, seed, drop_last, workers, prefetch, pin, rank, world_size, memory_budget, pin_device = None, normalize_on_device = false, windows = None, window_ops = None))]
     #[allow(clippy::too_many_arguments)]
@@ -94,15 +109,31 @@ impl PyPipeline {
         memory_budget: Option<&Bound<'_, PyAny>>,
         pin_device: Option<i64>,
         normalize_on_device: bool,
-        windows: Option<PyRef<'_, PyWindows>>,
+        windows: Option<Bound<'_, PyAny>>,
         window_ops: Option<Vec<Bound<'_, PyAny>>>,
     ) -> PyResult<PyPipeline> {
         guard(|| {
             let mut chains = Vec::with_capacity(fields.len());
-            let source: Arc<dyn Source> = match windows {
-                Some(windows) if fields.is_empty() => {
+            let custom: Option<Arc<dyn Source>> = match &windows {
+                None => None,
+                Some(w) => Some(match w.cast::<PyWindows>() {
+                    Ok(windows) => windows.borrow().source(),
+                    Err(_) => w
+                        .cast::<PyImages>()
+                        .map_err(|_| {
+                            raise(
+                                Kind::Pipeline,
+                                "source",
+                                "windows must be a _Windows or _Images",
+                            )
+                        })?
+                        .borrow()
+                        .source(),
+                }),
+            };
+            let source: Arc<dyn Source> = match custom {
+                Some(source) if fields.is_empty() => {
                     let window_ops = window_ops.unwrap_or_default();
-                    let source = windows.source();
                     for (spec, ops) in source.fields().iter().zip(&window_ops) {
                         chains.push(op_chain(&spec.label(), ops)?);
                     }

@@ -247,14 +247,26 @@ fn run(
     if top >= bottom || left >= right {
         return Err(corrupt("the scaled image is smaller than the region"));
     }
-    let (mut x, mut w) = (left as ffi::JDIMENSION, (right - left) as ffi::JDIMENSION);
+    // Chroma upsampling treats a cropped window's edges as the image's, so the outermost
+    // column on a cut side differs from a full decode; ask for one column more on each side
+    // and drop those columns below, so what is returned equals a full decode's pixels.
+    let want_left = left.saturating_sub(1);
+    let want_right = (right + 1).min(out_w);
+    let (mut x, mut w) = (
+        want_left as ffi::JDIMENSION,
+        (want_right - want_left) as ffi::JDIMENSION,
+    );
     if w as usize != out_w {
         // SAFETY: after jpeg_start_decompress, before any scanline is read. Moves `x` left to
         // an iMCU boundary and widens `w` to cover the asked-for columns.
         unsafe { ffi::jpeg_crop_scanline(cinfo, &mut x, &mut w) };
+    } else {
+        x = 0;
     }
-    let width = cinfo.output_width as usize;
-    debug_assert_eq!(width, w as usize);
+    let window = cinfo.output_width as usize;
+    debug_assert_eq!(window, w as usize);
+    let cut_left = usize::from(x > 0);
+    let cut_right = usize::from((x as usize) + window < out_w);
     if top > 0 {
         // SAFETY: a started decompressor with `top` < output_height rows left.
         let skipped = unsafe { ffi::jpeg_skip_scanlines(cinfo, top as ffi::JDIMENSION) };
@@ -263,7 +275,7 @@ fn run(
         }
     }
     let height = bottom - top;
-    let row = width * components;
+    let row = window * components;
     let mut raw = vec![0u8; height * row];
     let mut done = 0;
     while done < height {
@@ -288,6 +300,15 @@ fn run(
         // SAFETY: every scanline has been read.
         unsafe { ffi::jpeg_finish_decompress(cinfo) };
     }
+    let width = window - cut_left - cut_right;
+    if width != window {
+        let keep = width * components;
+        for y in 0..height {
+            let from = y * row + cut_left * components;
+            raw.copy_within(from..from + keep, y * keep);
+        }
+        raw.truncate(height * keep);
+    }
     let channels = request.mode.channels();
     let pixels = if cmyk {
         cmyk_to(&raw, scan(bytes)?.adobe, request.mode)
@@ -304,7 +325,7 @@ fn run(
         width,
         channels,
         origin_top: top * d,
-        origin_left: x as usize * d,
+        origin_left: (x as usize + cut_left) * d,
         scale_denom: denom,
     })
 }

@@ -215,6 +215,12 @@ impl ImagePlan {
                     reason: "geometric ops (crops, flips, Resize, RandomResizedCrop, Pad) come before ColorJitter, Normalize, Cast and ToCHW".into(),
                 });
             }
+            if matches!(op, OpSpec::Resize { .. } | OpSpec::RandomResizedCrop { .. }) {
+                if resampled {
+                    return Err(one_resample(name()));
+                }
+                resampled = true;
+            }
             match op {
                 OpSpec::RandomCrop { height, width } | OpSpec::CenterCrop { height, width } => {
                     if let (Some(h), Some(w)) = (cur_h, cur_w) {
@@ -242,10 +248,6 @@ impl ImagePlan {
                     interpolation,
                     antialias,
                 } => {
-                    if resampled {
-                        return Err(one_resample(name()));
-                    }
-                    resampled = true;
                     (cur_h, cur_w) = match (size, cur_h, cur_w) {
                         (ResizeTo::Exact { height, width }, ..) => (Some(*height), Some(*width)),
                         (ResizeTo::Shorter(s), Some(h), Some(w)) => {
@@ -269,10 +271,6 @@ impl ImagePlan {
                     interpolation,
                     antialias,
                 } => {
-                    if resampled {
-                        return Err(one_resample(name()));
-                    }
-                    resampled = true;
                     (cur_h, cur_w) = (Some(*height), Some(*width));
                     steps.push(Step::Resample {
                         op: Resampler::Rrc {
@@ -747,3 +745,7 @@ fn first_image_op(ops: &[OpSpec]) -> String {
             |(i, o)| format!("ops[{i}] {o}"),
         )
 }
+
+#[cfg(test)]
+#[path = "image_tests.rs"]
+mod tests;

@@ -34,6 +34,7 @@ mod jitter;
 pub use jitter::{factors as jitter_factors, Factors};
 mod kernels;
 mod resample;
+pub use resample::{Interpolation, ResizeTo};
 mod run;
 mod simd;
 #[cfg(target_arch = "x86_64")]
@@ -134,52 +135,6 @@ pub enum OpSpec {
         /// The value written (0 to 255).
         fill: f64,
     },
-}
-
-/// The target of `Resize`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResizeTo {
-    /// The shorter side becomes this; the longer keeps the aspect ratio (truncated).
-    Shorter(usize),
-    /// Exactly this size.
-    Exact {
-        /// Output height.
-        height: usize,
-        /// Output width.
-        width: usize,
-    },
-}
-
-/// Resampling filters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Interpolation {
-    /// The pixel at `floor(i * in / out)`.
-    Nearest,
-    /// Triangle filter.
-    Bilinear,
-    /// Keys cubic filter.
-    Bicubic,
-}
-
-impl Interpolation {
-    /// The name users write: `"nearest"`, `"bilinear"`, `"bicubic"`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Interpolation::Nearest => "nearest",
-            Interpolation::Bilinear => "bilinear",
-            Interpolation::Bicubic => "bicubic",
-        }
-    }
-
-    /// Parses a name.
-    pub fn parse(name: &str) -> Option<Interpolation> {
-        match name {
-            "nearest" => Some(Interpolation::Nearest),
-            "bilinear" => Some(Interpolation::Bilinear),
-            "bicubic" => Some(Interpolation::Bicubic),
-            _ => None,
-        }
-    }
 }
 
 impl fmt::Display for OpSpec {

@@ -15,7 +15,51 @@
 //! Source pixels outside `[lo, hi)` (the box, or the decoded region) are never read: the
 //! filter is cut there and renormalized, as PIL does at image borders.
 
-use super::Interpolation;
+/// The target of `Resize`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResizeTo {
+    /// The shorter side becomes this; the longer keeps the aspect ratio (truncated).
+    Shorter(usize),
+    /// Exactly this size.
+    Exact {
+        /// Output height.
+        height: usize,
+        /// Output width.
+        width: usize,
+    },
+}
+
+/// Resampling filters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Interpolation {
+    /// The pixel at `floor(i * in / out)`.
+    Nearest,
+    /// Triangle filter.
+    Bilinear,
+    /// Keys cubic filter.
+    Bicubic,
+}
+
+impl Interpolation {
+    /// The name users write: `"nearest"`, `"bilinear"`, `"bicubic"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Nearest => "nearest",
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(name: &str) -> Option<Interpolation> {
+        match name {
+            "nearest" => Some(Interpolation::Nearest),
+            "bilinear" => Some(Interpolation::Bilinear),
+            "bicubic" => Some(Interpolation::Bicubic),
+            _ => None,
+        }
+    }
+}
 
 /// One axis' weights: output `i` is `sum_t weight[i * taps + t] * src[index[i * taps + t]]`.
 #[derive(Clone, Debug, Default)]
@@ -200,6 +244,8 @@ impl Taps {
 pub(crate) trait Pixel: Copy + Default + Send + Sync + 'static {
     fn to_f32(self) -> f32;
     fn from_f32(v: f32) -> Self;
+    /// `from_f32` then `to_f32`, in float arithmetic.
+    fn settle(v: f32) -> f32;
 }
 
 impl Pixel for u8 {
@@ -209,8 +255,11 @@ impl Pixel for u8 {
     }
     #[inline]
     fn from_f32(v: f32) -> u8 {
-        // Round half up and saturate, as torchvision's uint8 kernels do.
-        (v + 0.5).clamp(0.0, 255.0) as u8
+        round_u8(v) as u8
+    }
+    #[inline]
+    fn settle(v: f32) -> f32 {
+        round_u8(v)
     }
 }
 
@@ -233,11 +282,20 @@ pub(crate) struct Bufs<T> {
     line: Vec<T>,
 }
 
+/// `v` clamped to `[0, 255]` and rounded to the nearest integer (ties to even), in float
+/// arithmetic only so that loops over it vectorize: adding and removing 1.5 * 2^23 leaves
+/// no fraction bits in a float32 of this range.
+#[inline]
+fn round_u8(v: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0;
+    (v.clamp(0.0, 255.0) + MAGIC) - MAGIC
+}
+
 /// Rounds to the pixel type and back: the horizontal pass's output is uint8 in
 /// torchvision's and PIL's kernels; without it bicubic overshoot differs by up to 8 levels.
 #[inline]
 fn settle<T: Pixel>(v: f32) -> f32 {
-    T::from_f32(v).to_f32()
+    T::settle(v)
 }
 
 /// Horizontal pass of the source rows the vertical table reads, then the vertical pass of
@@ -250,22 +308,24 @@ pub(crate) fn resample<T: Pixel>(
     emit: impl FnMut(usize, &[T]),
 ) {
     match src.c {
-        1 => resample_lanes::<T, 1>(src, h, v, bufs, emit),
-        2 => resample_lanes::<T, 2>(src, h, v, bufs, emit),
+        1 => resample_lanes::<T, 1, 1>(src, h, v, bufs, emit),
+        2 => resample_lanes::<T, 2, 2>(src, h, v, bufs, emit),
         // Three channels ride in four lanes, so each tap is one 4-wide multiply-add.
-        3 | 4 => resample_lanes::<T, 4>(src, h, v, bufs, emit),
+        3 => resample_lanes::<T, 3, 4>(src, h, v, bufs, emit),
+        4 => resample_lanes::<T, 4, 4>(src, h, v, bufs, emit),
         _ => unreachable!("image plans have 1 to 4 channels (checked at compile)"),
     }
 }
 
-fn resample_lanes<T: Pixel, const L: usize>(
+/// `C` channels per pixel (a constant, so per-pixel loops unroll) computed in `L` lanes.
+fn resample_lanes<T: Pixel, const C: usize, const L: usize>(
     src: Img<'_, T>,
     h: &Taps,
     v: &Taps,
     bufs: &mut Bufs<T>,
     mut emit: impl FnMut(usize, &[T]),
 ) {
-    let c = src.c;
+    let c = C;
     let ow = h.start.len();
     let oh = v.start.len();
     let Bufs {
@@ -296,9 +356,9 @@ fn resample_lanes<T: Pixel, const L: usize>(
     rowf.resize((x1 - x0) * L, 0.0);
     for (y, out) in (y0..y1).zip(hbuf.chunks_exact_mut(width.max(1))) {
         let row = &src.data[y * src.row + x0 * c..][..(x1 - x0) * c];
-        for (f, px) in rowf.chunks_exact_mut(L).zip(row.chunks_exact(c)) {
-            for (d, s) in f.iter_mut().zip(px) {
-                *d = s.to_f32();
+        for (f, px) in rowf.chunks_exact_mut(L).zip(row.chunks_exact(C)) {
+            for k in 0..C {
+                f[k] = px[k].to_f32();
             }
         }
         for (x, o) in out.chunks_exact_mut(L).enumerate() {
@@ -330,9 +390,9 @@ fn resample_lanes<T: Pixel, const L: usize>(
                 *a += w * x;
             }
         }
-        for (px, a) in line.chunks_exact_mut(c).zip(acc.chunks_exact(L)) {
-            for (o, &x) in px.iter_mut().zip(a) {
-                *o = T::from_f32(x);
+        for (px, a) in line.chunks_exact_mut(C).zip(acc.chunks_exact(L)) {
+            for k in 0..C {
+                px[k] = T::from_f32(a[k]);
             }
         }
         emit(y, line);

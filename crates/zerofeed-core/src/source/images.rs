@@ -9,7 +9,7 @@
 use std::any::Any;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::filemap::FileMap;
 use super::sample::{FieldSpec, ImageOptions, Sample, SampleError, Source};
@@ -151,7 +151,7 @@ enum Storage {
         paths: Vec<PathBuf>,
         maps: Vec<OnceLock<Result<Mapped, String>>>,
     },
-    Tar(TarShards),
+    Tar(Arc<TarShards>),
     Blobs(Blobs),
 }
 
@@ -295,7 +295,7 @@ impl ImageSource {
 
     /// Indexed tar shards; labels from their `.cls` members when every sample has one.
     pub fn from_tar(
-        shards: TarShards,
+        shards: Arc<TarShards>,
         options: ImageOptions,
     ) -> Result<ImageSource, ImageSourceError> {
         let samples = shards.samples();
