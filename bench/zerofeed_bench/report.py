@@ -23,7 +23,7 @@ def _ratio(x: float | None) -> str:
 
 def _check(row: dict[str, Any]) -> str:
     c = row.get("check")
-    if row.get("group") == "floor":
+    if str(row.get("group")).startswith("floor"):
         return "n/a"
     if not c:
         return "-"

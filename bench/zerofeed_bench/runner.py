@@ -266,7 +266,8 @@ def select(w: Any, against: Sequence[str] | None) -> list[Spec]:
     """Return the specs to run: zerofeed, the floors, and the ``against`` groups (all if None)."""
     sc = scenario_of(w)
     groups = set(sc.groups if against is None else against)
-    return [s for s in sc.specs(w) if s.group in ("zerofeed", "floor") or s.group in groups]
+    always = ("zerofeed", "floor", "floor-fresh")
+    return [s for s in sc.specs(w) if s.group in always or s.group in groups]
 
 
 def throughput_key(sc: Scenario) -> str:

@@ -117,9 +117,10 @@ def format_seq_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"{header[1]}: median over every timed epoch of every round (min-max beside it); batch/s likewise.",
-        f"{header[4]} / vs floor: throughput ratios in this run (floor: the fastest plain copy of the",
-        "same bytes, widened to the output dtype, from the mapped file; 'reused' buffers are the honest",
-        "bound for a pooled loader like zerofeed's, 'fresh' ones what a loader pays when batches are kept).",
+        f"{header[4]} / vs floor: throughput ratios in this run. floor: a plain copy of the same bytes",
+        "from the mapped file, widened to the output dtype; 'vs floor' divides by the fastest floor into",
+        "buffers used in turn, the honest bound for a pooled loader (zerofeed's). floor-fresh-*: np.empty",
+        "per batch, which glibc serves with the block just freed (one cache-hot buffer): optimistic.",
         "first batch: from building the implementation to its first batch. RSS / PSS growth: peak of the",
         "process and its workers minus its own with the data mapped and resident (RSS counts a page of",
         "the file again for each new mapping of it; PSS shares it out).",
