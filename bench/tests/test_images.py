@@ -17,11 +17,30 @@ import pytest
 import zerofeed as zf
 from zerofeed_bench import imgreport
 from zerofeed_bench.imgbaselines import PHOTO_GROUPS, build_decode_floor, build_torchvision
-from zerofeed_bench.imgdata import PhotosWorkload, check_train, check_val, ensure_photos, list_files, val_oracle
+from zerofeed_bench.imgdata import (
+    PhotosWorkload,
+    check_train,
+    check_val,
+    ensure_photos,
+    list_files,
+    val_oracle,
+)
 from zerofeed_bench.test_support import installed
 
 MODULES = {"torchvision": "torchvision", "dali": "nvidia.dali", "tfdata": "tensorflow"}
-ARGS = ["--images", "48", "--batch", "8", "--epochs", "1", "--repeats", "1", "--workers", "2", "--no-progress"]
+ARGS = [
+    "--images",
+    "48",
+    "--batch",
+    "8",
+    "--epochs",
+    "1",
+    "--repeats",
+    "1",
+    "--workers",
+    "2",
+    "--no-progress",
+]
 
 
 def test_pinned_image_baselines_are_installed_in_ci():

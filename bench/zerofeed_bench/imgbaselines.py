@@ -82,12 +82,12 @@ def build_zerofeed(root: Path, w: PhotosWorkload, threads: int, fast_decode: boo
 
 
 def build_zerofeed_exact(root: Path, w: PhotosWorkload, threads: int) -> Impl:
-    """zerofeed with ``fast_decode=False``: full decode, then crop and resize."""
+    """Zerofeed with ``fast_decode=False``: full decode, then crop and resize."""
     return build_zerofeed(root, w, threads, fast_decode=False)
 
 
 def build_torchvision(root: Path, w: PhotosWorkload, threads: int) -> Impl:
-    """torchvision ``ImageFolder`` (PIL decode) + v2 transforms in a ``DataLoader``."""
+    """Torchvision ``ImageFolder`` (PIL decode) + v2 transforms in a ``DataLoader``."""
     import torch
     from torch.utils.data import DataLoader
     from torchvision.datasets import ImageFolder
@@ -160,8 +160,7 @@ def build_dali(root: Path, w: PhotosWorkload, threads: int) -> Impl:
             m = dmath.floor(k / 2)  # Python's round(k / 2): halves go to the even side
             off = m + (k - 2 * m) * (m - 2 * dmath.floor(m / 2))
             shape = types.Constant(np.array([w.crop, w.crop], np.float32))
-            x = fn.slice(x, off, shape, axis_names="HW",
-                         normalized_anchor=False, normalized_shape=False)
+            x = fn.slice(x, off, shape, axis_names="HW", normalized_anchor=False, normalized_shape=False)
             mirror = 0
         x = fn.crop_mirror_normalize(
             x, dtype=types.FLOAT, output_layout="CHW", mean=mean, std=std, mirror=mirror

@@ -222,7 +222,9 @@ def check_val(
     for b, (x, y) in enumerate(batches):
         x, y = np.asarray(x), np.asarray(y).astype(np.int64).reshape(-1)
         if x.shape != (batch, *want_x.shape[1:]) or x.dtype != np.float32:
-            problems.append(f"batch {b}: got {x.dtype}{x.shape}, expected float32{(batch, *want_x.shape[1:])}")
+            problems.append(
+                f"batch {b}: got {x.dtype}{x.shape}, expected float32{(batch, *want_x.shape[1:])}"
+            )
             continue
         lo = b * batch
         if not np.array_equal(y, want_y[lo : lo + batch]):
@@ -268,7 +270,7 @@ def check_train(
             continue
         if float(x.min()) < lo or float(x.max()) > hi:
             problems.append(f"batch {b}: values [{x.min():.2f}, {x.max():.2f}] outside [{lo:.2f}, {hi:.2f}]")
-        digests.update(s.tobytes()[:: 97] for s in x)
+        digests.update(s.tobytes()[::97] for s in x)
         seen += y.tolist()
     counts, want = np.bincount(seen, minlength=labels.max() + 1), np.bincount(labels)
     if len(counts) != len(want) or (counts > want).any():

@@ -18,7 +18,12 @@ from zerofeed.doctor import format_bytes
 from zerofeed_bench.report import _check, _layout, _machine_line, _not_ok, _ratio
 
 #: What zerofeed's train throughput must reach, as a multiple of the best row of a group.
-TARGETS: tuple[tuple[str, float], ...] = (("floor", 1.5), ("dali", 3.0), ("torchvision", 5.0), ("tfdata", 8.0))
+TARGETS: tuple[tuple[str, float], ...] = (
+    ("floor", 1.5),
+    ("dali", 3.0),
+    ("torchvision", 5.0),
+    ("tfdata", 8.0),
+)
 
 HEADER = (
     "implementation",
@@ -46,7 +51,7 @@ def combine(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """zerofeed's throughput against each of :data:`TARGETS` (the best row of a group).
+    """Zerofeed's throughput against each of :data:`TARGETS` (the best row of a group).
 
     Example:
         >>> targets({"results": []})
@@ -112,7 +117,8 @@ def format_photos(report: dict[str, Any]) -> str:
     met = targets(train) if train else []
     if met:
         said = [
-            f"zerofeed {t['ratio']:.2f}x {t['against']} (>= {t['target']:g}x: {'met' if t['met'] else 'NOT met'})"
+            f"zerofeed {t['ratio']:.2f}x {t['against']} (>= {t['target']:g}x: "
+            f"{'met' if t['met'] else 'NOT met'})"
             for t in met
         ]
         lines += ["train targets: " + ", ".join(said), ""]

@@ -1,6 +1,7 @@
 """The benchmarks the runner knows: ``images`` (the reference workload, decoded arrays),
-``tokens``, ``series`` and ``photos`` (``zerofeed bench images``: encoded JPEG files). A :class:`Scenario` says how to make and load its data, which rows it has,
-how to check a row's output against the oracle, and what its throughput unit is.
+``tokens``, ``series`` and ``photos`` (``zerofeed bench images``: encoded JPEG files). A
+:class:`Scenario` says how to make and load its data, which rows it has, how to check a row's
+output against the oracle, and what its throughput unit is.
 
 Example:
     >>> SCENARIOS["tokens"].unit, SCENARIOS["tokens"].reference
