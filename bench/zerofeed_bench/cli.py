@@ -146,29 +146,14 @@ def _add_photos_parser(bsub: Any) -> None:
         ("--images", 1, 1000, "JPEGs in the built-in folder (default 1000)"),
         ("--batch", 1, None, "default 256, or a quarter of --images when that is smaller"),
         ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),
-        ("--repeats", 1, 3, "rounds; each runs every implementation once, order rotated (default 3)"),
-        ("--workers", 0, 0, "threads/workers for zerofeed, DALI and tf.data (0 = usable cores)"),
-        ("--seed", 0, 0, "seed of the data and of every random choice (default 0)"),
-        ("--timeout", 1, 900, "seconds before one implementation's process is killed (default 900)"),
     )
-    for flag, smallest, default, text in ints:
-        sp.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
+    _add_run_flags(sp, ints, PHOTO_GROUPS)
     sp.add_argument(
         "--recipes",
         type=_choices_list(RECIPES, "recipe"),
         default=RECIPES,
         help=f"comma-separated from {','.join(RECIPES)} (default both)",
     )
-    sp.add_argument(
-        "--against",
-        type=_choices_list(PHOTO_GROUPS, "baseline"),
-        default=None,
-        help=f"baselines, comma-separated from {','.join(PHOTO_GROUPS)} (default: every installed one)",
-    )
-    sp.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
-    sp.add_argument("--plot", type=Path, metavar="PATH.png", help="bar charts (needs matplotlib)")
-    sp.add_argument("--cache-dir", type=Path, default=None, help="where the built-in JPEGs are cached")
-    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _photos(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
@@ -241,25 +226,33 @@ def _add_sequence_parsers(bsub: Any) -> None:
         ("--batch", 1, 256, "default 256"),
         ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
     )
+    for sp, ints, groups in ((tok, tok_ints, TOKEN_GROUPS), (ser, ser_ints, SERIES_GROUPS)):
+        _add_run_flags(sp, ints, groups)
+
+
+def _add_run_flags(sp: argparse.ArgumentParser, ints: Sequence[tuple[str, int, Any, str]],
+                   groups: Sequence[str]) -> None:  # fmt: skip
+    """A subcommand's own integer flags ``(flag, smallest, default, help)`` and the flags
+    every subcommand has (rounds, workers, seed, timeout, --against its groups, outputs).
+    """
     common = (
         ("--repeats", 1, 3, "rounds; each runs every implementation once, order rotated (default 3)"),
-        ("--workers", 0, 0, "threads/workers for zerofeed and tf.data (0 = usable cores)"),
+        ("--workers", 0, 0, "threads/workers for zerofeed and the threaded baselines (0 = usable cores)"),
         ("--seed", 0, 0, "seed of the data and of every random choice (default 0)"),
         ("--timeout", 1, 900, "seconds before one implementation's process is killed (default 900)"),
     )
-    for sp, ints, groups in ((tok, tok_ints, TOKEN_GROUPS), (ser, ser_ints, SERIES_GROUPS)):
-        for flag, smallest, default, text in (*ints, *common):
-            sp.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
-        sp.add_argument(
-            "--against",
-            type=_choices_list(groups, "baseline"),
-            default=None,
-            help=f"baselines, comma-separated from {','.join(groups)} (default: every installed one)",
-        )
-        sp.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
-        sp.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
-        sp.add_argument("--cache-dir", type=Path, default=None, help="where the built-in data is cached")
-        sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, smallest, default, text in (*ints, *common):
+        sp.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
+    sp.add_argument(
+        "--against",
+        type=_choices_list(groups, "baseline"),
+        default=None,
+        help=f"baselines, comma-separated from {','.join(groups)} (default: every installed one)",
+    )
+    sp.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
+    sp.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
+    sp.add_argument("--cache-dir", type=Path, default=None, help="where the built-in data is cached")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _check_paths(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
