@@ -313,44 +313,27 @@ def _decode(
 ) -> tuple[bytearray, int, int, int, int, int, int]: ...
 def _probe(data: bytes) -> tuple[int, int, str]: ...
 
+_ImageSettings = tuple[str, str, int, bool]  # mode, on_error, max_pixels, fast_decode
+
 @final
 class _Images:
     """Encoded JPEG/PNG images with optional labels (images.rs): a source for _Pipeline."""
 
     @staticmethod
-    def folder(
-        path: str, by_class: bool, mode: str, on_error: str, max_pixels: int, fast_decode: bool
-    ) -> _Images: ...
+    def folder(path: str, by_class: bool, settings: _ImageSettings) -> _Images: ...
     @staticmethod
-    def files(
-        paths: list[str],
-        labels: list[int] | None,
-        mode: str,
-        on_error: str,
-        max_pixels: int,
-        fast_decode: bool,
-    ) -> _Images: ...
+    def files(paths: list[str], labels: list[int] | None, settings: _ImageSettings) -> _Images: ...
     @staticmethod
-    def buffers(
-        buffers: list[bytes],
-        labels: list[int] | None,
-        mode: str,
-        on_error: str,
-        max_pixels: int,
-        fast_decode: bool,
-    ) -> _Images: ...
+    def buffers(buffers: list[bytes], labels: list[int] | None, settings: _ImageSettings) -> _Images: ...
     @staticmethod
     def arrow(
         owner: Any,
         chunks: list[tuple[int, int, int, int, int, int, bool]],
         labels: list[int] | None,
-        mode: str,
-        on_error: str,
-        max_pixels: int,
-        fast_decode: bool,
+        settings: _ImageSettings,
     ) -> _Images: ...
     @staticmethod
-    def tar(shards: _TarShards, mode: str, on_error: str, max_pixels: int, fast_decode: bool) -> _Images: ...
+    def tar(shards: _TarShards, settings: _ImageSettings) -> _Images: ...
     def __len__(self) -> int: ...
     def decode(self, index: int) -> tuple[bytearray, int, int, int]: ...
     def label(self, index: int) -> int | None: ...

@@ -103,7 +103,8 @@ class ImageDecodeError(ZerofeedError, ValueError):
 class ImageSourceError(ZerofeedError, ValueError):
     """An image source that cannot be built: a folder without images, labels of the wrong
     length, a tar shard cut short or with a member outside the archive. ``file`` names the
-    folder, file or shard (empty when the fault is not in one)."""
+    folder, file or shard (empty when the fault is not in one).
+    """
 
     file: str = ""
 

@@ -55,12 +55,13 @@ def open_tar(paths: _PathLike | Sequence[_PathLike]) -> TarShards:
         >>> import io, os, tarfile, tempfile, zerofeed as zf
         >>> from PIL import Image
         >>> path = os.path.join(tempfile.mkdtemp(), "train-000000.tar")
+        >>> buf = io.BytesIO()
+        >>> Image.new("RGB", (4, 2)).save(buf, "PNG")
         >>> with tarfile.open(path, "w") as tar:
         ...     for key, label in (("000000", 3), ("000001", 5)):
-        ...         for ext, data in (("png", None), ("cls", str(label).encode())):
-        ...             if data is None:
-        ...                 buf = io.BytesIO(); Image.new("RGB", (4, 2)).save(buf, "PNG"); data = buf.getvalue()
-        ...             info = tarfile.TarInfo(f"{key}.{ext}"); info.size = len(data)
+        ...         for ext, data in (("png", buf.getvalue()), ("cls", str(label).encode())):
+        ...             info = tarfile.TarInfo(f"{key}.{ext}")
+        ...             info.size = len(data)
         ...             tar.addfile(info, io.BytesIO(data))
         >>> images = zf.Images(zf.open_tar(path))
         >>> len(images), images[1]["label"], images[1]["image"].shape
@@ -88,8 +89,12 @@ def _labels(labels: Any) -> list[int] | None:
 
 def _is_bytes_sequence(source: Any) -> bool:
     if isinstance(source, np.ndarray):
-        return source.dtype == object or source.dtype.kind == "S"
-    return isinstance(source, (list, tuple)) and len(source) > 0 and isinstance(source[0], (bytes, bytearray, memoryview))
+        return bool(source.dtype == object or source.dtype.kind == "S")
+    return (
+        isinstance(source, (list, tuple))
+        and len(source) > 0
+        and isinstance(source[0], (bytes, bytearray, memoryview))
+    )
 
 
 def _arrow_chunks(source: Any) -> tuple[Any, list[tuple[int, int, int, int, int, int, bool]]] | None:
@@ -97,7 +102,7 @@ def _arrow_chunks(source: Any) -> tuple[Any, list[tuple[int, int, int, int, int,
     module = type(source).__module__
     if not module.startswith("pyarrow"):
         return None
-    import pyarrow as pa
+    import pyarrow as pa  # type: ignore[import-untyped]  # no stubs; its objects are Any here
 
     if isinstance(source, pa.ChunkedArray):
         arrays = list(source.chunks)
@@ -110,10 +115,13 @@ def _arrow_chunks(source: Any) -> tuple[Any, list[tuple[int, int, int, int, int,
         large = pa.types.is_large_binary(arr.type)
         if not (large or pa.types.is_binary(arr.type)):
             raise UnsupportedSourceError(
-                f"a pyarrow array of {arr.type} cannot hold encoded images; use binary or large_binary", "source"
+                f"a pyarrow array of {arr.type} cannot hold encoded images; use binary or large_binary",
+                "source",
             )
         if arr.null_count:
-            raise ImageSourceError(f"the pyarrow array has {arr.null_count} null entries; drop them first", "source")
+            raise ImageSourceError(
+                f"the pyarrow array has {arr.null_count} null entries; drop them first", "source"
+            )
         _, offsets, data = arr.buffers()
         chunks.append(
             (
@@ -181,29 +189,34 @@ class Images:
         if isinstance(source, TarShards):
             if labels is not None:
                 raise PipelineError("labels come from the shards' .cls members; pass labels=None", "labels")
-            self._inner = _zerofeed._Images.tar(source._inner, *settings)
+            self._inner = _zerofeed._Images.tar(source._inner, settings)
         elif isinstance(source, (str, os.PathLike)):
             path = os.fspath(source)
             if labels not in (None, "folders"):
                 raise PipelineError(f'labels={labels!r} with a folder must be "folders" or None', "labels")
             if not os.path.isdir(path):
                 raise ImageSourceError(
-                    f"{path}: not a folder; pass a folder, a list of files, encoded bytes or zf.open_tar(...)",
+                    f"{path}: not a folder; pass a folder, a list of files, encoded bytes "
+                    "or zf.open_tar(...)",
                     "source",
                 )
-            self._inner = _zerofeed._Images.folder(path, labels == "folders", *settings)
+            self._inner = _zerofeed._Images.folder(path, labels == "folders", settings)
         elif (arrow := _arrow_chunks(source)) is not None:
-            self._inner = _zerofeed._Images.arrow(arrow[0], arrow[1], _labels(labels), *settings)
+            self._inner = _zerofeed._Images.arrow(arrow[0], arrow[1], _labels(labels), settings)
         elif _is_bytes_sequence(source):
             items = source.tolist() if isinstance(source, np.ndarray) else list(source)
-            bad = next((i for i, b in enumerate(items) if not isinstance(b, (bytes, bytearray, memoryview))), None)
+            bad = next(
+                (i for i, b in enumerate(items) if not isinstance(b, (bytes, bytearray, memoryview))), None
+            )
             if bad is not None:
-                raise UnsupportedSourceError(f"source[{bad}] is a {type(items[bad]).__name__}, not bytes", "source")
+                raise UnsupportedSourceError(
+                    f"source[{bad}] is a {type(items[bad]).__name__}, not bytes", "source"
+                )
             # bytes are immutable and read in place; mutable buffers are copied once
             items = [b if isinstance(b, bytes) else bytes(b) for b in items]
-            self._inner = _zerofeed._Images.buffers(items, _labels(labels), *settings)
+            self._inner = _zerofeed._Images.buffers(items, _labels(labels), settings)
         elif isinstance(source, (list, tuple)) and all(isinstance(p, (str, os.PathLike)) for p in source):
-            self._inner = _zerofeed._Images.files([os.fspath(p) for p in source], _labels(labels), *settings)
+            self._inner = _zerofeed._Images.files([os.fspath(p) for p in source], _labels(labels), settings)
         else:
             raise UnsupportedSourceError(
                 f"source={type(source).__name__} is not a folder, a list of files, encoded bytes, "

@@ -72,13 +72,11 @@ pub fn image_error(err: ImageError) -> PyErr {
     with_file(raise(Kind::ImageDecode, "source", err.to_string()), file)
 }
 
-fn options(
-    mode: &str,
-    on_error: &str,
-    max_pixels: u64,
-    fast_decode: bool,
-) -> PyResult<ImageOptions> {
-    let mode = match mode {
+/// `(mode, on_error, max_pixels, fast_decode)`, as `zerofeed.Images` passes them.
+type Settings = (String, String, u64, bool);
+
+fn options((mode, on_error, max_pixels, fast_decode): Settings) -> PyResult<ImageOptions> {
+    let mode = match mode.as_str() {
         "RGB" => ColorMode::Rgb,
         "L" => ColorMode::Gray,
         other => {
@@ -89,7 +87,7 @@ fn options(
             ))
         }
     };
-    let on_error = match on_error {
+    let on_error = match on_error.as_str() {
         "raise" => OnError::Raise,
         "skip" => OnError::Skip,
         other => {
@@ -180,7 +178,7 @@ pub fn _decode<'py>(
     u32,
 )> {
     guard(|| {
-        let mode = options(mode, "raise", max_pixels, true)?.mode;
+        let mode = options((mode.to_owned(), "raise".to_owned(), max_pixels, true))?.mode;
         let request = DecodeRequest {
             mode,
             region: region.map(|(top, left, height, width)| Region {
@@ -251,52 +249,43 @@ fn built(source: Result<ImageSource, ImageSourceError>) -> PyResult<PyImages> {
 impl PyImages {
     /// Every image under `path`; `by_class`: the ImageFolder layout.
     #[staticmethod]
-    #[pyo3(signature = (path, by_class, mode, on_error, max_pixels, fast_decode))]
+    #[pyo3(signature = (path, by_class, settings))]
     fn folder(
         py: Python<'_>,
         path: PathBuf,
         by_class: bool,
-        mode: &str,
-        on_error: &str,
-        max_pixels: u64,
-        fast_decode: bool,
+        settings: Settings,
     ) -> PyResult<PyImages> {
         guard(|| {
-            let options = options(mode, on_error, max_pixels, fast_decode)?;
+            let options = options(settings)?;
             built(py.detach(|| ImageSource::from_folder(&path, by_class, options)))
         })
     }
 
     /// These files, in order.
     #[staticmethod]
-    #[pyo3(signature = (paths, labels, mode, on_error, max_pixels, fast_decode))]
+    #[pyo3(signature = (paths, labels, settings))]
     fn files(
         paths: Vec<PathBuf>,
         labels: Option<Vec<i64>>,
-        mode: &str,
-        on_error: &str,
-        max_pixels: u64,
-        fast_decode: bool,
+        settings: Settings,
     ) -> PyResult<PyImages> {
         guard(|| {
-            let options = options(mode, on_error, max_pixels, fast_decode)?;
+            let options = options(settings)?;
             built(ImageSource::from_files(paths, labels, options))
         })
     }
 
     /// `bytes` objects, read in place (they are immutable and kept alive by the source).
     #[staticmethod]
-    #[pyo3(signature = (buffers, labels, mode, on_error, max_pixels, fast_decode))]
+    #[pyo3(signature = (buffers, labels, settings))]
     fn buffers(
         buffers: Vec<Bound<'_, PyBytes>>,
         labels: Option<Vec<i64>>,
-        mode: &str,
-        on_error: &str,
-        max_pixels: u64,
-        fast_decode: bool,
+        settings: Settings,
     ) -> PyResult<PyImages> {
         guard(|| {
-            let options = options(mode, on_error, max_pixels, fast_decode)?;
+            let options = options(settings)?;
             let spans = buffers
                 .iter()
                 .map(|b| {
@@ -316,19 +305,16 @@ impl PyImages {
     /// `(offsets_address, offsets_bytes, data_address, data_bytes, offset, length, large)`;
     /// `owner` (the pyarrow array) keeps the buffers alive.
     #[staticmethod]
-    #[pyo3(signature = (owner, chunks, labels, mode, on_error, max_pixels, fast_decode))]
+    #[pyo3(signature = (owner, chunks, labels, settings))]
     #[allow(clippy::too_many_arguments, clippy::type_complexity)]
     fn arrow(
         owner: Bound<'_, PyAny>,
         chunks: Vec<(usize, usize, usize, usize, usize, usize, bool)>,
         labels: Option<Vec<i64>>,
-        mode: &str,
-        on_error: &str,
-        max_pixels: u64,
-        fast_decode: bool,
+        settings: Settings,
     ) -> PyResult<PyImages> {
         guard(|| {
-            let options = options(mode, on_error, max_pixels, fast_decode)?;
+            let options = options(settings)?;
             let mut spans = Vec::new();
             for (offsets_at, offsets_len, data_at, data_len, offset, length, large) in chunks {
                 let width = if large { 8 } else { 4 };
@@ -377,16 +363,10 @@ impl PyImages {
 
     /// The samples of indexed tar shards.
     #[staticmethod]
-    #[pyo3(signature = (shards, mode, on_error, max_pixels, fast_decode))]
-    fn tar(
-        shards: PyRef<'_, PyTarShards>,
-        mode: &str,
-        on_error: &str,
-        max_pixels: u64,
-        fast_decode: bool,
-    ) -> PyResult<PyImages> {
+    #[pyo3(signature = (shards, settings))]
+    fn tar(shards: PyRef<'_, PyTarShards>, settings: Settings) -> PyResult<PyImages> {
         guard(|| {
-            let options = options(mode, on_error, max_pixels, fast_decode)?;
+            let options = options(settings)?;
             built(ImageSource::from_tar(shards.inner.clone(), options))
         })
     }
@@ -447,17 +427,7 @@ impl PyImages {
 
     /// `[(name, sample_shape, dtype)]` of the fields (shape `[]` for the variable image).
     fn field_specs(&self) -> Vec<(String, Vec<usize>, &'static str)> {
-        self.inner
-            .fields()
-            .iter()
-            .map(|f| {
-                (
-                    f.name.clone(),
-                    f.shape.clone().unwrap_or_default(),
-                    f.dtype.name(),
-                )
-            })
-            .collect()
+        crate::source::field_specs(self.inner.fields())
     }
 
     fn __repr__(&self) -> String {

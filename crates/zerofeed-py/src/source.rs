@@ -58,3 +58,20 @@ pub fn _view_of_file(
             .map_err(|e| view_error("obj", e))
     })
 }
+
+/// `[(name, sample_shape, dtype)]` of a source's fields (shape `[]` where it varies), as
+/// the Python front reads them.
+pub fn field_specs(
+    fields: &[zerofeed_core::source::FieldSpec],
+) -> Vec<(String, Vec<usize>, &'static str)> {
+    fields
+        .iter()
+        .map(|f| {
+            (
+                f.name.clone(),
+                f.shape.clone().unwrap_or_default(),
+                f.dtype.name(),
+            )
+        })
+        .collect()
+}

@@ -95,17 +95,7 @@ impl PyWindows {
 
     /// `[(name, sample_shape, dtype)]` of the fields (name `""` for a plain window).
     fn field_specs(&self) -> Vec<(String, Vec<usize>, &'static str)> {
-        self.inner
-            .fields()
-            .iter()
-            .map(|f| {
-                (
-                    f.name.clone(),
-                    f.shape.clone().unwrap_or_default(),
-                    f.dtype.name(),
-                )
-            })
-            .collect()
+        crate::source::field_specs(self.inner.fields())
     }
 
     /// The distance between window starts.

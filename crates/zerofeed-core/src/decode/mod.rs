@@ -184,6 +184,12 @@ pub enum DecodeError {
         /// The limit.
         max_pixels: u64,
     },
+    /// The bytes could not be had at all (a file that vanished after the source was made).
+    #[error("cannot read it: {reason}")]
+    Unreadable {
+        /// What the operating system said.
+        reason: String,
+    },
     /// The request itself is invalid for this image.
     #[error("invalid decode request: {reason}")]
     BadRequest {

@@ -80,6 +80,30 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// The full-resolution pixels the output reads, `(top, left, height, width)`: the
+    /// source box narrowed to the footprint of the output window (a centre crop after a
+    /// resize reads only the middle), widened by the filter's reach so that a decoder that
+    /// returns just this region gives the same result as a whole image.
+    pub fn footprint(&self) -> (usize, usize, usize, usize) {
+        let (top, left, bh, bw) = self.source_box;
+        let axis = |start: usize, len: usize, resized: usize, window: i64, out: usize| {
+            let s = len as f64 / resized.max(1) as f64;
+            let support = match self.interp {
+                Interpolation::Bicubic => 2.0,
+                _ => 1.0,
+            };
+            let reach = support * s.max(1.0) + 1.0;
+            let a = window.clamp(0, resized as i64) as f64;
+            let b = (window + out as i64).clamp(0, resized as i64) as f64;
+            let lo = ((a * s - reach).floor().max(0.0) as usize).min(len);
+            let hi = ((b * s + reach).ceil().max(0.0) as usize).min(len);
+            (start + lo, hi.saturating_sub(lo).max(1))
+        };
+        let (y, h) = axis(top, bh, self.resized.0, self.window.0, self.out.0);
+        let (x, w) = axis(left, bw, self.resized.1, self.window.1, self.out.1);
+        (y, x, h, w)
+    }
+
     /// The largest DCT downscale (1, 2, 4 or 8) a decoder may apply to the box without
     /// going below the resized size: the largest power of two `<= min(box / resized)`.
     pub fn max_scale_denom(&self) -> u32 {
@@ -116,6 +140,8 @@ pub struct ImagePlan {
     tail: Plan,
     /// True when `tail` copies bytes unchanged, so rows go straight into the batch slot.
     tail_is_copy: bool,
+    /// `tail`'s C-contiguous input strides, kept so that no sample allocates them.
+    tail_strides: Vec<isize>,
 }
 
 /// A worker's reusable memory for [`ImagePlan::run`].
@@ -355,6 +381,7 @@ impl ImagePlan {
             .collect();
         let tail = Plan::compile(&tail_shape, DType::U8, &value_ops)?;
         let tail_is_copy = tail.stages.is_empty() && !tail.planar;
+        let tail_strides = tail.input_c_strides();
         Ok(ImagePlan {
             steps,
             jitter,
@@ -365,6 +392,7 @@ impl ImagePlan {
             out_w,
             tail,
             tail_is_copy,
+            tail_strides,
         })
     }
 
@@ -450,17 +478,8 @@ impl ImagePlan {
                 } => {
                     let (h, w) = if post { (wh, ww) } else { (bh, bw) };
                     fits(k, (ch, cw), (h, w))?;
-                    let (dy, dx) = if random {
-                        let r = rng(k);
-                        (
-                            r.below(0, (h - ch + 1) as u64) as usize,
-                            r.below(1, (w - cw + 1) as u64) as usize,
-                        )
-                    } else {
-                        ((h - ch) / 2, (w - cw) / 2)
-                    };
-                    // In a flipped view, view column dx is column width-1-dx of the unflipped one.
-                    let dx_src = if flipped { w - dx - cw } else { dx };
+                    let (dy, dx_src) =
+                        super::run::crop_offset(random.then(|| rng(k)), (h, w), (ch, cw), flipped);
                     if post {
                         y0 += dy as i64;
                         x0 += dx_src as i64;
@@ -565,13 +584,11 @@ impl ImagePlan {
         let c = self.channels;
         let d = f64::from(image.scale.max(1));
         let (top, left, bh, bw) = geom.source_box;
-        let covers = top >= image.origin_top
-            && left >= image.origin_left
-            && image.row_bytes >= image.width * c
+        // The image may cover less than the box (a region decode of the output window's
+        // footprint): source taps are clamped to the rows and columns it has.
+        let covers = image.row_bytes >= image.width * c
             && (image.height.saturating_sub(1)) * image.row_bytes + image.width * c
-                <= image.data.len()
-            && (top + bh - image.origin_top) as f64 <= image.height as f64 * d + d
-            && (left + bw - image.origin_left) as f64 <= image.width as f64 * d + d;
+                <= image.data.len();
         if !covers || image.height == 0 || image.width == 0 {
             return Err(OpsError::ImageRegion {
                 box_: geom.source_box,
@@ -602,14 +619,18 @@ impl ImagePlan {
                     out: usize,
                     first: i64,
                     count: usize,
-                    have: usize| Axis {
-            start: (start - origin) as f64 / d,
-            len: len as f64 / d,
-            out,
-            first: first.max(0) as usize,
-            count,
-            lo: (((start - origin) as f64 / d).floor() as usize).min(have - 1),
-            hi: ((((start + len - origin) as f64) / d).ceil() as usize).clamp(1, have),
+                    have: usize| {
+            let s0 = (start as f64 - origin as f64) / d;
+            let s1 = ((start + len) as f64 - origin as f64) / d;
+            Axis {
+                start: s0,
+                len: len as f64 / d,
+                out,
+                first: first.max(0) as usize,
+                count,
+                lo: (s0.floor().max(0.0) as usize).min(have - 1),
+                hi: (s1.ceil().max(1.0) as usize).min(have),
+            }
         };
         let first_col = if geom.flipped {
             x0 + (ow - kb) as i64
@@ -674,7 +695,8 @@ impl ImagePlan {
             jitter::apply(out, c, f);
         }
         if !direct {
-            self.tail.run_contiguous(img, key, dst)?;
+            self.tail
+                .run_checked(img, 0, &self.tail_strides, key, dst)?;
         }
         Ok(())
     }

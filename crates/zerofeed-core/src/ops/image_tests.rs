@@ -218,3 +218,61 @@ fn compile_rules() {
         Err(OpsError::CropTooLarge { .. })
     ));
 }
+
+#[test]
+fn the_footprint_alone_gives_the_same_output_as_the_whole_image() {
+    let (h, w) = (90, 120);
+    let img = smooth(h, w);
+    let chains = [
+        vec![
+            OpSpec::Resize {
+                size: ResizeTo::Shorter(40),
+                interpolation: Interpolation::Bicubic,
+                antialias: true,
+            },
+            OpSpec::RandomFlip { p: 0.5 },
+            OpSpec::CenterCrop {
+                height: 24,
+                width: 24,
+            },
+        ],
+        vec![
+            resize(60, 80),
+            OpSpec::RandomCrop {
+                height: 20,
+                width: 30,
+            },
+            OpSpec::RandomFlip { p: 0.5 },
+        ],
+    ];
+    let mut scratch = ImageScratch::default();
+    for ops in &chains {
+        let plan = ImagePlan::compile(None, 3, DType::U8, ops).unwrap();
+        for index in 0..8 {
+            let g = plan.geometry(h, w, key(index)).unwrap();
+            let (top, left, fh, fw) = g.footprint();
+            assert!(fh < h || fw < w, "{g:?}");
+            let region: Vec<u8> = (top..top + fh)
+                .flat_map(|y| img[(y * w + left) * 3..(y * w + left + fw) * 3].to_vec())
+                .collect();
+            let part = ImageRef {
+                data: &region,
+                height: fh,
+                width: fw,
+                row_bytes: fw * 3,
+                origin_top: top,
+                origin_left: left,
+                scale: 1,
+            };
+            let (mut a, mut b) = (
+                vec![0u8; plan.output_nbytes()],
+                vec![0u8; plan.output_nbytes()],
+            );
+            plan.run(full(&img, h, w), &g, key(index), &mut a, &mut scratch)
+                .unwrap();
+            plan.run(part, &g, key(index), &mut b, &mut scratch)
+                .unwrap();
+            assert_eq!(a, b, "{ops:?} sample {index}");
+        }
+    }
+}

@@ -5,6 +5,26 @@ use super::simd::{prefetch, store_fence, FastAffine, PREFETCH_ROWS};
 use super::{OpsError, Plan, SampleKey, Spatial, Stage, Window};
 use crate::sampler::{domain, CounterRng};
 
+/// Where a `ch x cw` crop of an `h x w` view starts: uniform over every position where it
+/// fits (draw 0 the row, draw 1 the column) when `rng` is given, else centred (floored).
+/// The column is in unflipped coordinates: in a flipped view, view column `dx` is column
+/// `w - 1 - dx`, so the window's unflipped span ends where the view's starts.
+pub(super) fn crop_offset(
+    rng: Option<CounterRng>,
+    (h, w): (usize, usize),
+    (ch, cw): (usize, usize),
+    flipped: bool,
+) -> (usize, usize) {
+    let (dy, dx) = match rng {
+        Some(r) => (
+            r.below(0, (h - ch + 1) as u64) as usize,
+            r.below(1, (w - cw + 1) as u64) as usize,
+        ),
+        None => ((h - ch) / 2, (w - cw) / 2),
+    };
+    (dy, if flipped { w - dx - cw } else { dx })
+}
+
 /// Which coefficient run a row segment uses.
 #[derive(Clone, Copy)]
 enum Segment {
@@ -30,21 +50,14 @@ impl Plan {
                     width: cw,
                     op_index,
                 } => {
-                    let (dy, dx) = if random {
-                        let r = rng(op_index);
-                        // Draw 0 picks the row, draw 1 the column; both uniform over
-                        // every position where the window fits.
-                        (
-                            r.below(0, (height - ch + 1) as u64) as usize,
-                            r.below(1, (width - cw + 1) as u64) as usize,
-                        )
-                    } else {
-                        ((height - ch) / 2, (width - cw) / 2)
-                    };
+                    let (dy, dx) = crop_offset(
+                        random.then(|| rng(op_index)),
+                        (height, width),
+                        (ch, cw),
+                        flipped,
+                    );
                     top += dy;
-                    // In a flipped view, view column dx is source column left+width-1-dx,
-                    // so the new window's source span ends where the view's starts.
-                    left += if flipped { width - dx - cw } else { dx };
+                    left += dx;
                     (height, width) = (ch, cw);
                 }
                 Spatial::Flip { p, op_index } => {

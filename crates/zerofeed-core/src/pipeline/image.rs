@@ -54,8 +54,9 @@ impl Failure {
 }
 
 /// Decodes one encoded sample and runs `plan` on it. The geometry is resolved on the
-/// header's size first, so the decoder is asked only for the source box (JPEG skips the
-/// MCU rows and columns outside it) at the largest DCT downscale that stays at or above
+/// header's size first, so the decoder is asked only for what the output reads (the source
+/// box, narrowed to the output window's footprint: JPEG skips the MCU rows and columns
+/// outside it) at the largest DCT downscale that stays at or above
 /// the resized size; `fast_decode=False` asks for every full-resolution pixel.
 pub(super) fn run_encoded(
     plan: &ImagePlan,
@@ -67,7 +68,7 @@ pub(super) fn run_encoded(
 ) -> Result<(), Failure> {
     let info = probe(bytes)?;
     let geometry = plan.geometry(info.height, info.width, key)?;
-    let (top, left, height, width) = geometry.source_box;
+    let (top, left, height, width) = geometry.footprint();
     let whole = (top, left, height, width) == (0, 0, info.height, info.width);
     let request = DecodeRequest {
         mode: options.mode,

@@ -178,8 +178,8 @@ fn is_image(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| e.eq_ignore_ascii_case(x)))
 }
 
-/// Image files under `dir`, recursively, in sorted path order (symlinks followed).
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImageSourceError> {
+/// The entries of `dir`, sorted.
+fn list(dir: &Path) -> Result<Vec<PathBuf>, ImageSourceError> {
     let io = |source| ImageSourceError::Io {
         path: dir.to_path_buf(),
         op: "list",
@@ -191,7 +191,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImageSourceError> {
         .collect::<Result<_, _>>()
         .map_err(io)?;
     entries.sort();
-    for path in entries {
+    Ok(entries)
+}
+
+/// Image files under `dir`, recursively, in sorted path order (symlinks followed).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ImageSourceError> {
+    for path in list(dir)? {
         if path.is_dir() {
             walk(&path, out)?;
         } else if is_image(&path) {
@@ -213,20 +218,7 @@ impl ImageSource {
         let mut labels = Vec::new();
         let mut classes = Vec::new();
         if by_class {
-            let io = |source| ImageSourceError::Io {
-                path: root.to_path_buf(),
-                op: "list",
-                source,
-            };
-            let mut dirs: Vec<PathBuf> = std::fs::read_dir(root)
-                .map_err(io)?
-                .map(|e| e.map(|e| e.path()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(io)?
-                .into_iter()
-                .filter(|p| p.is_dir())
-                .collect();
-            dirs.sort();
+            let dirs: Vec<PathBuf> = list(root)?.into_iter().filter(|p| p.is_dir()).collect();
             if dirs.is_empty() {
                 return Err(ImageSourceError::NoImages {
                     path: root.to_path_buf(),
@@ -274,6 +266,29 @@ impl ImageSource {
             return Err(ImageSourceError::Empty {
                 what: "the list of files",
             });
+        }
+        // One stat each: a missing or misspelt path fails here, naming it, not mid-epoch.
+        for path in &paths {
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_file() => {}
+                Ok(_) => {
+                    return Err(ImageSourceError::Io {
+                        path: path.clone(),
+                        op: "open",
+                        source: std::io::Error::new(
+                            std::io::ErrorKind::InvalidInput,
+                            "not a regular file",
+                        ),
+                    })
+                }
+                Err(source) => {
+                    return Err(ImageSourceError::Io {
+                        path: path.clone(),
+                        op: "open",
+                        source,
+                    })
+                }
+            }
         }
         let maps = paths.iter().map(|_| OnceLock::new()).collect();
         ImageSource::new(Storage::Files { paths, maps }, labels, options)
@@ -354,8 +369,8 @@ impl ImageSource {
                 });
                 let bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_ne_bytes()).collect();
                 Some(
-                    View::from_owned(bytes, &[len * 8], DType::U8, DLDevice::CPU, true)
-                        .expect("a byte view of a vector"),
+                    View::from_owned(bytes, &[len], DType::I64, DLDevice::CPU, true)
+                        .expect("an int64 view of a vector of len * 8 bytes"),
                 )
             }
             None => None,
@@ -411,8 +426,11 @@ impl ImageSource {
     pub fn decode_full(&self, index: usize) -> Result<Decoded, ImageError> {
         let bytes = self.encoded(index).map_err(|e| ImageError {
             name: self.sample_name(index),
-            source: DecodeError::BadRequest {
-                reason: e.to_string(),
+            source: DecodeError::Unreadable {
+                reason: match e {
+                    SampleError::Read { reason, .. } => reason,
+                    other => other.to_string(),
+                },
             },
         })?;
         let request = DecodeRequest {
@@ -512,5 +530,142 @@ impl Source for ImageSource {
             ""
         };
         format!("{} {kind}{labels}", self.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::ColorMode;
+    use crate::source::OnError;
+
+    fn options() -> ImageOptions {
+        ImageOptions {
+            mode: ColorMode::Rgb,
+            max_pixels: 1 << 20,
+            fast_decode: true,
+            on_error: OnError::Skip,
+        }
+    }
+
+    fn png(width: u32, height: u32, value: u8) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut enc = ::png::Encoder::new(&mut out, width, height);
+        enc.set_color(::png::ColorType::Grayscale);
+        let mut w = enc.write_header().unwrap();
+        w.write_image_data(&vec![value; (width * height) as usize])
+            .unwrap();
+        drop(w);
+        out
+    }
+
+    /// A ustar member header + data, padded to blocks, as tar(1) writes them.
+    fn member(name: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = vec![0u8; BLOCK_FOR_TESTS];
+        h[..name.len()].copy_from_slice(name.as_bytes());
+        h[100..108].copy_from_slice(b"0000644\0");
+        h[124..136].copy_from_slice(format!("{:011o}\0", data.len()).as_bytes());
+        h[156] = b'0';
+        h[257..263].copy_from_slice(b"ustar\0");
+        h[148..156].copy_from_slice(b"        ");
+        let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
+        h[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        h.extend_from_slice(data);
+        h.resize(h.len().div_ceil(BLOCK_FOR_TESTS) * BLOCK_FOR_TESTS, 0);
+        h
+    }
+
+    const BLOCK_FOR_TESTS: usize = 512;
+
+    #[test]
+    fn blobs_give_encoded_images_and_int64_labels() {
+        let source = ImageSource::from_blobs(
+            Blobs::from_vecs(vec![png(3, 2, 10), png(1, 1, 20)]),
+            Some(vec![7, -3]),
+            options(),
+        )
+        .unwrap();
+        assert_eq!(source.len(), 2);
+        assert_eq!(source.fields()[1].dtype, DType::I64);
+        let Sample::Encoded(bytes) = source.sample(1, 0).unwrap() else {
+            panic!("the image is encoded")
+        };
+        assert_eq!(crate::decode::probe(bytes).unwrap().width, 1);
+        let Sample::Strided(label) = source.sample(1, 1).unwrap() else {
+            panic!("the label is strided")
+        };
+        // SAFETY: a strided int64 scalar of a live source.
+        assert_eq!(unsafe { label.ptr().cast::<i64>().read_unaligned() }, -3);
+        assert_eq!(source.label(0), Some(7));
+        assert!(matches!(
+            source.sample(2, 0),
+            Err(SampleError::IndexOutOfRange { .. })
+        ));
+        assert!(matches!(
+            source.sample(0, 2),
+            Err(SampleError::NoSuchField { .. })
+        ));
+        assert_eq!(source.image_options(0), Some(options()));
+        assert_eq!(source.image_options(1), None);
+        assert_eq!(source.sample_name(1), "bytes[1]");
+        assert_eq!(source.decode_full(0).unwrap().pixels, vec![10; 18]);
+        let short = ImageSource::from_blobs(
+            Blobs::from_vecs(vec![png(1, 1, 0)]),
+            Some(vec![1, 2]),
+            options(),
+        );
+        assert!(matches!(
+            short,
+            Err(ImageSourceError::LabelsLength {
+                labels: 2,
+                images: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn tar_members_group_by_key() {
+        let dir = std::env::temp_dir().join(format!("zerofeed-tar-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut tar = Vec::new();
+        tar.extend(member("a/000.png", &png(2, 2, 1)));
+        tar.extend(member("a/000.cls", b"4\n"));
+        tar.extend(member("a/001.PNG", &png(1, 3, 2))); // extensions compare lowercased
+        tar.extend(member("a/001.cls", b"5"));
+        tar.extend([0u8; 1024]);
+        let path = dir.join("shard.tar");
+        std::fs::write(&path, &tar).unwrap();
+        let shards = TarShards::open(std::slice::from_ref(&path)).unwrap();
+        assert_eq!(shards.samples().len(), 2);
+        assert_eq!(shards.samples()[1].label, Some(5));
+        let source = ImageSource::from_tar(Arc::new(shards), options()).unwrap();
+        assert_eq!(source.label(0), Some(4));
+        assert!(source.sample_name(0).ends_with("shard.tar:a/000.png"));
+        assert_eq!(source.decode_full(1).unwrap().height, 3);
+        // WebDataset's key ends at the first dot: `b/002.seg.png` has extension `seg.png`,
+        // so sample b/002 has no image member.
+        let mut odd = member("b/002.seg.png", &png(1, 1, 0));
+        odd.extend([0u8; 1024]);
+        let odd_path = dir.join("odd.tar");
+        std::fs::write(&odd_path, &odd).unwrap();
+        assert!(matches!(
+            TarShards::open(&[odd_path]),
+            Err(TarError::BadSample { .. })
+        ));
+        let cut = dir.join("cut.tar");
+        std::fs::write(&cut, &tar[..700]).unwrap();
+        assert!(matches!(
+            TarShards::open(&[cut]),
+            Err(TarError::Truncated { .. })
+        ));
+        let mut evil = member("../x.png", &png(1, 1, 0));
+        evil.extend([0u8; 1024]);
+        let evil_path = dir.join("evil.tar");
+        std::fs::write(&evil_path, &evil).unwrap();
+        assert!(matches!(
+            TarShards::open(&[evil_path]),
+            Err(TarError::UnsafePath { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

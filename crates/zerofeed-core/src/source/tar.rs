@@ -32,8 +32,9 @@ pub enum TarError {
         #[source]
         source: std::io::Error,
     },
-    /// The shard ends inside a header or a member's data.
-    #[error("{}: the shard is cut short inside member {member:?} (it needs {needed} bytes, the file has {size}); the download or copy was incomplete", shard.display())]
+    /// The shard ends inside a header or a member's data, or before the end-of-archive
+    /// blocks that every tar writer adds.
+    #[error("{}: the shard is cut short inside or after member {member:?} (it needs {needed} bytes, the file has {size}); the download or copy was incomplete", shard.display())]
     Truncated {
         /// The shard.
         shard: PathBuf,
@@ -254,10 +255,13 @@ fn index(
         });
         Ok(())
     };
+    let mut ended = false;
+    let mut last: Option<String> = None;
     while at + BLOCK <= bytes.len() {
         let header = &bytes[at..at + BLOCK];
         if header.iter().all(|&b| b == 0) {
-            break; // end-of-archive marker
+            ended = true; // end-of-archive marker
+            break;
         }
         if !checksum_ok(header) {
             return Err(TarError::Corrupt {
@@ -295,6 +299,7 @@ fn index(
             })?;
         let data = &bytes[start..end];
         at = start + size.div_ceil(BLOCK) * BLOCK;
+        last = Some(name.clone());
         match header[156] {
             b'L' => {
                 long_name = Some(text(data));
@@ -342,10 +347,12 @@ fn index(
             _ => {}
         }
     }
-    if at < bytes.len() && at + BLOCK > bytes.len() && bytes[at..].iter().any(|&b| b != 0) {
+    if !ended {
+        // Cut inside a header, inside a member's padding, or exactly between members: tar
+        // writers end every archive with zero blocks, so their absence means bytes are lost.
         return Err(TarError::Truncated {
             shard: shard_err(),
-            member: "(header)".to_owned(),
+            member: last.unwrap_or_else(|| "(the first header)".to_owned()),
             needed: at + BLOCK,
             size: bytes.len(),
         });
