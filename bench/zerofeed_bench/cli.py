@@ -144,7 +144,7 @@ def _add_photos_parser(bsub: Any) -> None:
     )
     ints = (
         ("--images", 1, 1000, "JPEGs in the built-in folder (default 1000)"),
-        ("--batch", 1, None, "default 256, or a quarter of --images when that is smaller"),
+        ("--batch", 1, None, "default 256, or half of --images when that is smaller"),
         ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),
     )
     _add_run_flags(sp, ints, PHOTO_GROUPS)
@@ -163,7 +163,7 @@ def _photos(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     from zerofeed_bench.report import write_json
     from zerofeed_bench.runner import run_bench
 
-    batch = a.batch if a.batch is not None else min(256, max(1, a.images // 4))
+    batch = a.batch if a.batch is not None else min(256, max(1, a.images // 2))
     if batch > a.images:
         p.error(f"argument --batch: {batch} is more than --images {a.images}")
     _check_paths(a, p)
