@@ -282,13 +282,16 @@ pub(crate) struct Bufs<T> {
     line: Vec<T>,
 }
 
-/// `v` clamped to `[0, 255]` and rounded to the nearest integer (ties to even), in float
-/// arithmetic only so that loops over it vectorize: adding and removing 1.5 * 2^23 leaves
-/// no fraction bits in a float32 of this range.
+/// `v` clamped to `[0, 255]` and rounded half up (as torchvision's fixed-point uint8 kernels
+/// round), in float arithmetic only so that loops over it vectorize: adding and removing
+/// 1.5 * 2^23 rounds to the nearest integer, and stepping back where that went above
+/// `v + 0.5` makes it the floor of `v + 0.5`.
 #[inline]
 fn round_u8(v: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0;
-    (v.clamp(0.0, 255.0) + MAGIC) - MAGIC
+    let t = v.clamp(0.0, 255.0) + 0.5;
+    let r = (t + MAGIC) - MAGIC;
+    r - if r > t { 1.0 } else { 0.0 }
 }
 
 /// Rounds to the pixel type and back: the horizontal pass's output is uint8 in
