@@ -9,6 +9,7 @@ Example:
     $ zerofeed bench transfer --sizes 1,16,256
     $ zerofeed bench tokens --tokens 20000000 --json tokens.json
     $ zerofeed bench series --steps 1000000 --plot series.png
+    $ zerofeed bench images --images 1000 --json images.json
 
 """
 
@@ -118,12 +119,78 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the generated dataset is cached (default ~/.cache/zerofeed/bench)",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bsub = b.add_subparsers(dest="bench_command", metavar="{tokens,series,transfer}")
+    bsub = b.add_subparsers(dest="bench_command", metavar="{images,tokens,series,transfer}")
+    _add_photos_parser(bsub)
     _add_sequence_parsers(bsub)
     t = bsub.add_parser("transfer", help="host-to-device bandwidth by size (needs CUDA)")
     t.add_argument("--sizes", default=None, help="MiB, comma-separated (default 1,16,256,1024)")
     t.add_argument("--json", type=Path, metavar="PATH", dest="transfer_json")
     return b
+
+
+def _add_photos_parser(bsub: Any) -> None:
+    """``zerofeed bench images``: encoded JPEG files, train and validation recipes."""
+    from zerofeed_bench.imgbaselines import PHOTO_GROUPS
+    from zerofeed_bench.imgdata import RECIPES
+
+    sp = bsub.add_parser(
+        "images",
+        help="JPEG files to training batches: zerofeed vs torchvision, DALI CPU, tf.data, Pillow decode",
+        description="An ImageFolder of JPEGs cut from real sample photographs, read by the train "
+        "recipe (RandomResizedCrop 224 + flip + normalize) and the validation recipe (Resize 256 + "
+        "CenterCrop 224 + normalize), CHW float32: zerofeed (fast_decode on and off) against "
+        "torchvision ImageFolder + DataLoader, DALI on the CPU, tf.data and the floor (full Pillow "
+        "decode of the same files), each in its own process, checked first.",
+    )
+    ints = (
+        ("--images", 1, 1000, "JPEGs in the built-in folder (default 1000)"),
+        ("--batch", 1, None, "default 256, or half of --images when that is smaller"),
+        ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),
+    )
+    _add_run_flags(sp, ints, PHOTO_GROUPS)
+    sp.add_argument(
+        "--recipes",
+        type=_choices_list(RECIPES, "recipe"),
+        default=RECIPES,
+        help=f"comma-separated from {','.join(RECIPES)} (default both)",
+    )
+
+
+def _photos(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """Run each recipe of ``zerofeed bench images`` and report them together."""
+    from zerofeed_bench.imgdata import PhotosWorkload
+    from zerofeed_bench.imgreport import combine, format_photos, plot_photos
+    from zerofeed_bench.report import write_json
+    from zerofeed_bench.runner import run_bench
+
+    batch = a.batch if a.batch is not None else min(256, max(1, a.images // 2))
+    if batch > a.images:
+        p.error(f"argument --batch: {batch} is more than --images {a.images}")
+    _check_paths(a, p)
+    results = {}
+    for recipe in a.recipes:
+        w = PhotosWorkload(
+            images=a.images, batch=batch, recipe=recipe, epochs=a.epochs, workers=a.workers, seed=a.seed
+        )
+        results[recipe] = run_bench(
+            w,
+            against=a.against,
+            repeats=a.repeats,
+            timeout=a.timeout,
+            progress=not a.no_progress,
+            cache=a.cache_dir,
+            on_event=lambda msg, r=recipe: print(f"{r}: {msg}", file=sys.stderr),
+        )
+    report = combine(results)
+    print(format_photos(report))
+    if a.json:
+        write_json(report, a.json)
+        print(f"\nraw numbers: {a.json}")
+    if a.plot:
+        msg = plot_photos(report, a.plot)
+        print(msg if msg else f"plot: {a.plot}", file=sys.stderr if msg else sys.stdout)
+    rows = [r for res in results.values() for r in res["results"]]
+    return 1 if any(r["status"] == "failed" for r in rows) else 0
 
 
 def _add_sequence_parsers(bsub: Any) -> None:
@@ -159,25 +226,33 @@ def _add_sequence_parsers(bsub: Any) -> None:
         ("--batch", 1, 256, "default 256"),
         ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
     )
+    for sp, ints, groups in ((tok, tok_ints, TOKEN_GROUPS), (ser, ser_ints, SERIES_GROUPS)):
+        _add_run_flags(sp, ints, groups)
+
+
+def _add_run_flags(sp: argparse.ArgumentParser, ints: Sequence[tuple[str, int, Any, str]],
+                   groups: Sequence[str]) -> None:  # fmt: skip
+    """A subcommand's own integer flags ``(flag, smallest, default, help)`` and the flags
+    every subcommand has (rounds, workers, seed, timeout, --against its groups, outputs).
+    """
     common = (
         ("--repeats", 1, 3, "rounds; each runs every implementation once, order rotated (default 3)"),
-        ("--workers", 0, 0, "threads/workers for zerofeed and tf.data (0 = usable cores)"),
+        ("--workers", 0, 0, "threads/workers for zerofeed and the threaded baselines (0 = usable cores)"),
         ("--seed", 0, 0, "seed of the data and of every random choice (default 0)"),
         ("--timeout", 1, 900, "seconds before one implementation's process is killed (default 900)"),
     )
-    for sp, ints, groups in ((tok, tok_ints, TOKEN_GROUPS), (ser, ser_ints, SERIES_GROUPS)):
-        for flag, smallest, default, text in (*ints, *common):
-            sp.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
-        sp.add_argument(
-            "--against",
-            type=_choices_list(groups, "baseline"),
-            default=None,
-            help=f"baselines, comma-separated from {','.join(groups)} (default: every installed one)",
-        )
-        sp.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
-        sp.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
-        sp.add_argument("--cache-dir", type=Path, default=None, help="where the built-in data is cached")
-        sp.add_argument("--no-progress", action="store_true", help="no progress bar")
+    for flag, smallest, default, text in (*ints, *common):
+        sp.add_argument(flag, type=_int_at_least(smallest, flag), default=default, help=text)
+    sp.add_argument(
+        "--against",
+        type=_choices_list(groups, "baseline"),
+        default=None,
+        help=f"baselines, comma-separated from {','.join(groups)} (default: every installed one)",
+    )
+    sp.add_argument("--json", type=Path, metavar="PATH", help="write every raw number here")
+    sp.add_argument("--plot", type=Path, metavar="PATH.png", help="bar chart (needs matplotlib)")
+    sp.add_argument("--cache-dir", type=Path, default=None, help="where the built-in data is cached")
+    sp.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _check_paths(a: argparse.Namespace, p: argparse.ArgumentParser) -> None:
@@ -297,8 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.bench_command == "transfer":
         return _transfer(a)
-    if a.bench_command in ("tokens", "series"):
+    if a.bench_command in ("images", "tokens", "series"):
         sub = p._subparsers._group_actions[0].choices[a.bench_command]  # type: ignore[union-attr]
+        if a.bench_command == "images":
+            return _photos(a, sub)
         w = _sequence_workload(a, sub)
         _check_paths(a, sub)
         return _run_and_report(w, a)

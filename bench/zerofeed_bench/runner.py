@@ -337,7 +337,7 @@ def run_bench(
     for s in chosen:
         why = s.missing()
         if why is None and s.group == "zerofeed":
-            why = _zerofeed_missing()
+            why = _zerofeed_missing(sc.needs)
         (skipped if why else runnable).append((s, why))
     results: dict[str, list[dict[str, Any]]] = {s.name: [] for s, _ in runnable}
     failed: set[str] = set()
@@ -410,12 +410,13 @@ def _ratios(rows: list[dict[str, Any]], key: str, reference: str | None) -> None
             r["ratio_to_reference"] = med / ref[key]["median"] if ref else None
 
 
-def _zerofeed_missing() -> str | None:
+def _zerofeed_missing(needs: Sequence[str] = ("Loader",)) -> str | None:
     try:
         import zerofeed
 
-        if not hasattr(zerofeed, "Loader"):
-            return "zerofeed.Loader is not available in this build"
+        for name in needs:
+            if not hasattr(zerofeed, name):
+                return f"zerofeed.{name} is not available in this build"
     except ImportError as e:
         return f"zerofeed extension cannot be imported: {e}"
     return None

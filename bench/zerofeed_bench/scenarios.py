@@ -1,6 +1,7 @@
-"""The three benchmarks the runner knows: ``images`` (the reference workload), ``tokens``
-and ``series``. A :class:`Scenario` says how to make and load its data, which rows it has,
-how to check a row's output against the oracle, and what its throughput unit is.
+"""The benchmarks the runner knows: ``images`` (the reference workload, decoded arrays),
+``tokens``, ``series`` and ``photos`` (``zerofeed bench images``: encoded JPEG files). A
+:class:`Scenario` says how to make and load its data, which rows it has, how to check a row's
+output against the oracle, and what its throughput unit is.
 
 Example:
     >>> SCENARIOS["tokens"].unit, SCENARIOS["tokens"].reference
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from zerofeed_bench import baselines, seqbaselines, seqdata
+from zerofeed_bench import baselines, imgbaselines, imgdata, seqbaselines, seqdata
 from zerofeed_bench.baselines import Impl, Spec
 from zerofeed_bench.data import Workload, check_outputs, ensure_dataset, load_dataset, make_images
 
@@ -38,6 +39,7 @@ class Scenario:
     units_per_batch: Callable[[Any], int]
     out_bytes_per_batch: Callable[[Any], int]
     reference: str | None = None  # the row every throughput is also compared with
+    needs: tuple[str, ...] = ("Loader",)  # what the zerofeed rows need from the zerofeed module
 
     def epoch_batches(self, impl: Impl, w: Any) -> int:
         """Batches one epoch of ``impl`` gives (an implementation may say its own)."""
@@ -173,8 +175,53 @@ SERIES = Scenario(
     reference="keras",
 )
 
+# ----------------------------------------------------------------- encoded photographs
+
+
+def _photos_check(spec: Spec, w: imgdata.PhotosWorkload) -> dict[str, Any]:
+    import tempfile
+
+    cw = w.check_variant()
+    with tempfile.TemporaryDirectory(prefix="zf-bench-check-") as tmp:
+        root = imgdata.ensure_photos(cw, Path(tmp))
+        # The oracle (torch) first: importing torch after TensorFlow aborts in LLVM.
+        oracle = imgdata.val_oracle(root, cw) if cw.recipe == "val" else None
+        impl = spec.build(root, cw, spec.threads)
+        try:
+            pairs = [tuple(np.array(v, copy=True) for v in impl.to_numpy(b)) for b in impl.epoch(0)]
+        finally:
+            impl.close()
+        if oracle is not None:
+            return imgdata.check_val(oracle, pairs, cw.batch)  # type: ignore[arg-type]
+        labels = np.asarray(imgdata.list_files(root)[1])
+        return imgdata.check_train(labels, pairs, cw.batch, cw.crop)  # type: ignore[arg-type]
+
+
+def _photos_first(impl: Impl, batch: Any, w: imgdata.PhotosWorkload) -> str | None:
+    x, y = impl.to_numpy(batch)
+    expected = (w.batch, 3, w.crop, w.crop)
+    if tuple(x.shape) != expected or x.dtype != np.float32 or len(y) != w.batch:
+        return f"first batch is {x.dtype}{tuple(x.shape)} with {len(y)} labels, expected float32{expected}"
+    return None
+
+
+PHOTOS = Scenario(
+    name="photos",
+    workload=imgdata.PhotosWorkload,
+    specs=imgbaselines.photo_specs,
+    groups=imgbaselines.PHOTO_GROUPS,
+    ensure=imgdata.ensure_photos,
+    load=lambda path, w: (path, None),  # every implementation reads the files itself
+    check=_photos_check,
+    first_batch=_photos_first,
+    unit="images",
+    units_per_batch=lambda w: w.batch,
+    out_bytes_per_batch=lambda w: w.out_bytes_per_batch,
+    needs=("Loader", "Images"),
+)
+
 #: Every scenario by name (what the child process is told to run).
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (IMAGES, TOKENS, SERIES)}
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (IMAGES, TOKENS, SERIES, PHOTOS)}
 #: The scenario of a workload object.
 SCENARIOS_BY_TYPE: dict[type, Scenario] = {s.workload: s for s in SCENARIOS.values()}
 
