@@ -75,13 +75,41 @@ def test_normalize_every_dtype_and_layout(source_dtype, out_dtype, chw):
     if chw:
         ops.append(zf.ToCHW())
     out = all_batches(zf.Loader(data, batch_size=5, ops=ops))
-    expected = normalize_reference(data[:, 1:9, 0:8], MEAN, STD, 1 / 255)
+    # The default scale follows what Normalize reads: uint8 pixels are taken to [0, 1] first,
+    # float values are used as they are.
+    scale = 1 / 255 if source_dtype == np.uint8 else 1.0
+    expected = normalize_reference(data[:, 1:9, 0:8], MEAN, STD, scale)
     if chw:
         expected = expected.transpose(0, 3, 1, 2)
     assert out.dtype == (np.dtype(ml_dtypes.bfloat16) if out_dtype == "bfloat16" else np.dtype(out_dtype))
     assert out.shape == expected.shape
     tolerance = {"float32": 1e-5, "float64": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}[out_dtype]
     np.testing.assert_allclose(out.astype(np.float64), expected, rtol=tolerance, atol=tolerance)
+
+
+def test_normalize_default_scale_follows_the_values_it_reads():
+    """scale=None: 1/255 for uint8 values, 1 for anything else (a float series is never
+    divided by 255 unasked); an explicit scale is used as given."""
+    pixels = images(n=6)
+    floats = pixels.astype(np.float32)
+    mean, std = [0.5, 0.25, 0.75], [2.0, 4.0, 0.5]
+
+    def run(data, ops):
+        return all_batches(zf.Loader(data, batch_size=3, ops=ops)).astype(np.float64)
+
+    close = {"rtol": 1e-5, "atol": 1e-5}
+    np.testing.assert_allclose(
+        run(pixels, [zf.Normalize(mean, std)]), normalize_reference(pixels, mean, std, 1 / 255), **close
+    )
+    np.testing.assert_allclose(
+        run(floats, [zf.Normalize(mean, std)]), normalize_reference(floats, mean, std, 1.0), **close
+    )
+    # After a Cast, Normalize reads floats: no 1/255.
+    cast_first = run(pixels, [zf.Cast("float32"), zf.Normalize(mean, std)])
+    np.testing.assert_allclose(cast_first, normalize_reference(floats, mean, std, 1.0), **close)
+    explicit = run(floats, [zf.Normalize(mean, std, scale=1 / 255)])
+    np.testing.assert_allclose(explicit, normalize_reference(floats, mean, std, 1 / 255), **close)
+    assert "scale=None" in repr(zf.Normalize(mean, std))
 
 
 @pytest.mark.parametrize("target", ["float32", "int16", "uint8", "float16"])

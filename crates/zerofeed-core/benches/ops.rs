@@ -135,7 +135,7 @@ fn main() {
     let normalize = |dtype| OpSpec::Normalize {
         mean: vec![123.675, 116.28, 103.53],
         std: vec![58.395, 57.12, 57.375],
-        scale: 1.0,
+        scale: Some(1.0),
         dtype,
     };
     let crop = OpSpec::RandomCrop {

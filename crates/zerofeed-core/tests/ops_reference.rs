@@ -164,6 +164,9 @@ fn reference(plan: &Plan, s: &Sample, ops: &[OpSpec], key: SampleKey) -> Vec<f64
                         } => {
                             let m = if mean.len() == 1 { mean[0] } else { mean[k] };
                             let d = if std.len() == 1 { std[0] } else { std[k] };
+                            // Unset: 1/255 for uint8 values, 1 for every other type.
+                            let scale =
+                                scale.unwrap_or(if cur == DType::U8 { 1.0 / 255.0 } else { 1.0 });
                             v = astype((v * scale - m) / d, DType::F64, *dtype);
                             cur = *dtype;
                         }
@@ -226,7 +229,7 @@ fn normalize(dtype: DType, channels: usize) -> OpSpec {
     OpSpec::Normalize {
         mean: (0..channels).map(|k| 100.0 + 10.0 * k as f64).collect(),
         std: (0..channels).map(|k| 50.0 + 3.0 * k as f64).collect(),
-        scale: 1.5,
+        scale: Some(1.5),
         dtype,
     }
 }

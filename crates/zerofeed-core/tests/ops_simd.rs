@@ -29,7 +29,7 @@ fn normalize(c: usize, dtype: DType) -> OpSpec {
     OpSpec::Normalize {
         mean: (0..c).map(|k| 123.675 - 7.3 * k as f64).collect(),
         std: (0..c).map(|k| 58.395 + 1.7 * k as f64).collect(),
-        scale: 1.0 / 255.0,
+        scale: Some(1.0 / 255.0),
         dtype,
     }
 }
@@ -249,7 +249,7 @@ fn infinite_outputs_match() {
     let overflowing = OpSpec::Normalize {
         mean: vec![0.0, 1e300, -3.0],
         std: vec![1.0, 1e-300, 1.0],
-        scale: 1e300,
+        scale: Some(1e300),
         dtype: DType::F32,
     };
     assert!(Plan::compile(&[3, 37, 3], DType::U8, &[overflowing]).is_err());
@@ -262,7 +262,7 @@ fn infinite_outputs_match() {
                 OpSpec::Normalize {
                     mean: vec![0.0, 3e38, -3.0],
                     std: vec![1.0, 1.0, 1.0],
-                    scale: 3e38,
+                    scale: Some(3e38),
                     dtype,
                 },
             ];
@@ -364,7 +364,7 @@ fn rounding_ties_round_to_even() {
                 OpSpec::Normalize {
                     mean: vec![-offset],
                     std: vec![1.0],
-                    scale: 1.0,
+                    scale: Some(1.0),
                     dtype,
                 },
             ];

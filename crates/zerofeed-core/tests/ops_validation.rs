@@ -13,7 +13,7 @@ fn norm(mean: Vec<f64>, std: Vec<f64>, dtype: DType) -> OpSpec {
     OpSpec::Normalize {
         mean,
         std,
-        scale: 1.0,
+        scale: Some(1.0),
         dtype,
     }
 }

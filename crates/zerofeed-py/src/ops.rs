@@ -42,7 +42,10 @@ impl PyOp {
                 std,
                 scale,
                 dtype,
-            } => format!("Normalize(mean={mean:?}, std={std:?}, scale={scale}, dtype='{dtype}')"),
+            } => {
+                let scale = scale.map_or_else(|| "None".to_owned(), |s| s.to_string());
+                format!("Normalize(mean={mean:?}, std={std:?}, scale={scale}, dtype='{dtype}')")
+            }
             OpSpec::Cast { dtype } => format!("Cast('{dtype}')"),
             other => other.to_string(),
         }
@@ -279,8 +282,10 @@ impl PyRandomFlip {
 
 /// `(x * scale - mean[c]) / std[c]` per channel, written as a float `dtype`.
 ///
-/// `mean` and `std` take one value per channel (or one for all). The default
-/// `scale=1/255` takes uint8 pixels to [0, 1] first, as torchvision's `ToTensor` does.
+/// `mean` and `std` take one value per channel (or one for all). `scale=None` (the default)
+/// is 1/255 when Normalize reads uint8 values (pixels to [0, 1] first, as torchvision's
+/// `ToTensor` does) and 1 for every other input (float series or images are taken as they
+/// are); pass `scale=` to choose.
 /// `dtype` is float32, float16, bfloat16 or float64. NaN, infinite or zero `std`, and values
 /// whose coefficients overflow (e.g. `std=1e-320`) raise PipelineError here.
 ///
@@ -304,7 +309,7 @@ impl PyNormalize {
         let spec = OpSpec::Normalize {
             mean: per_channel("mean", mean)?,
             std: per_channel("std", std)?,
-            scale: scale.map_or(Ok(1.0 / 255.0), |s| real("scale", s))?,
+            scale: scale.map(|s| real("scale", s)).transpose()?,
             dtype: dtype.map_or(Ok(DType::F32), dtype_arg)?,
         };
         Ok(PyClassInitializer::from(PyOp::checked(spec)?).add_subclass(PyNormalize))

@@ -143,7 +143,8 @@ impl Plan {
                     scale,
                     dtype,
                 } => {
-                    let (a, b) = normalize_coefficients(&name(), mean, std, *scale, c, *dtype)?;
+                    let scale = scale.unwrap_or_else(|| super::default_normalize_scale(cur));
+                    let (a, b) = normalize_coefficients(&name(), mean, std, scale, c, *dtype)?;
                     if !dtype.is_float() {
                         return Err(OpsError::NormalizeDType {
                             op: name(),

@@ -80,8 +80,10 @@ pub enum OpSpec {
         mean: Vec<f64>,
         /// Per-channel standard deviations, finite and non-zero.
         std: Vec<f64>,
-        /// Applied to the raw value first, e.g. `1/255` for `uint8` pixels.
-        scale: f64,
+        /// Applied to the raw value first. `None` (the default) resolves from the values
+        /// Normalize reads ([`default_normalize_scale`]): `1/255` for `uint8` pixels, `1`
+        /// for everything else, so that a float series is never divided by 255 unasked.
+        scale: Option<f64>,
         /// float32, float16, bfloat16 or float64.
         dtype: DType,
     },
@@ -201,6 +203,17 @@ impl fmt::Display for OpSpec {
     }
 }
 
+/// The scale a `Normalize` without one applies to the values it reads: `1/255` takes
+/// `uint8` pixels to `[0, 1]` (torchvision's `ToTensor`); any other type is taken as already
+/// in its units (a float series, a float image), so nothing is divided by 255 unasked.
+pub fn default_normalize_scale(input: DType) -> f64 {
+    if input == DType::U8 {
+        1.0 / 255.0
+    } else {
+        1.0
+    }
+}
+
 /// An op whose own arguments are wrong, whatever the sample: names the argument.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[error("{op}: {reason}")]
@@ -281,17 +294,23 @@ impl OpSpec {
                     ));
                 }
                 let channels = mean.len().max(std.len());
-                compile::normalize_coefficients(self.name(), mean, std, *scale, channels, *dtype)
-                    .map_err(|err| {
-                    let argument = match &err {
-                        OpsError::ChannelMismatch { what, .. } => what,
-                        OpsError::NonFinite { what, .. } if what == "scale" => "scale",
-                        OpsError::NonFinite { .. } => "mean",
-                        _ => "std",
-                    };
-                    let text = err.to_string();
-                    let reason = text.strip_prefix("Normalize: ").unwrap_or(&text).to_owned();
-                    invalid(argument, reason)
+                // An unset scale is checked with both values it can resolve to.
+                let scales = scale.map_or([1.0 / 255.0, 1.0], |s| [s, s]);
+                scales.iter().try_for_each(|&scale| {
+                    compile::normalize_coefficients(self.name(), mean, std, scale, channels, *dtype)
+                        .map(|_| ())
+                        .map_err(|err| {
+                            let argument = match &err {
+                                OpsError::ChannelMismatch { what, .. } => what,
+                                OpsError::NonFinite { what, .. } if what == "scale" => "scale",
+                                OpsError::NonFinite { .. } => "mean",
+                                _ => "std",
+                            };
+                            let text = err.to_string();
+                            let reason =
+                                text.strip_prefix("Normalize: ").unwrap_or(&text).to_owned();
+                            invalid(argument, reason)
+                        })
                 })?;
             }
             OpSpec::Cast { .. } | OpSpec::ToCHW => {}

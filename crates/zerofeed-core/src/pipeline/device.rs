@@ -85,8 +85,10 @@ impl Pipeline {
                         field.output_shape(),
                     ));
                 }
+                // The device kernel reads uint8 (checked above).
+                let scale = scale.unwrap_or(crate::ops::default_normalize_scale(DType::U8));
                 let (a, b) =
-                    normalize_coefficients("Normalize", mean, std, *scale, channels, *dtype)
+                    normalize_coefficients("Normalize", mean, std, scale, channels, *dtype)
                         .map_err(|source| PipelineError::Ops { label, source })?;
                 Ok(FieldPlan::Normalize {
                     height,
@@ -155,7 +157,7 @@ mod tests {
         OpSpec::Normalize {
             mean: vec![0.5],
             std: vec![std],
-            scale: 1.0 / 255.0,
+            scale: Some(1.0 / 255.0),
             dtype: DType::F32,
         }
     }
