@@ -16,6 +16,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -118,6 +119,16 @@ def worker_threads() -> int:
                 count += comm.read().startswith("zerofeed-worke")
         except FileNotFoundError:  # the thread ended while we looked
             pass
+    return count
+
+
+def worker_threads_settle(expected: int, within: float = 2.0) -> int:
+    """Worker threads once they are down to ``expected``, or the count after ``within``
+    seconds. Joining a thread returns when it has finished running, a moment before the kernel
+    removes its /proc/self/task entry, so a count taken right after a join can still see it."""
+    deadline = time.monotonic() + within
+    while (count := worker_threads()) != expected and time.monotonic() < deadline:
+        time.sleep(0.001)
     return count
 
 

@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import describe_exit, require, subprocess_env, worker_threads
+from conftest import describe_exit, require, subprocess_env, worker_threads, worker_threads_settle
 
 import zerofeed as zf
 
@@ -221,7 +221,7 @@ def test_abandoned_loaders_leave_no_threads():
         next(iterator)
         del loader, iterator
     gc.collect()
-    assert threads() == before
+    assert worker_threads_settle(before) == before
 
 
 def test_close_and_context_manager_stop_workers():
@@ -235,7 +235,7 @@ def test_close_and_context_manager_stop_workers():
         while threads() < before + 3 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert threads() == before + 3
-    assert threads() == before  # close() joins them
+    assert worker_threads_settle(before) == before  # close() joins them
 
 
 def test_stats_count_the_work():

@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import require, worker_threads
+from conftest import require, worker_threads, worker_threads_settle
 
 import zerofeed as zf
 
@@ -80,15 +80,15 @@ def test_dropping_an_iterator_or_loader_stops_workers_without_the_garbage_collec
             it = iter(loader)
             next(it)
             del it
-            assert workers_alive() == base
+            assert worker_threads_settle(base) == base
             for _ in loader:
                 break
             del loader
-        assert workers_alive() == base
+        assert worker_threads_settle(base) == base
         loader = zf.Loader(np.zeros((64, 16), np.float32), batch_size=4, workers=2)
         next(iter(loader))
         del loader  # its iterator was never kept: nothing holds the workers
-        assert workers_alive() == base
+        assert worker_threads_settle(base) == base
     finally:
         gc.enable()
 
