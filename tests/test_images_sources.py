@@ -206,3 +206,22 @@ def test_bad_files_in_a_folder_name_the_file(tmp_path: Path) -> None:
             images[i]
         assert err.value.file == images.files[i]
     assert np.array_equal(images[2]["image"], pillow(good))
+
+
+def test_arrow_bytes_are_not_copied_when_the_source_is_built() -> None:
+    """200 MB of Arrow binary data: building zf.Images over it grows RSS by far less than the
+    data (the source reads the Arrow data buffer in place; offsets are all it keeps)."""
+    pa = require("pyarrow")
+    blob = _encoded()[0][2]
+    arr = pa.array([blob] * (200_000_000 // len(blob)), pa.large_binary())
+
+    def rss() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    before = rss()
+    images = zf.Images(arr)
+    grown = rss() - before
+    assert len(images) == len(arr)
+    assert grown < 40_000_000, f"building the source grew RSS by {grown / 1e6:.0f} MB for 200 MB of data"
+    assert images[len(images) - 1]["image"].shape[2] == 3
