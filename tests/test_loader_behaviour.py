@@ -172,13 +172,29 @@ def test_kept_batches_never_change(framework):
 
 
 def test_batches_released_by_the_user_are_recycled():
-    loader = zf.Loader(dataset(64), batch_size=4, ops=OPS, workers=2, prefetch=2)
+    # Batches of 64 KiB and more: the pool holds what prefetch and workers ask, plus the
+    # consumer's batch, across epochs (the next epoch is prepared on the same buffers).
+    big = np.zeros((32, 64, 64, 4), np.float32)
+    loader = zf.Loader(big, batch_size=2, workers=2, prefetch=2)
     for _ in range(3):
         for _batch in loader:
             pass
     stats = loader.stats
     assert stats["pool_allocations"] <= loader.prefetch + loader.workers + 3
     assert stats["pool_reuses"] >= 48 - stats["pool_allocations"]
+
+
+def test_small_batches_are_prepared_further_ahead_and_recycled():
+    # 1.7 KB batches: a wake-up costs more than one, so workers run up to about a MiB of
+    # them ahead (here the whole epoch and the next, where the chain stops).
+    loader = zf.Loader(dataset(64), batch_size=4, ops=OPS, workers=2, prefetch=2)
+    for _ in range(6):
+        for _batch in loader:
+            pass
+    stats = loader.stats
+    assert stats["batches"] == 6 * len(loader)
+    assert loader.prefetch + loader.workers < stats["pool_allocations"] <= 2 * len(loader) + 3
+    assert stats["pool_reuses"] >= 6 * len(loader) - stats["pool_allocations"]
 
 
 def test_npy_path_source_matches_array(tmp_path):

@@ -21,7 +21,8 @@ from . import _zerofeed
 from . import cuda as _cuda
 from .distributed import Shard, agreed_state, check_state
 from .errors import DeviceError, PipelineError
-from .frameworks import to_jax, to_numpy, to_tensorflow, to_torch
+from ._dtypes import bfloat16
+from .frameworks import require, to_jax, to_numpy, to_tensorflow, to_torch
 from .images import Images
 from .ops import Cast, Op
 from .sequences import Windows
@@ -258,6 +259,9 @@ class Loader:
         # global position of the epoch instead of at a batch (elastic resume).
         self._resume_consumed: int | None = None
         self._active: weakref.ref[_BatchIterator] | None = None
+        # The run of the last epoch read to its end: its workers are already preparing the
+        # next epoch, which the next iteration takes over when it is that epoch from batch 0.
+        self._finished: _zerofeed._Epoch | None = None
         self._ops_fingerprint = {name: [repr(op) for op in _op_list(chain)] for name, chain in chains.items()}
         self._warned_pin = False
         self._names = [name for name, _, _ in self._pipeline.field_specs()]
@@ -460,6 +464,7 @@ class Loader:
         # (set_epoch / load_state_dict), else the epoch after the last one begun, so that
         # breaking out of an epoch never replays it.
         self._close_active()
+        chained = self._take_finished(self._epoch, self._resume_batch, self._resume_consumed)
         if self._device is not None:  # device: batches are device views -> framework tensors
             from functools import partial
 
@@ -467,11 +472,31 @@ class Loader:
 
             convert = partial(to_framework, target=target)
 
-        iterator = _BatchIterator(self, convert, self._epoch, self._resume_batch, self._resume_consumed)
+        iterator = _BatchIterator(
+            self, convert, self._epoch, self._resume_batch, self._resume_consumed, chained
+        )
         self._epoch, self._resume_batch, self._resume_consumed = self._epoch + 1, 0, None
         # A weak reference: an iterator the user drops stops its workers at once (no cycle).
         self._active = weakref.ref(iterator)
         return iterator
+
+    def _take_finished(self, epoch: int, batch: int, consumed: int | None) -> _zerofeed._Epoch | None:
+        """The finished run, moved on to ``epoch``, when the pass about to begin is that
+        epoch from its start on a host loader; otherwise it is stopped and ``None``."""
+        finished, self._finished = self._finished, None
+        if finished is None:
+            return None
+        if (
+            self._device is None
+            and batch == 0
+            and consumed is None
+            and finished.epoch is not None
+            and finished.epoch + 1 == epoch
+            and finished.next_epoch()
+        ):
+            return finished
+        finished.close()
+        return None
 
     def __iter__(self) -> Iterator[Batch]:
         """Yield NumPy batches (arrays, or dicts of arrays for dict sources); on a CUDA
@@ -557,6 +582,33 @@ class Loader:
                 "transform",
             )
 
+    def _batch_maker(self, convert: Callable[[View], Any]) -> Callable[[tuple[View, ...]], Batch]:
+        """The per-batch conversion of ``convert``'s target: for NumPy and PyTorch on the
+        host, each field's export is decided here once (batch buffers are aligned,
+        contiguous and writable, so both always share them), which keeps the tax per batch
+        to a few microseconds; every other target decides per view, as ``convert`` does.
+        """
+        if self._transform is not None or self._device is not None:
+            return lambda views: self._views_to_batch(views, convert)
+        per_field: list[Callable[[Any], Any]] = []
+        for _shape, dtype in self.element_spec().values():
+            if convert is to_numpy and dtype == "bfloat16":
+                bf16 = bfloat16()
+                per_field.append(lambda v, bf16=bf16: np.asarray(v).view(bf16))
+            elif convert is to_numpy:
+                per_field.append(np.asarray)
+            elif convert is to_torch:
+                per_field.append(require("torch").from_dlpack)
+            else:
+                return lambda views: self._views_to_batch(views, convert)
+        if self._single:
+            one = per_field[0]
+            return lambda views: one(views[0])
+        names = self._names
+        return lambda views: {
+            name: make(v) for name, make, v in zip(names, per_field, views, strict=True)
+        }
+
     def _views_to_batch(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
         # Batch buffers are aligned and contiguous, so conversions should never copy; if one
         # does (a framework changed its rules), the core counts it for this loader.
@@ -618,6 +670,7 @@ class Loader:
     def close(self) -> None:
         """Stop the workers of the current iteration (also done by ``with`` and GC)."""
         self._close_active()
+        self._take_finished(-1, -1, None)
 
     def __enter__(self) -> Loader:
         return self
@@ -643,9 +696,11 @@ class _BatchIterator:
         epoch: int,
         first_batch: int,
         consumed: int | None = None,
+        chained: _zerofeed._Epoch | None = None,
     ) -> None:
         self._loader = loader
-        self._convert = convert
+        self._make = loader._batch_maker(convert)
+        self._pinned = loader.pin
         self.epoch = epoch
         self._done = True  # until the workers run
         self._superseded = False
@@ -653,11 +708,13 @@ class _BatchIterator:
         # count from the epoch's start), else the saved position of an elastic resume.
         self._start = 0 if consumed is None else consumed
         # Host batches, or (device loaders) the same run with each batch copied to the GPU.
-        self._run: _zerofeed._Epoch | _cuda._DeviceRun = (
-            loader._pipeline.start(epoch, first_batch)
-            if consumed is None
-            else loader._pipeline.start_at(epoch, consumed)
-        )
+        self._run: _zerofeed._Epoch | _cuda._DeviceRun
+        if chained is not None:  # the workers that read the epoch before, already ahead
+            self._run = chained
+        elif consumed is None:
+            self._run = loader._pipeline.start(epoch, first_batch)
+        else:
+            self._run = loader._pipeline.start_at(epoch, consumed)
         if loader._device is not None:  # device: host batches -> device batches, in flight
             self._run = loader._device.wrap(self._run)
         self._done = False
@@ -688,9 +745,12 @@ class _BatchIterator:
             views = next(self._run)
         except StopIteration:
             self._done = True
+            if isinstance(self._run, _zerofeed._Epoch):  # host runs chain into the next epoch
+                self._loader._finished = self._run
             raise
-        self._loader._check_pinning()
-        return self._loader._views_to_batch(views, self._convert)
+        if self._pinned:
+            self._loader._check_pinning()
+        return self._make(views)
 
     def _supersede(self) -> None:
         self._superseded = True

@@ -8,13 +8,14 @@
 //! reused.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once, Weak};
 
 use crate::host::{memlock_limit, AlignedBuffer, Alignment, HostError};
 
 /// Buffers at least this large are page-aligned (and locked page by page).
 const PAGE_ALIGN_FROM: usize = 64 << 10;
+const HUGE_FROM: usize = 8 << 20;
 
 /// How the pool allocates.
 #[derive(Clone, Debug)]
@@ -100,7 +101,32 @@ pub struct BufferPool {
 
 /// True in a process other than `pid` (a `fork()`ed child).
 pub(crate) fn forked_from(pid: u32) -> bool {
-    std::process::id() != pid
+    current_pid() != pid
+}
+
+/// This process's id, kept current across `fork()` by a child handler.
+static PID: AtomicU32 = AtomicU32::new(0);
+static PID_HANDLER: Once = Once::new();
+
+extern "C" fn refresh_pid() {
+    // SAFETY: getpid has no preconditions and is async-signal-safe (it runs in a child right
+    // after fork, where only such calls are allowed).
+    PID.store(unsafe { libc::getpid() } as u32, Ordering::Relaxed);
+}
+
+/// The id of this process, without a system call: fork checks run several times per batch,
+/// and `getpid` is a system call each time (glibc stopped caching it). A `pthread_atfork`
+/// child handler refreshes it in every child that `fork()` (Python's `os.fork`,
+/// multiprocessing's fork start method) makes.
+pub fn current_pid() -> u32 {
+    PID_HANDLER.call_once(|| {
+        refresh_pid();
+        // SAFETY: the handler only stores an atomic; registering has no other effect. Its
+        // result is ignored: on failure (ENOMEM) forks are no longer detected, as before any
+        // handler existed, which only matters for a child that touches a parent's loader.
+        unsafe { libc::pthread_atfork(None, None, Some(refresh_pid)) };
+    });
+    PID.load(Ordering::Relaxed)
 }
 
 impl BufferPool {
@@ -125,7 +151,7 @@ impl BufferPool {
             pin_error: Mutex::new(None),
             pinner,
             pinned: Mutex::new(HashSet::new()),
-            pid: std::process::id(),
+            pid: current_pid(),
         })
     }
 
@@ -170,7 +196,9 @@ impl BufferPool {
     }
 
     fn allocate(&self, len: usize) -> Result<AlignedBuffer, HostError> {
-        let align = if len >= PAGE_ALIGN_FROM {
+        let align = if len >= HUGE_FROM {
+            Alignment::Huge
+        } else if len >= PAGE_ALIGN_FROM {
             Alignment::Page
         } else {
             Alignment::Bytes(crate::host::FRAMEWORK_ALIGNMENT)

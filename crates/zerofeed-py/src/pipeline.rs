@@ -2,7 +2,7 @@
 //! batches whose buffers come back to the pool when Python lets go of them). Every rule
 //! (validation, sizes, memory policy, the device split) is the core's `pipeline::build`.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, TryLockError};
 use std::time::Duration;
 
 use pyo3::exceptions::PyStopIteration;
@@ -338,7 +338,7 @@ impl PyPipeline {
             Ok(PyEpoch {
                 run: Mutex::new(Some(run)),
                 pipeline: self.inner.clone(),
-                pid: std::process::id(),
+                pid: zerofeed_core::pool::current_pid(),
             })
         })
     }
@@ -359,7 +359,7 @@ const SIGNAL_CHECK: Duration = Duration::from_millis(50);
 
 impl PyEpoch {
     fn forked(&self) -> bool {
-        std::process::id() != self.pid
+        zerofeed_core::pool::current_pid() != self.pid
     }
 
     fn next_batch(&self, py: Python<'_>) -> PyResult<Option<Batch>> {
@@ -367,6 +367,21 @@ impl PyEpoch {
             return Err(pipeline_error(
                 zerofeed_core::pipeline::PipelineError::Forked,
             ));
+        }
+        // A batch that is ready is taken without releasing the GIL: releasing it and taking
+        // it back costs more than handing out a tiny batch.
+        let ready = match self.run.try_lock() {
+            Ok(mut guard) => guard.as_mut().map(|run| run.poll_batch(Duration::ZERO)),
+            Err(TryLockError::Poisoned(e)) => e
+                .into_inner()
+                .as_mut()
+                .map(|run| run.poll_batch(Duration::ZERO)),
+            Err(TryLockError::WouldBlock) => Some(Polled::Pending),
+        };
+        match ready {
+            None | Some(Polled::Done) => return Ok(None),
+            Some(Polled::Ready(batch)) => return batch.map(Some).map_err(pipeline_error),
+            Some(Polled::Pending) => {}
         }
         loop {
             let polled = py.detach(|| {
@@ -409,6 +424,27 @@ impl PyEpoch {
                 .collect::<PyResult<Vec<_>>>()?;
             PyTuple::new(py, views)
         })
+    }
+
+    /// Goes on with the next epoch on the same workers once this one was read to the end
+    /// (its first batches may be ready already); False while batches are left or when no
+    /// next epoch can follow.
+    fn next_epoch(&self) -> bool {
+        if self.forked() {
+            return false;
+        }
+        let mut guard = self.run.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_mut().is_some_and(|r| r.next_epoch())
+    }
+
+    /// The epoch being read.
+    #[getter]
+    fn epoch(&self) -> Option<u64> {
+        if self.forked() {
+            return None;
+        }
+        let guard = self.run.lock().unwrap_or_else(|e| e.into_inner());
+        guard.as_ref().map(|r| r.epoch())
     }
 
     /// Batches handed out so far in this epoch (resumed ones counted from 0).

@@ -40,6 +40,7 @@ mod resample;
 pub use resample::{Interpolation, ResizeTo};
 mod run;
 mod simd;
+pub(crate) use simd::prefetch;
 #[cfg(target_arch = "x86_64")]
 mod simd_x86;
 

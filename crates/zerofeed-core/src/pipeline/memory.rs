@@ -23,6 +23,33 @@ pub struct MemoryPlan {
     pub budget: usize,
 }
 
+/// Batches smaller than this are prepared further ahead than `prefetch` asks: handing one
+/// out takes less time than waking a sleeping thread, so only a long window keeps the
+/// workers ahead without a wake-up per batch.
+pub(super) const SMALL_BATCH_BYTES: usize = 64 << 10;
+/// Bytes of small batches prepared ahead, at most (and at most [`MAX_SMALL_LOOKAHEAD`]).
+pub(super) const SMALL_LOOKAHEAD_BYTES: usize = 1 << 20;
+/// Small batches prepared ahead, at most.
+pub(super) const MAX_SMALL_LOOKAHEAD: usize = 256;
+
+/// The small-batch look-ahead for batches of `batch_bytes` (0 for large batches).
+pub(super) fn small_lookahead(batch_bytes: usize) -> usize {
+    if batch_bytes >= SMALL_BATCH_BYTES {
+        0
+    } else {
+        (SMALL_LOOKAHEAD_BYTES / batch_bytes.max(1)).min(MAX_SMALL_LOOKAHEAD)
+    }
+}
+
+/// How many batches workers may prepare ahead of the consumer: `asked` (`prefetch +
+/// workers`), or for small batches the small-batch look-ahead as far as `budget` (idle
+/// bytes the pool keeps) holds it, since buffers beyond the budget would be freed and
+/// allocated again for every batch. Never changes what a batch holds.
+pub(super) fn lookahead(asked: usize, batch_bytes: usize, budget: usize) -> usize {
+    let affordable = (budget / batch_bytes.max(1)).saturating_sub(1);
+    asked.max(small_lookahead(batch_bytes).min(affordable))
+}
+
 /// Checks and computes a loader's memory figures.
 ///
 /// `sample_bytes` has one output sample's bytes per field; `available` is the RAM that can
@@ -102,7 +129,10 @@ pub fn plan_memory(
             })
         }
         Some(budget) => budget,
-        None => in_flight_bytes.saturating_add(batch_bytes),
+        // Room for the small-batch look-ahead too (at most about a MiB).
+        None => in_flight_bytes
+            .max(small_lookahead(batch_bytes) * batch_bytes)
+            .saturating_add(batch_bytes),
     };
     Ok(MemoryPlan {
         batch_bytes,
@@ -142,11 +172,31 @@ mod tests {
 
     #[test]
     fn the_default_budget_holds_every_batch_in_flight_plus_one() {
+        let big = SMALL_BATCH_BYTES / 4;
+        let plan = plan_memory(&[big, 8], 4, 2, 3, None, None).unwrap();
+        let batch = 4 * (big + 8);
+        assert_eq!(plan.batch_bytes, batch);
+        assert_eq!(plan.batches_in_flight, 6);
+        assert_eq!(plan.in_flight_bytes, 6 * batch);
+        assert_eq!(plan.budget, 7 * batch);
+        assert_eq!(
+            lookahead(5, batch, plan.budget),
+            5,
+            "large batches: as asked"
+        );
+    }
+
+    #[test]
+    fn small_batches_get_a_long_lookahead_within_the_budget() {
         let plan = plan_memory(&[48, 8], 4, 2, 3, None, None).unwrap();
         assert_eq!(plan.batch_bytes, 224);
         assert_eq!(plan.batches_in_flight, 6);
-        assert_eq!(plan.in_flight_bytes, 6 * 224);
-        assert_eq!(plan.budget, 7 * 224);
+        let ahead = (SMALL_LOOKAHEAD_BYTES / 224).min(MAX_SMALL_LOOKAHEAD);
+        assert_eq!(plan.budget, (ahead + 1) * 224, "room for the look-ahead");
+        assert_eq!(lookahead(5, 224, plan.budget), ahead);
+        // A budget the user chose bounds it (idle buffers beyond it would be freed).
+        assert_eq!(lookahead(5, 224, 21 * 224), 20);
+        assert_eq!(lookahead(5, 224, 3 * 224), 5, "never below what was asked");
     }
 
     #[test]

@@ -131,6 +131,11 @@ impl Field {
         })
     }
 
+    /// True when samples are copied as they are (no ops, nothing to decode).
+    pub fn is_plain(&self) -> bool {
+        self.plan.is_none() && self.image.is_none() && self.decode.is_none()
+    }
+
     /// True when bad samples of this field are replaced (`on_error="skip"`).
     pub fn skips_bad_samples(&self) -> bool {
         self.decode.is_some_and(|d| d.on_error == OnError::Skip)
@@ -325,10 +330,11 @@ pub struct LoaderConfig {
     pub pin_device: Option<i64>,
 }
 
-/// Counters shared by every epoch of a pipeline.
+/// Counters shared by every epoch of a pipeline, of the batches handed out (a batch
+/// prepared ahead counts once the consumer takes it).
 #[derive(Debug, Default)]
 pub struct PipelineStats {
-    /// Batches produced.
+    /// Batches handed out.
     pub batches: AtomicU64,
     /// Samples produced.
     pub samples: AtomicU64,
@@ -360,6 +366,8 @@ pub struct Batch {
     pub len: usize,
     /// One buffer per field, each a full-size batch slot.
     pub buffers: Vec<PooledBuffer>,
+    /// The names of the bad samples replaced in it (`on_error="skip"`).
+    pub skipped: Vec<String>,
 }
 
 /// Source, order and pool: everything needed to run epochs.
@@ -507,7 +515,7 @@ impl Pipeline {
             pool,
             stats: Arc::default(),
             copies: Arc::default(),
-            pid: std::process::id(),
+            pid: crate::pool::current_pid(),
             keys: None,
         })
     }

@@ -1,25 +1,50 @@
-//! One epoch in progress: the claim/publish protocol between workers and the consumer.
+//! Epochs in progress: the claim/publish protocol between workers and the consumer.
+//!
+//! Jobs are numbered across epochs: the first epoch's batches (from the batch a run starts
+//! at), then every batch of the next epoch. Workers claim job numbers in order, never more
+//! than the window ahead of the consumer, and may run into the next epoch while the consumer
+//! takes this one's last batches, so epochs join without a bubble when the consumer goes on
+//! ([`EpochRun::next_epoch`]); those batches are discarded if it does not.
+//!
+//! Waking threads costs a system call each time on Linux (`futex`), more than a tiny batch
+//! takes to build: both sides count who is asleep and wake only those, workers only once
+//! the window has room for a run of batches.
 
 use std::any::Any;
-use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::ops::SampleKey;
 use crate::pool::{forked_from, BufferPool, PooledBuffer};
-use crate::sampler::{num_batches, EpochOrder};
+use crate::sampler::{num_batches, EpochOrder, Sampler};
 use crate::source::{Sample, Source};
 
 use super::image::FieldScratch;
+use super::memory::lookahead;
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
 
 struct State {
+    /// The next job number to claim.
     next_job: usize,
+    /// Jobs handed to the consumer so far.
     consumed: usize,
-    ready: BTreeMap<usize, Result<Batch, PipelineError>>,
+    /// Jobs below this may be claimed: the end of the epoch being consumed, or of the one
+    /// after it while it can still be chained.
+    limit: usize,
+    /// Finished jobs from `consumed` on: slot `i` is job `consumed + i` (never longer than
+    /// the window), `None` while it is being built.
+    ready: VecDeque<Option<Result<Batch, PipelineError>>>,
     stop: bool,
+    /// Workers asleep on `work`.
+    idle_workers: usize,
+    /// A wake-up was sent that the sleeping workers have not all answered yet: sending
+    /// more is a system call each for nothing.
+    wake_sent: bool,
+    /// Whether the consumer is asleep on `done`.
+    consumer_waiting: bool,
 }
 
 struct Shared {
@@ -28,7 +53,14 @@ struct Shared {
     work: Condvar,
     /// The consumer waits here for its next batch.
     done: Condvar,
+    /// Jobs published so far, read without the lock by a consumer spinning before it sleeps.
+    published: AtomicUsize,
 }
+
+/// How long the consumer spins for a batch being built before it sleeps: a batch of small
+/// samples is often a few microseconds away, and a sleep costs the worker a system call to
+/// end it (and the consumer a reschedule).
+const SPIN: Duration = Duration::from_micros(20);
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -38,17 +70,59 @@ impl Shared {
     }
 }
 
-/// What every worker of one epoch shares.
+/// The epochs a run's job numbers cover.
+struct Legs {
+    /// The first epoch, its order, and the batch its first job is.
+    epoch: u64,
+    order: EpochOrder,
+    first_batch: usize,
+    /// Jobs of the first epoch (its batches from `first_batch` on).
+    first_jobs: usize,
+    /// Batches of every later epoch; 0 when epochs cannot chain.
+    full: usize,
+    sampler: Sampler,
+}
+
+/// Where job `job` lands: its epoch, that epoch's order and its batch number in it.
+#[derive(Clone, Copy)]
+struct Place {
+    epoch: u64,
+    order: EpochOrder,
+    batch: usize,
+}
+
+impl Legs {
+    fn place(&self, job: usize) -> Place {
+        if job < self.first_jobs {
+            return Place {
+                epoch: self.epoch,
+                order: self.order,
+                batch: self.first_batch + job,
+            };
+        }
+        // Only reached when `full > 0` (the limit keeps workers below `first_jobs`
+        // otherwise), and `epoch + 1 + k` fits (checked when chaining was allowed).
+        let later = job - self.first_jobs;
+        let epoch = self.epoch + 1 + (later / self.full) as u64;
+        Place {
+            epoch,
+            order: self.sampler.epoch_order(epoch),
+            batch: later % self.full,
+        }
+    }
+}
+
+/// What every worker of one run shares.
 struct Job {
     source: Arc<dyn Source>,
     fields: Arc<Vec<Field>>,
-    order: EpochOrder,
-    epoch: u64,
+    legs: Legs,
     seed: u64,
     keys: Option<Arc<[u64]>>,
     batch_size: usize,
     window: usize,
-    end: usize,
+    /// Free slots in the window that wake a sleeping worker (1, or half a long window).
+    wake_gap: usize,
     pool: Arc<BufferPool>,
     stats: Arc<PipelineStats>,
     shared: Arc<Shared>,
@@ -60,48 +134,69 @@ pub(super) fn start(
     order: EpochOrder,
     first_batch: usize,
 ) -> Result<EpochRun, PipelineError> {
-    // Validated when the pipeline was built (batch_size >= 1), so this cannot fail.
-    let end = num_batches(
-        order.len(),
-        pipeline.config.batch_size,
-        pipeline.config.drop_last,
+    let config = &pipeline.config;
+    // Validated when the pipeline was built (batch_size >= 1), so these cannot fail.
+    let end = num_batches(order.len(), config.batch_size, config.drop_last)?;
+    let full = num_batches(
+        pipeline.sampler.samples_per_epoch(),
+        config.batch_size,
+        config.drop_last,
     )?;
+    let first_jobs = end - first_batch.min(end);
+    // Chaining needs a next epoch number (epochs stay below 2^63) and batches in it.
+    let full = if epoch < (1 << 62) { full } else { 0 };
+    let asked = config.prefetch.saturating_add(config.workers);
+    let window = lookahead(
+        asked,
+        pipeline.batch_nbytes(),
+        pipeline.pool.config().budget,
+    );
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
-            next_job: first_batch.min(end),
-            consumed: first_batch.min(end),
-            ready: BTreeMap::new(),
+            next_job: 0,
+            consumed: 0,
+            limit: first_jobs.saturating_add(full),
+            ready: VecDeque::with_capacity(window),
             stop: false,
+            idle_workers: 0,
+            wake_sent: false,
+            consumer_waiting: false,
         }),
         work: Condvar::new(),
         done: Condvar::new(),
+        published: AtomicUsize::new(0),
     });
     let job = Arc::new(Job {
         source: pipeline.source.clone(),
         fields: pipeline.fields.clone(),
-        order,
-        epoch,
+        legs: Legs {
+            epoch,
+            order,
+            first_batch: first_batch.min(end),
+            first_jobs,
+            full,
+            sampler: pipeline.sampler.clone(),
+        },
         seed: pipeline.sampler.seed(),
         keys: pipeline.keys.clone(),
-        batch_size: pipeline.config.batch_size,
-        window: pipeline
-            .config
-            .prefetch
-            .saturating_add(pipeline.config.workers),
-        end,
+        batch_size: config.batch_size,
+        window,
+        wake_gap: if window > asked { window / 2 } else { 1 },
         pool: pipeline.pool.clone(),
         stats: pipeline.stats.clone(),
         shared: shared.clone(),
     });
     let mut run = EpochRun {
         shared,
-        threads: Vec::with_capacity(pipeline.config.workers.min(1024)),
-        end,
-        stats: pipeline.stats.clone(),
-        pid: std::process::id(),
-        source: pipeline.source.clone(),
+        threads: Vec::with_capacity(config.workers.min(1024)),
+        job: job.clone(),
+        epoch,
+        leg_start: 0,
+        leg_end: first_jobs,
+        leg_base: first_batch.min(end),
+        pid: crate::pool::current_pid(),
     };
-    for i in 0..pipeline.config.workers {
+    for i in 0..config.workers {
         let job = job.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("zerofeed-worker-{i}"))
@@ -127,60 +222,80 @@ impl Job {
                 let mut state = self.shared.lock();
                 let waited = Instant::now();
                 while !state.stop
-                    && state.next_job < self.end
-                    && state.next_job >= state.consumed.saturating_add(self.window)
+                    && (state.next_job >= state.limit
+                        || state.next_job >= state.consumed.saturating_add(self.window))
                 {
+                    state.idle_workers += 1;
+                    state.wake_sent = false;
                     state = self
                         .shared
                         .work
                         .wait(state)
                         .unwrap_or_else(|e| e.into_inner());
+                    state.idle_workers -= 1;
                 }
                 self.stats
                     .worker_wait_ns
                     .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
-                if state.stop || state.next_job >= self.end {
+                if state.stop {
                     return;
                 }
                 state.next_job += 1;
                 state.next_job - 1
             };
+            let place = self.legs.place(claimed);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.build(claimed, &mut scratch)
+                self.build(place, &mut scratch)
             }))
             .unwrap_or_else(|panic| Err(PipelineError::WorkerPanic(panic_message(&panic))));
             let mut state = self.shared.lock();
-            state.ready.insert(claimed, result);
-            self.shared.done.notify_all();
+            let wanted = claimed == state.consumed;
+            // claimed >= consumed: jobs are handed out in order, and only once built.
+            let slot = claimed - state.consumed;
+            if state.ready.len() <= slot {
+                state.ready.resize_with(slot + 1, || None);
+            }
+            state.ready[slot] = Some(result);
+            self.shared.published.fetch_add(1, Ordering::Release);
+            // The consumer only ever waits for the batch after the last one it took.
+            if wanted && state.consumer_waiting {
+                self.shared.done.notify_one();
+            }
         }
     }
 
-    fn build(&self, index: usize, scratch: &mut [FieldScratch]) -> Result<Batch, PipelineError> {
-        let start = index * self.batch_size;
-        let samples = self
+    fn build(&self, place: Place, scratch: &mut [FieldScratch]) -> Result<Batch, PipelineError> {
+        let start = place.batch * self.batch_size;
+        let mut indices = Vec::with_capacity(self.batch_size);
+        place
             .order
-            .range(start..start.saturating_add(self.batch_size));
+            .fill_range(start..start.saturating_add(self.batch_size), &mut indices);
+        let samples = indices.iter().copied();
         let mut buffers = Vec::with_capacity(self.fields.len());
         for field in self.fields.iter() {
             // Full-size buffers even for a short last batch, so that every buffer is reusable.
             buffers.push(self.pool.take(field.sample_nbytes() * self.batch_size)?);
         }
         let skip = self.fields.iter().any(Field::skips_bad_samples);
+        let mut skipped = Vec::new();
+        if !skip && self.copy_rows(&indices, &mut buffers)? {
+            return Ok(Batch {
+                index: place.batch,
+                len: samples.len(),
+                buffers,
+                skipped,
+            });
+        }
         for (position, sample) in samples.clone().enumerate() {
             let mut chosen = sample;
             let mut first_failure = None;
             // A bad sample is replaced by the next index that works (wrapping): a function of
             // the index alone, so every worker count and every resume picks the same one.
             loop {
-                match self.produce(chosen, position, &mut buffers, scratch) {
+                match self.produce(place.epoch, chosen, position, &mut buffers, scratch) {
                     Ok(()) => break,
                     Err(err) if skip && replaceable(&err) => {
-                        self.stats.skipped.fetch_add(1, Ordering::Relaxed);
-                        self.stats
-                            .skipped_names
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .insert(self.source.sample_name(chosen));
+                        skipped.push(self.source.sample_name(chosen));
                         let first = first_failure.get_or_insert_with(|| err.to_string());
                         chosen = (chosen + 1) % self.source.len();
                         if chosen == sample {
@@ -195,28 +310,46 @@ impl Job {
                 }
             }
         }
-        for (field, _) in self.fields.iter().zip(&buffers) {
-            self.stats.bytes.fetch_add(
-                (field.sample_nbytes() * samples.len()) as u64,
-                Ordering::Relaxed,
-            );
-        }
         // Whether the file changed under these samples is checked once, when the batch is
         // handed out (`poll_batch`): that covers batches built before the change too.
-        self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        self.stats
-            .samples
-            .fetch_add(samples.len() as u64, Ordering::Relaxed);
         Ok(Batch {
-            index,
+            index: place.batch,
             len: samples.len(),
             buffers,
+            skipped,
         })
+    }
+
+    /// Copies the whole batch row by row when every field is plain packed rows
+    /// ([`Source::rows`]); false (nothing written) when one is not.
+    fn copy_rows(
+        &self,
+        indices: &[usize],
+        buffers: &mut [PooledBuffer],
+    ) -> Result<bool, PipelineError> {
+        let mut rows = Vec::with_capacity(self.fields.len());
+        for (number, field) in self.fields.iter().enumerate() {
+            match self.source.rows(number) {
+                Some(r) if field.is_plain() && r.row_bytes() == field.sample_nbytes() => {
+                    rows.push(r)
+                }
+                _ => return Ok(false),
+            }
+        }
+        for ((field, rows), buffer) in self.fields.iter().zip(rows).zip(buffers) {
+            rows.copy_into(indices, buffer.as_mut_slice())
+                .map_err(|source| PipelineError::Sample {
+                    label: crate::source::field_label(field.name()),
+                    source,
+                })?;
+        }
+        Ok(true)
     }
 
     /// Writes every field of sample `sample` into batch slot `position`.
     fn produce(
         &self,
+        epoch: u64,
         sample: usize,
         position: usize,
         buffers: &mut [PooledBuffer],
@@ -224,7 +357,7 @@ impl Job {
     ) -> Result<(), PipelineError> {
         let key = SampleKey {
             seed: self.seed,
-            epoch: self.epoch,
+            epoch,
             index: Pipeline::op_key(self.keys.as_deref(), sample),
         };
         let name = || self.source.sample_name(sample);
@@ -254,7 +387,7 @@ impl Job {
             } else {
                 let data = self
                     .source
-                    .sample_in_epoch(self.seed, self.epoch, sample, number)
+                    .sample_in_epoch(self.seed, epoch, sample, number)
                     .map_err(failed)?;
                 field.produce(data, sample, key, slot, scratch, &name)
             };
@@ -295,16 +428,23 @@ pub enum Polled {
 
 /// One epoch in progress. Dropping it stops and joins its workers.
 ///
+/// When the epoch is over, [`EpochRun::next_epoch`] goes on with the next one on the same
+/// workers, whose first batches may already be built.
+///
 /// After `fork()`, the child inherits the run but not its worker threads: there, every call
 /// answers [`PipelineError::Forked`] and dropping it leaks the run instead of joining threads
 /// that do not exist (or locking a mutex a vanished thread held).
 pub struct EpochRun {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    end: usize,
-    stats: Arc<PipelineStats>,
+    job: Arc<Job>,
+    /// The epoch being consumed, and its jobs `leg_start..leg_end`.
+    epoch: u64,
+    leg_start: usize,
+    leg_end: usize,
+    /// The batch number of job `leg_start` in its epoch (a resumed first epoch's start).
+    leg_base: usize,
     pid: u32,
-    source: Arc<dyn Source>,
 }
 
 impl EpochRun {
@@ -319,53 +459,148 @@ impl EpochRun {
         }
     }
 
-    /// The next batch in order, waiting at most `timeout` for it, so that a caller can
-    /// handle signals (Ctrl-C) while the workers are busy or stuck.
+    /// The next batch in order, waiting at most `timeout` for it (zero: only if it is
+    /// ready), so that a caller can handle signals (Ctrl-C) while the workers are busy or
+    /// stuck.
     pub fn poll_batch(&mut self, timeout: Duration) -> Polled {
         if forked_from(self.pid) {
             return Polled::Ready(Err(PipelineError::Forked));
         }
         let mut state = self.shared.lock();
-        if state.consumed >= self.end {
+        if state.consumed >= self.leg_end {
             return Polled::Done;
         }
-        let waited = Instant::now();
-        let wanted = state.consumed;
+        // A batch that is ready costs no clock reading: the wait is only timed when there is one.
+        let mut waited: Option<Instant> = None;
+        let mut spun = false;
         loop {
-            if let Some(batch) = state.ready.remove(&wanted) {
+            if let Some(Some(_)) = state.ready.front() {
+                let batch = state
+                    .ready
+                    .pop_front()
+                    .flatten()
+                    .expect("checked just above");
                 state.consumed += 1;
-                self.shared.work.notify_all();
-                self.stats
-                    .consumer_wait_ns
-                    .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                self.wake_workers(&mut state);
                 drop(state);
-                // A batch prepared before its file changed is still refused: after a change
-                // every batch handed out fails, so none is mistaken for the new data.
-                let batch = batch.and_then(|batch| {
-                    self.source
-                        .check()
-                        .map(|()| batch)
-                        .map_err(|source| PipelineError::Sample {
-                            label: "the source".to_owned(),
-                            source,
-                        })
-                });
-                return Polled::Ready(batch);
+                if let Some(waited) = waited {
+                    self.job
+                        .stats
+                        .consumer_wait_ns
+                        .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                }
+                return Polled::Ready(batch.and_then(|batch| self.hand_out(batch)));
             }
+            let waited = *waited.get_or_insert_with(Instant::now);
             let left = timeout.saturating_sub(waited.elapsed());
             if left.is_zero() {
-                self.stats
+                drop(state);
+                self.job
+                    .stats
                     .consumer_wait_ns
                     .fetch_add(waited.elapsed().as_nanos() as u64, Ordering::Relaxed);
                 return Polled::Pending;
             }
+            if !spun && state.idle_workers < self.threads.len() {
+                // Someone is building: spin briefly, without the lock, for a publication.
+                spun = true;
+                let seen = self.shared.published.load(Ordering::Acquire);
+                drop(state);
+                let spin_end = Instant::now() + SPIN.min(left);
+                while self.shared.published.load(Ordering::Acquire) == seen
+                    && Instant::now() < spin_end
+                {
+                    for _ in 0..64 {
+                        std::hint::spin_loop();
+                    }
+                }
+                state = self.shared.lock();
+                continue;
+            }
+            state.consumer_waiting = true;
             state = self
                 .shared
                 .done
                 .wait_timeout(state, left)
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
+            state.consumer_waiting = false;
         }
+    }
+
+    /// Wakes the sleeping workers once the window has room for `wake_gap` jobs (or for
+    /// every job left below the limit), so that tiny batches cost few wake-ups.
+    fn wake_workers(&self, state: &mut State) {
+        if state.idle_workers == 0 || state.wake_sent {
+            return;
+        }
+        let room = (state.consumed + self.job.window).saturating_sub(state.next_job);
+        let left = state.limit.saturating_sub(state.next_job);
+        if room >= self.job.wake_gap.min(left.max(1)) && left > 0 {
+            state.wake_sent = true;
+            self.shared.work.notify_all();
+        }
+    }
+
+    /// Counts a batch handed out (batches prepared ahead and never read are not counted),
+    /// after checking that its file did not change: a batch
+    /// prepared before the change is refused too, so that none is mistaken for the new data.
+    fn hand_out(&self, batch: Batch) -> Result<Batch, PipelineError> {
+        self.job
+            .source
+            .check()
+            .map_err(|source| PipelineError::Sample {
+                label: "the source".to_owned(),
+                source,
+            })?;
+        let stats = &self.job.stats;
+        let bytes: usize = self.job.fields.iter().map(Field::sample_nbytes).sum();
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.samples.fetch_add(batch.len as u64, Ordering::Relaxed);
+        stats
+            .bytes
+            .fetch_add((bytes * batch.len) as u64, Ordering::Relaxed);
+        if !batch.skipped.is_empty() {
+            stats
+                .skipped
+                .fetch_add(batch.skipped.len() as u64, Ordering::Relaxed);
+            let mut names = stats
+                .skipped_names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            names.extend(batch.skipped.iter().cloned());
+        }
+        Ok(batch)
+    }
+
+    /// The epoch being read.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Goes on with the next epoch (its batch 0 on) once this one has been read to the end,
+    /// on the same workers; its first batches may be ready already. `false` (and nothing
+    /// changes) while batches of this epoch are left, or when there is no next epoch to
+    /// chain (an epoch without batches, or epoch numbers running out).
+    pub fn next_epoch(&mut self) -> bool {
+        if forked_from(self.pid) {
+            return false;
+        }
+        let full = self.job.legs.full;
+        let mut state = self.shared.lock();
+        if state.consumed < self.leg_end || full == 0 || self.epoch >= (1 << 62) {
+            return false;
+        }
+        self.epoch += 1;
+        self.leg_start = self.leg_end;
+        self.leg_end += full;
+        self.leg_base = 0;
+        // Workers may now run into the epoch after this one.
+        state.limit = self.leg_end.saturating_add(full);
+        if state.idle_workers > 0 {
+            self.shared.work.notify_all();
+        }
+        true
     }
 
     /// Batches of this epoch handed out so far (counting from 0, including skipped ones).
@@ -373,7 +608,8 @@ impl EpochRun {
         if forked_from(self.pid) {
             return 0;
         }
-        self.shared.lock().consumed
+        let consumed = self.shared.lock().consumed;
+        self.leg_base + consumed.min(self.leg_end) - self.leg_start
     }
 
     /// Stops the workers and waits for them (also done on drop).

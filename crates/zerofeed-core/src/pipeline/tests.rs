@@ -1,3 +1,5 @@
+use std::sync::atomic::Ordering;
+
 use super::*;
 use crate::dlpack::DLDevice;
 use crate::pool::PoolConfig;
@@ -54,6 +56,85 @@ fn unshuffled_batches_are_the_samples_in_order() {
     assert_eq!(p.num_batches(), 3);
     let batches = collect(&mut p.start(0, 0).unwrap());
     assert_eq!(batches.concat(), data);
+}
+
+#[test]
+fn chained_epochs_are_the_epochs_a_fresh_start_gives() {
+    let data: Vec<u8> = (0..37 * 48).map(|i| (i * 11 % 256) as u8).collect();
+    let ops = [
+        OpSpec::RandomCrop {
+            height: 2,
+            width: 3,
+        },
+        OpSpec::RandomFlip { p: 0.5 },
+    ];
+    for workers in [1, 3] {
+        let p = pipeline(&data, 37, workers, true, &ops);
+        let fresh = |epoch| collect(&mut p.start(epoch, 0).unwrap());
+        let (e3, e4, e5) = (fresh(3), fresh(4), fresh(5));
+        // From a resumed batch, and through two chained epochs on the same workers.
+        let mut run = p.start(3, 2).unwrap();
+        assert!(!run.next_epoch(), "epoch 3 is not read to its end yet");
+        assert_eq!(collect(&mut run), e3[2..]);
+        assert_eq!(run.position(), e3.len());
+        let before = p.stats().batches.load(Ordering::Relaxed);
+        assert!(run.next_epoch());
+        assert_eq!((run.epoch(), run.position()), (4, 0));
+        assert_eq!(collect(&mut run), e4);
+        assert!(run.next_epoch());
+        assert_eq!(collect(&mut run), e5);
+        // Batches prepared ahead count only once handed out.
+        let after = p.stats().batches.load(Ordering::Relaxed);
+        assert_eq!(after - before, (e4.len() + e5.len()) as u64);
+        assert_ne!(e4, e5);
+    }
+}
+
+#[test]
+fn an_elastic_resume_chains_into_full_epochs() {
+    let data: Vec<u8> = (0..37 * 48).map(|i| (i * 13 % 256) as u8).collect();
+    let p = pipeline(&data, 37, 2, true, &[]);
+    let next = collect(&mut p.start(6, 0).unwrap());
+    let mut run = p.start_at(5, 9).unwrap();
+    let rest = collect(&mut run);
+    assert_eq!(rest.concat().len(), (37 - 9) * 48);
+    assert!(run.next_epoch());
+    assert_eq!(collect(&mut run), next);
+}
+
+#[test]
+fn tiny_batches_cross_the_window_without_losing_any() {
+    // 1-sample batches of 48 bytes: the small-batch look-ahead, its wake-up gap and the
+    // epoch chain all in play; every batch arrives, in order, for every worker count.
+    let data: Vec<u8> = (0..997 * 48).map(|i| (i * 3 % 256) as u8).collect();
+    let sampler = Sampler::new(997, true, 7, false, None).unwrap();
+    let order = sampler.epoch_order(0);
+    let expected: Vec<u8> = (0..997)
+        .flat_map(|k| data[order.get(k) * 48..][..48].to_vec())
+        .collect();
+    for workers in [1, 2, 5] {
+        let cfg = PipelineConfig {
+            batch_size: 1,
+            ..config(workers)
+        };
+        let p = Pipeline::new(images(&data, 997), &[vec![]], sampler.clone(), cfg, pool()).unwrap();
+        let mut run = p.start(0, 0).unwrap();
+        let mut got = Vec::new();
+        while let Some(batch) = run.next_batch() {
+            got.extend_from_slice(&batch.unwrap().buffers[0].as_slice()[..48]);
+        }
+        assert!(
+            got == expected,
+            "{workers} workers: batches lost or out of order"
+        );
+        assert!(run.next_epoch());
+        let mut second = 0;
+        while let Some(batch) = run.next_batch() {
+            assert_eq!(batch.unwrap().index, second);
+            second += 1;
+        }
+        assert_eq!(second, 997);
+    }
 }
 
 #[test]
@@ -153,7 +234,11 @@ fn build_applies_the_memory_policy() {
         !ok.pinned(),
         "pin=auto does not page-lock host-only loaders"
     );
-    assert_eq!(ok.pool().config().budget, 4 * 4 * 48);
+    // Small batches: room for the small-batch look-ahead (memory.rs), not just in flight.
+    assert_eq!(
+        ok.pool().config().budget,
+        (memory::small_lookahead(4 * 48) + 1) * 4 * 48
+    );
     let err = build(
         images(&data, 8),
         &[vec![]],

@@ -258,13 +258,23 @@ impl EpochOrder {
         if position >= self.len {
             return None;
         }
+        self.permutation
+            .checked_apply(self.global_position(position))
+    }
+
+    /// The epoch's global position of this rank's position `position` (< len), wrapped
+    /// into the dataset (DistributedSampler's padding).
+    #[inline]
+    fn global_position(&self, position: usize) -> usize {
         // `len > 0` implies a non-empty dataset: samples_per_epoch is 0 for 0 samples.
         let n = self.permutation.len();
-        let global = match position
+        match position
             .checked_mul(self.world)
             .and_then(|p| p.checked_add(self.rank))
             .and_then(|p| p.checked_add(self.offset))
         {
+            // The division only where the position wraps (padding, remainders).
+            Some(p) if p < n => p,
             Some(p) => p % n,
             // Only for datasets within `world` of usize::MAX; the remainder is below `n`,
             // so it fits back into usize.
@@ -272,8 +282,7 @@ impl EpochOrder {
                 ((position as u128 * self.world as u128 + self.rank as u128 + self.offset as u128)
                     % n as u128) as usize
             }
-        };
-        self.permutation.checked_apply(global)
+        }
     }
 
     /// The sample index at this rank's position `position`.
@@ -313,6 +322,16 @@ impl EpochOrder {
         let end = positions.end.min(self.len);
         let start = positions.start.min(end);
         (start..end).map(move |p| order.get(p))
+    }
+
+    /// The samples of [`EpochOrder::range`] into `out` (replacing its contents), computed
+    /// several at a time ([`Permutation::apply_all`]): what a worker asks for one batch.
+    pub fn fill_range(&self, positions: Range<usize>, out: &mut Vec<usize>) {
+        let end = positions.end.min(self.len);
+        let start = positions.start.min(end);
+        out.clear();
+        out.extend((start..end).map(|p| self.global_position(p)));
+        self.permutation.apply_all(out);
     }
 
     /// Every sample of this rank's epoch, in order, as a vector: for tests and debugging

@@ -3,6 +3,7 @@
 use crate::layout::Layout;
 use crate::view::View;
 
+use super::rows::Rows;
 use super::sample::{field_label, FieldSpec, Sample, SampleError, Source};
 
 /// Why an array source could not be built.
@@ -134,6 +135,19 @@ impl Source for ArraySource {
         // index < len <= isize::MAX / |stride0| because the whole array's span fits in isize.
         let offset = index as isize * f.stride0;
         Ok(Sample::Strided(f.view.sample(&f.row, offset)?))
+    }
+
+    fn rows(&self, field: usize) -> Option<Rows<'_>> {
+        let f = self.fields.get(field)?;
+        if !f.row.is_c_contiguous() || self.len == 0 {
+            return None;
+        }
+        let first = f.view.sample(&f.row, 0).ok()?;
+        // SAFETY: row i < len is the sample at offset i * stride0 of the view, whose whole
+        // span is readable while the view (owned by `self`) lives; the row is C-contiguous,
+        // so its `nbytes` bytes are exactly the sample, and i * stride0 fits in isize because
+        // the view's span does.
+        Some(unsafe { Rows::new(first.ptr(), f.stride0, f.row.nbytes(), self.len) })
     }
 
     fn check(&self) -> Result<(), SampleError> {

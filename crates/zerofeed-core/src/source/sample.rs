@@ -19,6 +19,8 @@ use crate::decode::ColorMode;
 use crate::dtype::DType;
 use crate::view::{SampleRef, ViewError};
 
+use super::rows::Rows;
+
 /// One field of a source: its name, element type and (when fixed) per-sample shape.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldSpec {
@@ -179,6 +181,14 @@ pub trait Source: Send + Sync {
     /// How field `field`'s encoded samples are decoded; `None` for fields that are not
     /// encoded images (every field of the default).
     fn image_options(&self, field: usize) -> Option<ImageOptions> {
+        let _ = field;
+        None
+    }
+
+    /// Field `field`'s samples as packed rows of one buffer, when they are (row `i` is
+    /// sample `i` in every epoch): the pipeline then copies a plain field (no ops) a batch
+    /// at a time. `None` (the default): ask sample by sample.
+    fn rows(&self, field: usize) -> Option<Rows<'_>> {
         let _ = field;
         None
     }
