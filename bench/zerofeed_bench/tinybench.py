@@ -159,11 +159,12 @@ def check_batches(
 
     Example:
         >>> x, y = make_rows(40, 2)
-        >>> good = [[(x[[3, 1]], y[[3, 1]]), (x[[0, 2]], None)], [(x[[2, 0]], None)] * 1]
-        >>> check_batches(x, y, good[:1], batch=2, batches_per_epoch=2)["passed"]
+        >>> epoch = [(x[[3, 1]], y[[3, 1]]), (x[[0, 2]], None)]
+        >>> check_batches(x, y, [epoch], batch=2, batches_per_epoch=2)["passed"]
         True
-        >>> check_batches(x, y, [[(x[[3, 1]], y[[1, 3]])]], batch=2, batches_per_epoch=1)["problems"]
-        ['batch 0 of epoch 0, sample 0: label 22 is not the label of that row']
+        >>> swapped = [(x[[3, 1]], y[[1, 3]])]
+        >>> check_batches(x, y, [swapped], batch=2, batches_per_epoch=1)["problems"][0]
+        'batch 0 of epoch 0, sample 0: label 0 is not the label of that row'
 
     """
     where: dict[bytes, list[int]] = {}
