@@ -32,6 +32,7 @@ from zerofeed_bench.tinybench import (
     check_batches,
     ensure_tiny,
     make_rows,
+    run_epochs,
     tiny_specs,
 )
 
@@ -122,24 +123,17 @@ def test_table_json_and_plot(run):
 # ----------------------------------------------------------------------------- the oracle
 
 
-def _epochs(impl: Impl, n: int = 2) -> list[list[Any]]:
-    return [
-        [tuple(None if v is None else np.array(v) for v in impl.to_numpy(b)) for b in impl.epoch(e)]
-        for e in range(n)
-    ]
-
-
 def test_oracle_passes_real_rows_and_fails_doctored_ones():
     w = TinyWorkload(rows=1000, features=3, batch=24)
     x, y = make_rows(w.rows, w.features)
     kw = dict(batch=24, batches_per_epoch=w.batches_per_epoch)
     impl = build_numpy_labels((x, y), w, 1)
-    good = _epochs(impl)
+    good = run_epochs(impl, 2)
     assert check_batches(x, y, good, **kw)["passed"]
     zf = build_zerofeed_labels((x, y), w, 2) if installed("torch") else None
     if zf is not None:
         try:
-            assert check_batches(x, y, _epochs(zf), **kw)["passed"]
+            assert check_batches(x, y, run_epochs(zf, 2), **kw)["passed"]
         finally:
             zf.close()
 

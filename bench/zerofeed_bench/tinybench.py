@@ -342,9 +342,10 @@ def build_dataloader_labels(data: tuple[np.ndarray, np.ndarray], w: TinyWorkload
 
 
 def build_floor(data: tuple[np.ndarray, np.ndarray], w: TinyWorkload, threads: int) -> Impl:
-    """The floor: ``np.take(x, idx[s:s+b], axis=0, out=buf)`` into one reused buffer, with the
-    same permutation per epoch as :func:`build_numpy`: one Python loop step and the bytes,
-    no framework, no allocation. (The oracle copies each batch before the next overwrites it.)
+    """The floor: ``np.take(x, idx[s:s+b], axis=0, out=buf)`` into one reused buffer.
+
+    The same permutation per epoch as :func:`build_numpy`, one Python loop step and the bytes,
+    no framework, no allocation; the oracle copies each batch before the next overwrites it.
     """
     x, _ = data
     b, n = w.batch, w.batches_per_epoch * w.batch
@@ -401,14 +402,22 @@ def tiny_check(spec: Spec, w: TinyWorkload) -> dict[str, Any]:
     x, y = make_rows(cw.rows, cw.features, cw.seed)
     impl = spec.build((x, y), cw, spec.threads)
     try:
-        epochs = [
-            [tuple(None if v is None else np.array(v, copy=True) for v in impl.to_numpy(b)) for b in impl.epoch(e)]
-            for e in (0, 1)
-        ]
+        epochs = run_epochs(impl, 2)
         expected = int(getattr(impl, "batches_per_epoch", cw.batches_per_epoch))
     finally:
         impl.close()
-    return check_batches(x, y, epochs, batch=cw.batch, batches_per_epoch=expected)  # type: ignore[arg-type]
+    return check_batches(x, y, epochs, batch=cw.batch, batches_per_epoch=expected)
+
+
+def run_epochs(impl: Impl, n: int) -> list[list[Batch]]:
+    """Epochs ``0..n-1`` of ``impl`` as NumPy ``(features, labels or None)``, each batch
+    copied (a row may hand out one buffer again and again).
+    """
+    out: list[list[Batch]] = []
+    for e in range(n):
+        batches = (impl.to_numpy(b) for b in impl.epoch(e))
+        out.append([(np.array(bx), None if by is None else np.array(by)) for bx, by in batches])
+    return out
 
 
 def tiny_first(impl: Impl, batch: Any, w: TinyWorkload) -> str | None:

@@ -50,7 +50,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     for name, against, want in TARGETS:
         if name in ok and against in ok:
             ratio = ok[name]["batches_per_s"]["median"] / ok[against]["batches_per_s"]["median"]
-            out.append({"row": name, "against": against, "ratio": ratio, "target": want, "met": ratio >= want})
+            out.append(
+                {"row": name, "against": against, "ratio": ratio, "target": want, "met": ratio >= want}
+            )
     if "zerofeed" in ok:
         us = 1e6 / ok["zerofeed"]["batches_per_s"]["median"]
         out.append({"row": "zerofeed", "us_per_batch": us, "target": MAX_US_PER_BATCH,
@@ -101,7 +103,7 @@ def format_tiny_table(result: dict[str, Any]) -> str:
         lines += ["", "targets: " + ", ".join(_said(t) for t in met)]
     lines += [
         "",
-        "batch/s: median over every timed epoch of every round (min-max beside it); us/batch = 1e6 / batch/s.",
+        "batch/s: median over every timed epoch of every round (min-max beside it); us/batch: 1e6 / it.",
         "vs numpy / vs floor: batch/s ratios in this run. numpy: a permutation per epoch, x[idx[s:s+b]],",
         "torch.from_numpy (numpy-labels gathers the labels too: compare the -labels rows with it). floor:",
         "np.take of the same rows into one reused buffer, one Python loop step and the bytes, nothing else.",
