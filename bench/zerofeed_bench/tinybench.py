@@ -42,6 +42,7 @@ import numpy as np
 
 from zerofeed_bench.baselines import Impl, Spec
 from zerofeed_bench.data import cache_dir, usable_cores
+from zerofeed_bench.seqbaselines import _zerofeed_impl
 from zerofeed_bench.seqdata import _cached
 
 #: Bumped whenever the generated data changes, so stale caches are not reused.
@@ -221,15 +222,22 @@ def _numpy_of(v: Any) -> np.ndarray:
     return np.asarray(v.numpy() if hasattr(v, "numpy") else v)
 
 
+def _batch(batch: Any) -> Batch:
+    """``(features, labels or None)`` as NumPy, of a features batch, a dict ``{"x", "y"}`` or
+    a pair (torch tensors or arrays).
+    """
+    if isinstance(batch, dict):
+        batch = (batch["x"], batch["y"])
+    if isinstance(batch, (tuple, list)):
+        return (_numpy_of(batch[0]), _numpy_of(batch[1]) if len(batch) > 1 else None)
+    return (_numpy_of(batch), None)
+
+
 class _TinyImpl(Impl):
-    """An implementation yielding a features batch, a dict ``{"x", "y"}`` or a pair."""
+    """An implementation yielding what :func:`_batch` reads."""
 
     def to_numpy(self, batch: Any) -> Any:
-        if isinstance(batch, dict):
-            batch = (batch["x"], batch["y"])
-        if isinstance(batch, (tuple, list)):
-            return (_numpy_of(batch[0]), _numpy_of(batch[1]) if len(batch) > 1 else None)
-        return (_numpy_of(batch), None)
+        return _batch(batch)
 
 
 def _zerofeed(data: tuple[np.ndarray, np.ndarray], w: TinyWorkload, labels: bool,
@@ -246,20 +254,7 @@ def _zerofeed(data: tuple[np.ndarray, np.ndarray], w: TinyWorkload, labels: bool
         workers=w.workers or None,
     )
 
-    class _Zerofeed(_TinyImpl):
-        batches_per_epoch = len(loader)
-
-        def epoch(self, e: int) -> Iterator[Any]:
-            loader.set_epoch(e)
-            yield from convert(loader)
-
-        def stats(self) -> dict[str, Any]:
-            return {str(k): v for k, v in dict(loader.stats).items()}
-
-        def close(self) -> None:
-            loader.close()
-
-    return _Zerofeed()
+    return _zerofeed_impl(loader, convert, _batch)
 
 
 def build_zerofeed(data: tuple[np.ndarray, np.ndarray], w: TinyWorkload, threads: int) -> Impl:
