@@ -162,7 +162,7 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
     hi = [r[key]["max"] - m for m, r in zip(med, ok, strict=True)]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(ok) + 1.5))
     colors = [
-        "tab:orange" if n == "zerofeed" else "tab:gray" if n.startswith("floor") else "tab:blue"
+        "tab:orange" if n.startswith("zerofeed") else "tab:gray" if n.startswith("floor") else "tab:blue"
         for n in names
     ]
     ax.barh(names, med, xerr=[lo, hi], color=colors)
