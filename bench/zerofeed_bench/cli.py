@@ -10,6 +10,7 @@ Example:
     $ zerofeed bench tokens --tokens 20000000 --json tokens.json
     $ zerofeed bench series --steps 1000000 --plot series.png
     $ zerofeed bench images --images 1000 --json images.json
+    $ zerofeed bench tiny --rows 100000 --batch 64 --json tiny.json
 
 """
 
@@ -119,9 +120,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the generated dataset is cached (default ~/.cache/zerofeed/bench)",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bsub = b.add_subparsers(dest="bench_command", metavar="{images,tokens,series,transfer}")
+    bsub = b.add_subparsers(dest="bench_command", metavar="{images,tokens,series,tiny,transfer}")
     _add_photos_parser(bsub)
     _add_sequence_parsers(bsub)
+    _add_tiny_parser(bsub)
     t = bsub.add_parser("transfer", help="host-to-device bandwidth by size (needs CUDA)")
     t.add_argument("--sizes", default=None, help="MiB, comma-separated (default 1,16,256,1024)")
     t.add_argument("--json", type=Path, metavar="PATH", dest="transfer_json")
@@ -230,6 +232,28 @@ def _add_sequence_parsers(bsub: Any) -> None:
         _add_run_flags(sp, ints, groups)
 
 
+def _add_tiny_parser(bsub: Any) -> None:
+    """``zerofeed bench tiny``: the per-batch overhead of tiny batches of a table."""
+    from zerofeed_bench.tinybench import TINY_GROUPS
+
+    sp = bsub.add_parser(
+        "tiny",
+        help="tiny shuffled batches of a table (the per-batch overhead): zerofeed vs NumPy, DataLoader",
+        description="Shuffled batches of 64 rows of a (rows, 8) float32 table and its int64 labels, "
+        "where moving the bytes costs almost nothing and the rest of a batch is what is measured: "
+        "zerofeed (torch tensors, with labels, NumPy) against NumPy fancy indexing + "
+        "torch.from_numpy, a PyTorch DataLoader over a TensorDataset and the floor (np.take into "
+        "a reused buffer), each in its own process, checked against the data first.",
+    )
+    ints = (
+        ("--rows", 1, 100_000, "rows of the built-in table (default 100,000)"),
+        ("--features", 1, 8, "float32 features per row (default 8)"),
+        ("--batch", 1, 64, "rows per batch (default 64)"),
+        ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
+    )
+    _add_run_flags(sp, ints, TINY_GROUPS)
+
+
 def _add_run_flags(sp: argparse.ArgumentParser, ints: Sequence[tuple[str, int, Any, str]],
                    groups: Sequence[str]) -> None:  # fmt: skip
     """A subcommand's own integer flags ``(flag, smallest, default, help)`` and the flags
@@ -294,6 +318,19 @@ def _sequence_workload(a: argparse.Namespace, p: argparse.ArgumentParser) -> Any
     if w.batches_per_epoch < 1:
         p.error(f"argument --batch: {a.batch} is more than the {w.windows} windows of the data")
     return w
+
+
+def _tiny(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """``zerofeed bench tiny`` (usage errors exit 2)."""
+    from zerofeed_bench.tinybench import TinyWorkload
+
+    if a.batch > a.rows:
+        p.error(f"argument --batch: {a.batch} is more than --rows {a.rows}")
+    _check_paths(a, p)
+    w = TinyWorkload(
+        rows=a.rows, features=a.features, batch=a.batch, epochs=a.epochs, workers=a.workers, seed=a.seed
+    )
+    return _run_and_report(w, a)
 
 
 def _run_and_report(w: Any, a: argparse.Namespace) -> int:
@@ -372,10 +409,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.bench_command == "transfer":
         return _transfer(a)
-    if a.bench_command in ("images", "tokens", "series"):
+    if a.bench_command in ("images", "tokens", "series", "tiny"):
         sub = p._subparsers._group_actions[0].choices[a.bench_command]  # type: ignore[union-attr]
         if a.bench_command == "images":
             return _photos(a, sub)
+        if a.bench_command == "tiny":
+            return _tiny(a, sub)
         w = _sequence_workload(a, sub)
         _check_paths(a, sub)
         return _run_and_report(w, a)

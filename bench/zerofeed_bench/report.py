@@ -100,6 +100,10 @@ def _not_ok(r: dict[str, Any], width: int) -> tuple[str, ...]:
 
 def format_table(result: dict[str, Any]) -> str:
     """Format the readable report: workload line, machine line, table, and how to read it."""
+    if result.get("scenario") == "tiny":
+        from zerofeed_bench.tinyreport import format_tiny_table
+
+        return format_tiny_table(result)
     if result.get("scenario", "images") != "images":
         from zerofeed_bench.seqreport import format_seq_table
 
@@ -134,7 +138,7 @@ def write_json(result: dict[str, Any], path: Path) -> None:
 
 
 def plot(result: dict[str, Any], path: Path) -> str | None:
-    """Write a horizontal bar chart of throughput (images/s, tokens/s, windows/s) to ``path``.
+    """Write a horizontal bar chart of throughput (images/s, tokens/s, windows/s, batches/s) to ``path``.
 
     Returns ``None`` on success or a message saying why no chart was written (matplotlib
     missing), so the caller can print it.
@@ -158,7 +162,7 @@ def plot(result: dict[str, Any], path: Path) -> str | None:
     hi = [r[key]["max"] - m for m, r in zip(med, ok, strict=True)]
     fig, ax = plt.subplots(figsize=(8, 0.45 * len(ok) + 1.5))
     colors = [
-        "tab:orange" if n == "zerofeed" else "tab:gray" if n.startswith("floor") else "tab:blue"
+        "tab:orange" if n.startswith("zerofeed") else "tab:gray" if n.startswith("floor") else "tab:blue"
         for n in names
     ]
     ax.barh(names, med, xerr=[lo, hi], color=colors)
@@ -178,6 +182,8 @@ def _title(result: dict[str, Any]) -> str:
     scenario = result.get("scenario", "images")
     if scenario == "tokens":
         return f"zerofeed bench tokens: {w['tokens']:,} tokens, batch {w['batch']} x {w['block']}"
+    if scenario == "tiny":
+        return f"zerofeed bench tiny: {w['rows']:,} rows x {w['features']} float32, batch {w['batch']}"
     if scenario == "series":
         return (
             f"zerofeed bench series: {w['steps']:,} x {w['features']}, windows {w['length']}+{w['horizon']}"

@@ -298,8 +298,8 @@ def _median_row(spec: Spec, w: Any, runs: list[dict[str, Any]]) -> dict[str, Any
     bps = sorted(r["batches_per_epoch"] / t for r in runs for t in r["epochs_s"] if t > 0)
     med = statistics.median(bps)
     ups = [b * per_batch for b in bps]
+    row["batches_per_s"] = med  # where the unit is batches, the dict below takes its place
     row[throughput_key(sc)] = {"median": med * per_batch, "min": ups[0], "max": ups[-1], "all": ups}
-    row["batches_per_s"] = med
     row["output_gb_per_s"] = med * sc.out_bytes_per_batch(w) / 1e9
     firsts = [r["first_batch_s"] for r in runs if r.get("first_batch_s") is not None]
     row["first_batch_s"] = statistics.median(firsts) if firsts else None

@@ -1,5 +1,6 @@
 """The benchmarks the runner knows: ``images`` (the reference workload, decoded arrays),
-``tokens``, ``series`` and ``photos`` (``zerofeed bench images``: encoded JPEG files). A
+``tokens``, ``series``, ``photos`` (``zerofeed bench images``: encoded JPEG files) and ``tiny``
+(tiny batches of a table: the per-batch overhead). A
 :class:`Scenario` says how to make and load its data, which rows it has, how to check a row's
 output against the oracle, and what its throughput unit is.
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from zerofeed_bench import baselines, imgbaselines, imgdata, seqbaselines, seqdata
+from zerofeed_bench import baselines, imgbaselines, imgdata, seqbaselines, seqdata, tinybench
 from zerofeed_bench.baselines import Impl, Spec
 from zerofeed_bench.data import Workload, check_outputs, ensure_dataset, load_dataset, make_images
 
@@ -220,8 +221,25 @@ PHOTOS = Scenario(
     needs=("Loader", "Images"),
 )
 
+# ------------------------------------------------------------------ tiny batches
+
+TINY = Scenario(
+    name="tiny",
+    workload=tinybench.TinyWorkload,
+    specs=tinybench.tiny_specs,
+    groups=tinybench.TINY_GROUPS,
+    ensure=tinybench.ensure_tiny,
+    load=tinybench.load_tiny,
+    check=tinybench.tiny_check,
+    first_batch=tinybench.tiny_first,
+    unit="batches",
+    units_per_batch=lambda w: 1,
+    out_bytes_per_batch=lambda w: w.out_bytes_per_batch,
+    reference="numpy",
+)
+
 #: Every scenario by name (what the child process is told to run).
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (IMAGES, TOKENS, SERIES, PHOTOS)}
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (IMAGES, TOKENS, SERIES, PHOTOS, TINY)}
 #: The scenario of a workload object.
 SCENARIOS_BY_TYPE: dict[type, Scenario] = {s.workload: s for s in SCENARIOS.values()}
 

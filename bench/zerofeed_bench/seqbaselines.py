@@ -47,11 +47,20 @@ class _SeqImpl(Impl):
         return _pair(batch)
 
 
-def _zerofeed_impl(loader: Any, convert: Callable[[Any], Iterator[Any]]) -> Impl:
-    class _Zerofeed(_SeqImpl):
+def _zerofeed_impl(
+    loader: Any, convert: Callable[[Any], Iterator[Any]], to_numpy: Callable[[Any], Any] = _pair
+) -> Impl:
+    """An :class:`Impl` over a ``zf.Loader``: ``convert(loader)`` is one epoch (``iter``,
+    ``.torch()``, ...), ``to_numpy`` turns one of its batches into NumPy for the oracle.
+    """
+
+    class _Zerofeed(Impl):
         # phase="random" shifts the grid each epoch and keeps the count fixed, which may
         # leave a window fewer than the stream holds at phase 0: the loader says its own
         batches_per_epoch = len(loader)
+
+        def to_numpy(self, batch: Any) -> Any:
+            return to_numpy(batch)
 
         def epoch(self, e: int) -> Iterator[Any]:
             loader.set_epoch(e)
