@@ -13,6 +13,7 @@ use crate::sampler::{num_batches, EpochOrder};
 use crate::source::{Sample, Source};
 
 use super::image::FieldScratch;
+use super::readahead::Readahead;
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
 
 struct State {
@@ -52,6 +53,7 @@ struct Job {
     pool: Arc<BufferPool>,
     stats: Arc<PipelineStats>,
     shared: Arc<Shared>,
+    readahead: Option<Readahead>,
 }
 
 pub(super) fn start(
@@ -92,6 +94,7 @@ pub(super) fn start(
         pool: pipeline.pool.clone(),
         stats: pipeline.stats.clone(),
         shared: shared.clone(),
+        readahead: Readahead::start(pipeline, order, first_batch, end),
     });
     let mut run = EpochRun {
         shared,
@@ -145,6 +148,9 @@ impl Job {
                 state.next_job += 1;
                 state.next_job - 1
             };
+            if let Some(readahead) = &self.readahead {
+                readahead.claimed(claimed);
+            }
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.build(claimed, &mut scratch)
             }))

@@ -1,0 +1,122 @@
+//! Read-ahead of decided samples: when a worker claims batch `k`, the samples of batch
+//! `k + distance` (already fixed by the epoch's order) are hinted to their source
+//! ([`Source::will_need`]), so that a memory-mapped file on a cold page cache is read many
+//! samples at once, ahead of the worker, instead of one synchronous fault at a time.
+//!
+//! The hints are issued from the claiming worker itself: `MADV_WILLNEED` only queues the
+//! reads (it never waits for them), and a helper thread issuing them measured no faster
+//! (within the run-to-run noise of a cold read; docs/guide.md, "Cold page cache"), so
+//! there is no thread to start, stop or fork around. `posix_fadvise(WILLNEED)` and
+//! `readahead(2)` are the same kernel call (`vfs_fadvise`) that `madvise` makes.
+//!
+//! `ZEROFEED_READAHEAD=0` in the environment turns the hints off (read when an epoch
+//! starts): a diagnostic, for measuring what they buy (`zerofeed bench cold`).
+
+use std::sync::Arc;
+
+use crate::sampler::EpochOrder;
+use crate::source::Source;
+
+use super::Pipeline;
+
+/// The most source bytes hinted ahead of the claimed batches. Hinted pages are clean page
+/// cache (the kernel may drop them), but hinting much further than the workers read would
+/// evict a file larger than RAM before its pages are used.
+pub(super) const BUDGET: usize = 64 << 20;
+
+/// How many batches ahead of a claimed one to hint: as many as `budget` bytes hold, no
+/// more than the look-ahead `window`, at least one.
+pub(super) fn distance(window: usize, batch_bytes: usize, budget: usize) -> usize {
+    (budget / batch_bytes.max(1)).min(window).max(1)
+}
+
+/// One epoch's read-ahead: which batches to hint, and of which source.
+pub(super) struct Readahead {
+    source: Arc<dyn Source>,
+    order: EpochOrder,
+    batch_size: usize,
+    end: usize,
+    distance: usize,
+}
+
+impl Readahead {
+    /// The read-ahead of an epoch of `end` batches of `order` that starts at `first_batch`,
+    /// having hinted its first `distance` batches; `None` when the source takes no hints.
+    pub(super) fn start(
+        pipeline: &Pipeline,
+        order: EpochOrder,
+        first_batch: usize,
+        end: usize,
+    ) -> Option<Readahead> {
+        if !pipeline.source.takes_hints() || disabled() {
+            return None;
+        }
+        let batch_size = pipeline.config.batch_size;
+        let batch_bytes = pipeline
+            .fields
+            .iter()
+            .map(|f| {
+                let items = f.input_shape.iter().product::<usize>();
+                items.saturating_mul(f.spec.dtype.itemsize())
+            })
+            .fold(0usize, usize::saturating_add)
+            .saturating_mul(batch_size);
+        let window = pipeline
+            .config
+            .prefetch
+            .saturating_add(pipeline.config.workers);
+        let readahead = Readahead {
+            source: pipeline.source.clone(),
+            order,
+            batch_size,
+            end,
+            distance: distance(window, batch_bytes, BUDGET),
+        };
+        let first = first_batch.min(end);
+        for batch in first..first.saturating_add(readahead.distance).min(end) {
+            readahead.hint(batch);
+        }
+        Some(readahead)
+    }
+
+    /// Batch `batch` was claimed: hint the one `distance` batches after it.
+    pub(super) fn claimed(&self, batch: usize) {
+        let ahead = batch.saturating_add(self.distance);
+        if ahead < self.end {
+            self.hint(ahead);
+        }
+    }
+
+    /// The samples of batch `batch`, in the order the workers will read them.
+    fn samples(&self, batch: usize) -> impl Iterator<Item = usize> {
+        let start = batch.saturating_mul(self.batch_size);
+        self.order
+            .range(start..start.saturating_add(self.batch_size))
+    }
+
+    fn hint(&self, batch: usize) {
+        for sample in self.samples(batch) {
+            self.source.will_need(sample);
+        }
+    }
+}
+
+/// `ZEROFEED_READAHEAD=0`: hints off.
+fn disabled() -> bool {
+    std::env::var_os("ZEROFEED_READAHEAD").is_some_and(|v| v == "0")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_is_bounded_by_the_budget_and_the_window_and_is_at_least_one() {
+        let batch = 32 * 196_608; // 32 images of 256x256x3 u8: 6 MiB
+        assert_eq!(distance(6, batch, BUDGET), 6); // the window binds
+        assert_eq!(distance(64, batch, BUDGET), 10); // 64 MiB / 6 MiB
+        assert_eq!(distance(6, BUDGET * 2, BUDGET), 1); // a batch over the budget
+        assert_eq!(distance(0, batch, BUDGET), 1);
+        assert_eq!(distance(8, 0, BUDGET), 8); // no bytes per batch: the window
+    }
+}
