@@ -178,6 +178,8 @@ def _title(result: dict[str, Any]) -> str:
     scenario = result.get("scenario", "images")
     if scenario == "tokens":
         return f"zerofeed bench tokens: {w['tokens']:,} tokens, batch {w['batch']} x {w['block']}"
+    if scenario == "cold":
+        return f"zerofeed bench cold: {w['images']} x {w['height']}x{w['width']} uint8, batch {w['batch']}"
     if scenario == "series":
         return (
             f"zerofeed bench series: {w['steps']:,} x {w['features']}, windows {w['length']}+{w['horizon']}"
