@@ -109,6 +109,78 @@ fn disabled() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dlpack::DLDevice;
+    use crate::dtype::DType;
+    use crate::pool::{BufferPool, PoolConfig};
+    use crate::sampler::Sampler;
+    use crate::source::{ArraySource, NpyFile};
+    use crate::view::View;
+
+    /// Rows of 1000 bytes (not page-aligned: hints straddle pages) in a real `.npy`.
+    fn npy_file(rows: usize, row: usize) -> (std::path::PathBuf, Vec<u8>) {
+        let data: Vec<u8> = (0..rows * row).map(|i| (i * 7 + i / 991) as u8).collect();
+        let mut header =
+            format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({rows}, {row}), }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&data);
+        let path = std::env::temp_dir().join(format!("zf-readahead-{}.npy", std::process::id()));
+        std::fs::write(&path, bytes).unwrap();
+        (path, data)
+    }
+
+    fn batches(source: Arc<dyn Source>, rows: usize) -> (Vec<Vec<u8>>, bool) {
+        let sampler = Sampler::new(rows, true, 3, false, None).unwrap();
+        let config = super::super::PipelineConfig {
+            batch_size: 8,
+            drop_last: false,
+            workers: 2,
+            prefetch: 1,
+        };
+        let pool = BufferPool::new(PoolConfig {
+            budget: 1 << 20,
+            pin: false,
+        });
+        let pipeline = Pipeline::new(source, &[vec![]], sampler, config, pool).unwrap();
+        let order = pipeline.sampler().epoch_order(1);
+        let hinted = Readahead::start(&pipeline, order, 0, pipeline.num_batches()).is_some();
+        let mut run = pipeline.start(1, 0).unwrap();
+        let mut out = Vec::new();
+        while let Some(batch) = run.next_batch() {
+            let batch = batch.unwrap();
+            out.push(batch.buffers[0].as_slice()[..batch.len * 1000].to_vec());
+        }
+        (out, hinted)
+    }
+
+    #[test]
+    fn a_mapped_npy_read_ahead_gives_exactly_the_batches_of_the_same_array_in_ram() {
+        let (rows, row) = (203, 1000);
+        let (path, data) = npy_file(rows, row);
+        let view = View::from_npy(NpyFile::open(&path).unwrap()).unwrap();
+        let mapped: Arc<dyn Source> = Arc::new(ArraySource::new(vec![("x".into(), view)]).unwrap());
+        let ram = View::from_owned(data, &[rows, row], DType::U8, DLDevice::CPU, true).unwrap();
+        let ram: Arc<dyn Source> = Arc::new(ArraySource::new(vec![("x".into(), ram)]).unwrap());
+        assert!(mapped.takes_hints() && !ram.takes_hints());
+        let (with_hints, hinted) = batches(mapped.clone(), rows);
+        let (without, not_hinted) = batches(ram, rows);
+        assert!(
+            hinted && !not_hinted,
+            "only the file-mapped source is read ahead"
+        );
+        assert_eq!(with_hints.len(), 26);
+        assert_eq!(with_hints, without);
+        // Hints past the end, or of a file that is gone, do nothing and never fail.
+        mapped.will_need(rows);
+        mapped.will_need(usize::MAX);
+        std::fs::remove_file(&path).unwrap();
+        mapped.will_need(0);
+    }
 
     #[test]
     fn distance_is_bounded_by_the_budget_and_the_window_and_is_at_least_one() {
