@@ -336,7 +336,9 @@ def _sequence_workload(a: argparse.Namespace, p: argparse.ArgumentParser) -> Any
     return w
 
 
-def _run_and_report(w: Any, a: argparse.Namespace, table: Callable[[dict[str, Any]], str] | None = None) -> int:
+def _run_and_report(
+    w: Any, a: argparse.Namespace, table: Callable[[dict[str, Any]], str] | None = None
+) -> int:
     """Run the benchmark of ``w``, print its table, write --json / --plot; the exit status."""
     from zerofeed_bench.report import format_table, plot, write_json
     from zerofeed_bench.runner import run_bench

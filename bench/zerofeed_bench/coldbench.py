@@ -81,7 +81,8 @@ def cache_drop_refused() -> str | None:
 @dataclasses.dataclass(frozen=True)
 class ColdWorkload:
     """``images`` uint8 images of ``height x width x 3`` in one ``.npy``, read shuffled in
-    batches of ``batch`` (the last partial batch dropped), from a cold page cache."""
+    batches of ``batch`` (the last partial batch dropped), from a cold page cache.
+    """
 
     images: int = 4000
     height: int = 256
@@ -163,14 +164,19 @@ class _Zerofeed(Impl):
         # A fresh map per epoch: pages a live map holds survive drop_caches.
         w = self.w
         with zf.Loader(
-            str(self.path), batch_size=w.batch, shuffle=True, seed=w.seed, drop_last=True, workers=self.threads
+            str(self.path),
+            batch_size=w.batch,
+            shuffle=True,
+            seed=w.seed,
+            drop_last=True,
+            workers=self.threads,
         ) as loader:
             loader.set_epoch(e)
             yield from loader.numpy()
 
 
 def build_zerofeed(path: Path, w: ColdWorkload, threads: int) -> Impl:
-    """zerofeed's Loader over the file's path (read ahead: the default)."""
+    """Zerofeed's Loader over the file's path (read ahead: the default)."""
     return _Zerofeed(path, w, threads, readahead=True)
 
 
@@ -198,7 +204,8 @@ def build_numpy_memmap(path: Path, w: ColdWorkload, threads: int) -> Impl:
 
 class _Floor(Impl):
     """The file read in order, 8 MiB at a time into one buffer; a "batch" is yielded for every
-    batch's worth of image bytes read, so that its images/s is the file's read bandwidth."""
+    batch's worth of image bytes read, so that its images/s is the file's read bandwidth.
+    """
 
     def __init__(self, path: Path, w: ColdWorkload) -> None:
         self.path, self.w = path, w
