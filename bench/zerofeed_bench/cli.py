@@ -11,6 +11,7 @@ Example:
     $ zerofeed bench series --steps 1000000 --plot series.png
     $ zerofeed bench images --images 1000 --json images.json
     $ zerofeed bench tiny --rows 100000 --batch 64 --json tiny.json
+    $ sudo zerofeed bench cold --images 4000 --json cold.json
 
 """
 
@@ -120,10 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the generated dataset is cached (default ~/.cache/zerofeed/bench)",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bar")
-    bsub = b.add_subparsers(dest="bench_command", metavar="{images,tokens,series,tiny,transfer}")
+    bsub = b.add_subparsers(dest="bench_command", metavar="{images,tokens,series,tiny,cold,transfer}")
     _add_photos_parser(bsub)
     _add_sequence_parsers(bsub)
     _add_tiny_parser(bsub)
+    _add_cold_parser(bsub)
     t = bsub.add_parser("transfer", help="host-to-device bandwidth by size (needs CUDA)")
     t.add_argument("--sizes", default=None, help="MiB, comma-separated (default 1,16,256,1024)")
     t.add_argument("--json", type=Path, metavar="PATH", dest="transfer_json")
@@ -254,6 +256,44 @@ def _add_tiny_parser(bsub: Any) -> None:
     _add_run_flags(sp, ints, TINY_GROUPS)
 
 
+def _add_cold_parser(bsub: Any) -> None:
+    """``zerofeed bench cold``: a memory-mapped .npy read shuffled from a cold page cache."""
+    from zerofeed_bench.coldbench import GROUPS as COLD_GROUPS
+
+    sp = bsub.add_parser(
+        "cold",
+        help="shuffled batches of a memory-mapped .npy from a cold page cache (needs root)",
+        description="uint8 images in one .npy, read shuffled in raw batches with the page cache "
+        "dropped before every timed epoch: zerofeed (reading ahead the decided batches, and "
+        "without) against NumPy fancy indexing on np.load(mmap_mode='r') and the sequential "
+        "read of the same file (the floor). Needs root to drop the page cache.",
+    )
+    ints = (
+        ("--images", 1, 4000, "images in the built-in file (default 4000: 786 MB at 256x256)"),
+        ("--batch", 1, 32, "default 32"),
+        ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),
+    )
+    _add_run_flags(sp, ints, COLD_GROUPS)
+    sp.add_argument("--size", type=_hw, default=(256, 256), metavar="HxW", help="default 256")
+
+
+def _cold(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
+    """Run ``zerofeed bench cold``; exits 2 with the reason where the cache cannot be dropped."""
+    from zerofeed_bench.coldbench import ColdWorkload, cache_drop_refused, format_cold
+
+    if a.batch > a.images:
+        p.error(f"argument --batch: {a.batch} is more than --images {a.images}")
+    _check_paths(a, p)
+    why = cache_drop_refused()
+    if why is not None:
+        print(f"zerofeed bench cold: {why}", file=sys.stderr)
+        return 2
+    h, w = a.size
+    wl = ColdWorkload(images=a.images, height=h, width=w, batch=a.batch, epochs=a.epochs,
+                      workers=a.workers, seed=a.seed)  # fmt: skip
+    return _run_and_report(wl, a, format_cold)
+
+
 def _add_run_flags(sp: argparse.ArgumentParser, ints: Sequence[tuple[str, int, Any, str]],
                    groups: Sequence[str]) -> None:  # fmt: skip
     """A subcommand's own integer flags ``(flag, smallest, default, help)`` and the flags
@@ -333,7 +373,9 @@ def _tiny(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
     return _run_and_report(w, a)
 
 
-def _run_and_report(w: Any, a: argparse.Namespace) -> int:
+def _run_and_report(
+    w: Any, a: argparse.Namespace, table: Callable[[dict[str, Any]], str] | None = None
+) -> int:
     """Run the benchmark of ``w``, print its table, write --json / --plot; the exit status."""
     from zerofeed_bench.report import format_table, plot, write_json
     from zerofeed_bench.runner import run_bench
@@ -350,7 +392,7 @@ def _run_and_report(w: Any, a: argparse.Namespace) -> int:
         cache=a.cache_dir,
         on_event=event,
     )
-    print(format_table(result))
+    print((table or format_table)(result))
     if a.json:
         write_json(result, a.json)
         print(f"\nraw numbers: {a.json}")
@@ -409,6 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.bench_command == "transfer":
         return _transfer(a)
+    if a.bench_command == "cold":
+        return _cold(a, p._subparsers._group_actions[0].choices["cold"])  # type: ignore[union-attr]
     if a.bench_command in ("images", "tokens", "series", "tiny"):
         sub = p._subparsers._group_actions[0].choices[a.bench_command]  # type: ignore[union-attr]
         if a.bench_command == "images":

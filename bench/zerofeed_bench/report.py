@@ -184,6 +184,8 @@ def _title(result: dict[str, Any]) -> str:
         return f"zerofeed bench tokens: {w['tokens']:,} tokens, batch {w['batch']} x {w['block']}"
     if scenario == "tiny":
         return f"zerofeed bench tiny: {w['rows']:,} rows x {w['features']} float32, batch {w['batch']}"
+    if scenario == "cold":
+        return f"zerofeed bench cold: {w['images']} x {w['height']}x{w['width']} uint8, batch {w['batch']}"
     if scenario == "series":
         return (
             f"zerofeed bench series: {w['steps']:,} x {w['features']}, windows {w['length']}+{w['horizon']}"

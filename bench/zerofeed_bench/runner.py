@@ -105,6 +105,8 @@ def run_timed(spec: Spec, w: Any, dataset: Path, marker: Path | None = None) -> 
         warmup_s = time.perf_counter() - t1
         epochs_s: list[float] = []
         for e in range(1, w.epochs + 1):
+            if sc.before_epoch is not None:
+                sc.before_epoch()
             t1 = time.perf_counter()
             n = sum(1 for _ in impl.epoch(e))
             epochs_s.append(time.perf_counter() - t1)

@@ -19,7 +19,15 @@ from typing import Any
 
 import numpy as np
 
-from zerofeed_bench import baselines, imgbaselines, imgdata, seqbaselines, seqdata, tinybench
+from zerofeed_bench import (
+    baselines,
+    coldbench,
+    imgbaselines,
+    imgdata,
+    seqbaselines,
+    seqdata,
+    tinybench,
+)
 from zerofeed_bench.baselines import Impl, Spec
 from zerofeed_bench.data import Workload, check_outputs, ensure_dataset, load_dataset, make_images
 
@@ -41,6 +49,7 @@ class Scenario:
     out_bytes_per_batch: Callable[[Any], int]
     reference: str | None = None  # the row every throughput is also compared with
     needs: tuple[str, ...] = ("Loader",)  # what the zerofeed rows need from the zerofeed module
+    before_epoch: Callable[[], None] | None = None  # run before every timed epoch (cold cache)
 
     def epoch_batches(self, impl: Impl, w: Any) -> int:
         """Batches one epoch of ``impl`` gives (an implementation may say its own)."""
@@ -238,8 +247,26 @@ TINY = Scenario(
     reference="numpy",
 )
 
+# ------------------------------------------------------------------ cold page cache
+
+COLD = Scenario(
+    name="cold",
+    workload=coldbench.ColdWorkload,
+    specs=coldbench.cold_specs,
+    groups=coldbench.GROUPS,
+    ensure=coldbench.ensure_cold,
+    load=lambda path, w: (path, None),  # every implementation opens the file itself
+    check=coldbench.check_cold,
+    first_batch=coldbench.first_batch,
+    unit="images",
+    units_per_batch=lambda w: w.batch,
+    out_bytes_per_batch=lambda w: w.out_bytes_per_batch,
+    reference="numpy-memmap",
+    before_epoch=coldbench.drop_page_cache,
+)
+
 #: Every scenario by name (what the child process is told to run).
-SCENARIOS: dict[str, Scenario] = {s.name: s for s in (IMAGES, TOKENS, SERIES, PHOTOS, TINY)}
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (IMAGES, TOKENS, SERIES, PHOTOS, TINY, COLD)}
 #: The scenario of a workload object.
 SCENARIOS_BY_TYPE: dict[type, Scenario] = {s.workload: s for s in SCENARIOS.values()}
 

@@ -14,6 +14,7 @@ mod device;
 mod error;
 mod image;
 mod memory;
+mod readahead;
 mod run;
 
 use std::sync::atomic::AtomicU64;

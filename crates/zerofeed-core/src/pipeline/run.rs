@@ -24,6 +24,7 @@ use crate::source::{Sample, Source};
 
 use super::image::FieldScratch;
 use super::memory::lookahead;
+use super::readahead::Readahead;
 use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
 
 struct State {
@@ -126,6 +127,7 @@ struct Job {
     pool: Arc<BufferPool>,
     stats: Arc<PipelineStats>,
     shared: Arc<Shared>,
+    readahead: Option<Readahead>,
 }
 
 pub(super) fn start(
@@ -166,17 +168,26 @@ pub(super) fn start(
         done: Condvar::new(),
         published: AtomicUsize::new(0),
     });
+    let legs = Legs {
+        epoch,
+        order,
+        first_batch: first_batch.min(end),
+        first_jobs,
+        full,
+        sampler: pipeline.sampler.clone(),
+    };
+    let readahead = Readahead::start(pipeline, window);
+    if let Some(readahead) = &readahead {
+        // The first jobs are claimed before any hint for them could be: hint them now.
+        for job in 0..readahead.distance.min(first_jobs) {
+            let place = legs.place(job);
+            readahead.hint(place.order, place.batch);
+        }
+    }
     let job = Arc::new(Job {
         source: pipeline.source.clone(),
         fields: pipeline.fields.clone(),
-        legs: Legs {
-            epoch,
-            order,
-            first_batch: first_batch.min(end),
-            first_jobs,
-            full,
-            sampler: pipeline.sampler.clone(),
-        },
+        legs,
         seed: pipeline.sampler.seed(),
         keys: pipeline.keys.clone(),
         batch_size: config.batch_size,
@@ -185,6 +196,7 @@ pub(super) fn start(
         pool: pipeline.pool.clone(),
         stats: pipeline.stats.clone(),
         shared: shared.clone(),
+        readahead,
     });
     let mut run = EpochRun {
         shared,
@@ -218,7 +230,7 @@ impl Job {
             .map(|_| FieldScratch::default())
             .collect();
         loop {
-            let claimed = {
+            let (claimed, limit) = {
                 let mut state = self.shared.lock();
                 let waited = Instant::now();
                 while !state.stop
@@ -241,8 +253,16 @@ impl Job {
                     return;
                 }
                 state.next_job += 1;
-                state.next_job - 1
+                (state.next_job - 1, state.limit)
             };
+            if let Some(readahead) = &self.readahead {
+                // The job `distance` ahead of this one is decided: have its samples read.
+                let ahead = claimed.saturating_add(readahead.distance);
+                if ahead < limit {
+                    let place = self.legs.place(ahead);
+                    readahead.hint(place.order, place.batch);
+                }
+            }
             let place = self.legs.place(claimed);
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 self.build(place, &mut scratch)

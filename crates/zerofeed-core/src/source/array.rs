@@ -46,6 +46,10 @@ struct ArrayField {
     /// The layout of one row (axis 0 removed).
     row: Layout,
     stride0: isize,
+    /// The row's `(low, high)` byte span, for read-ahead hints.
+    row_span: (isize, isize),
+    /// Whether the array lies in a file map, so that hints can do something.
+    mapped: bool,
 }
 
 /// Rows of one or more host arrays of equal length: sample `i` is row `i` of each.
@@ -84,7 +88,16 @@ impl ArraySource {
                 shape: Some(row.shape().to_vec()),
             });
             let stride0 = layout.strides()[0];
-            fields.push(ArrayField { view, row, stride0 });
+            // No span (it cannot fail for a sub-layout of a valid view): hint nothing.
+            let row_span = row.byte_span().unwrap_or((0, 0));
+            let mapped = super::hint::is_file_mapped(&view);
+            fields.push(ArrayField {
+                view,
+                row,
+                stride0,
+                row_span,
+                mapped,
+            });
         }
         let len = fields
             .first()
@@ -155,6 +168,21 @@ impl Source for ArraySource {
             field.view.check()?;
         }
         Ok(())
+    }
+
+    fn takes_hints(&self) -> bool {
+        self.fields.iter().any(|f| f.mapped)
+    }
+
+    fn will_need(&self, index: usize) {
+        if index >= self.len {
+            return;
+        }
+        for field in self.fields.iter().filter(|f| f.mapped) {
+            if let Some(range) = super::hint::row_range(index, field.stride0, field.row_span) {
+                super::hint::will_need(&field.view, range);
+            }
+        }
     }
 
     fn describe(&self) -> String {

@@ -9,6 +9,7 @@
 mod array;
 mod bos;
 mod filemap;
+mod hint;
 mod images;
 mod npy;
 mod pydict;
@@ -27,7 +28,7 @@ use thiserror::Error;
 
 pub use array::{ArraySource, ArraySourceError};
 pub use bos::bos_boundaries;
-pub use filemap::{FileMap, FileRegion, MapState, SourceChanged};
+pub use filemap::{FileMap, FileRegion, MapState, SourceChanged, WILLNEED_CHUNK};
 pub use images::{Blobs, ImageError, ImageSource, ImageSourceError, IMAGE_EXTENSIONS};
 pub use npy::{parse_npy_header, NpyError, NpyHeader, MAGIC, MAX_HEADER_LEN, MAX_NDIM};
 pub use rows::Rows;
@@ -201,11 +202,8 @@ impl NpyFile {
             return Ok(());
         }
         // FileMap aligns the start down to a page boundary itself.
-        self.map.advise(
-            libc::MADV_WILLNEED,
-            self.header.data_offset + start,
-            end - start,
-        )
+        self.map
+            .will_need(self.header.data_offset + start, end - start)
     }
 
     /// True when writes through the map land in this process's private copy-on-write pages

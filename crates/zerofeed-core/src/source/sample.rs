@@ -163,6 +163,23 @@ pub trait Source: Send + Sync {
     /// nothing.
     fn expect_random_access(&self) {}
 
+    /// True when [`Source::will_need`] does something (samples live in memory-mapped
+    /// files): the pipeline computes which samples to hint only for such sources, so that
+    /// sources in RAM pay nothing for read-ahead.
+    fn takes_hints(&self) -> bool {
+        false
+    }
+
+    /// Sample `index` will be read soon (its batch is decided but not yet being built):
+    /// sources over memory-mapped files ask the kernel to start reading its bytes now
+    /// (`MADV_WILLNEED`), so that a cold page cache is read many samples at a time instead
+    /// of one fault at a time. A hint: it must not change any sample, must not fault, and
+    /// its errors are ignored. Sources whose samples move with the epoch may hint nothing.
+    /// The default does nothing.
+    fn will_need(&self, index: usize) {
+        let _ = index;
+    }
+
     /// Reads field `field` of sample `index` into `buffer` (replacing its contents) and
     /// returns true, for sources that keep no bytes in place for it: image files are read
     /// per sample, so a folder of a million files costs no memory or map entry per file.
