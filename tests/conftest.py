@@ -108,18 +108,24 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: large-memory or many-subprocess tests (run by default)")
 
 
-def worker_threads() -> int:
-    """Live zerofeed worker threads of this process (named ``zerofeed-worker-N``; the kernel
-    keeps 15 characters). Other libraries' pools (TF, torch, JAX) come and go on their own,
-    so counting every thread would make the shutdown tests flaky."""
-    count = 0
+def worker_thread_ids() -> set[int]:
+    """The kernel thread ids of this process's live zerofeed worker threads (named
+    ``zerofeed-worker-N``; the kernel keeps 15 characters)."""
+    ids = set()
     for task in os.listdir("/proc/self/task"):
         try:
             with open(f"/proc/self/task/{task}/comm") as comm:
-                count += comm.read().startswith("zerofeed-worke")
+                if comm.read().startswith("zerofeed-worke"):
+                    ids.add(int(task))
         except FileNotFoundError:  # the thread ended while we looked
             pass
-    return count
+    return ids
+
+
+def worker_threads() -> int:
+    """Live zerofeed worker threads of this process. Other libraries' pools (TF, torch, JAX)
+    come and go on their own, so counting every thread would make the shutdown tests flaky."""
+    return len(worker_thread_ids())
 
 
 def worker_threads_settle(expected: int, within: float = 2.0) -> int:

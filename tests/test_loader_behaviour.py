@@ -11,7 +11,14 @@ import time
 
 import numpy as np
 import pytest
-from conftest import describe_exit, require, subprocess_env, worker_threads, worker_threads_settle
+from conftest import (
+    describe_exit,
+    require,
+    subprocess_env,
+    worker_thread_ids,
+    worker_threads,
+    worker_threads_settle,
+)
 
 import zerofeed as zf
 
@@ -169,6 +176,35 @@ def test_kept_batches_never_change(framework):
     stats = loader.stats
     assert stats["pool_allocations"] >= 50  # kept batches forced fresh buffers
     assert stats["pool_reuses"] > 0
+
+
+def test_epochs_chain_on_the_same_workers_and_equal_fresh_loaders():
+    # The next epoch is prepared by the workers of this one while its last batches are
+    # read: the same threads go on, and every epoch is the one a fresh loader gives.
+    data = dataset(41)
+    make = lambda: zf.Loader(data, batch_size=4, ops=OPS, workers=2, shuffle=True, seed=3)  # noqa: E731
+    before = worker_thread_ids()
+    loader = make()
+    epochs, workers = [], []
+    for _ in range(3):
+        epochs.append(run(loader))
+        workers.append(worker_thread_ids() - before)
+    assert len(workers[0]) == 2 and workers[0] == workers[1] == workers[2]
+    assert loader.stats["batches"] == 3 * len(loader)  # prepared-ahead batches not counted
+    for e, got in enumerate(epochs):
+        fresh = make()
+        fresh.set_epoch(e)
+        assert all(np.array_equal(a, b) for a, b in zip(got, run(fresh), strict=True))
+        fresh.close()
+    # Choosing another epoch, or a mid-epoch state, drops what was prepared for epoch 3.
+    loader.set_epoch(7)
+    fresh = make()
+    fresh.set_epoch(7)
+    assert all(np.array_equal(a, b) for a, b in zip(run(loader), run(fresh), strict=True))
+    assert not worker_thread_ids() & workers[0], "the chained workers were stopped and joined"
+    fresh.close()
+    loader.close()
+    assert worker_threads_settle(len(before)) == len(before)
 
 
 def test_batches_released_by_the_user_are_recycled():

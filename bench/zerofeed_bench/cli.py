@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from zerofeed_bench.baselines import GROUPS
-from zerofeed_bench.data import ALL_OPS
+from zerofeed_bench.data import ALL_OPS, OUTPUTS
 
 
 def _int_at_least(minimum: int, name: str) -> Callable[[str], int]:
@@ -99,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=_choices_list(ALL_OPS, "op"),
         default=ALL_OPS,
         help=f"ops variant, comma-separated from {','.join(ALL_OPS)} (default all)",
+    )
+    b.add_argument(
+        "--output",
+        choices=OUTPUTS,
+        default="hwc-f32",
+        help="layout and dtype of the batches (default hwc-f32); other variants run zerofeed "
+        "against the floors only, since the peers compute HWC float32",
     )
     b.add_argument(
         "--source",
@@ -423,6 +430,7 @@ def _bench(a: argparse.Namespace, p: argparse.ArgumentParser) -> int:
         ops=a.ops,
         source=a.source,
         seed=a.seed,
+        output=a.output,
     )
     return _run_and_report(wl, a)
 

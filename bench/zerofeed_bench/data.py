@@ -34,6 +34,28 @@ DATA_VERSION = 1
 #: Absolute tolerance of the correctness check (one pixel step after normalizing is ~0.017).
 CHECK_ATOL = 1e-3
 
+#: The output variants: layout and dtype of the batches (``--output``).
+OUTPUTS: tuple[str, ...] = ("hwc-f32", "chw-f32", "hwc-f16", "hwc-bf16")
+
+#: The check's tolerance per output dtype: half a unit in the last place of the largest
+#: normalized value (about 2.7), plus the float32 tolerance.
+OUTPUT_ATOL: dict[str, float] = {"float32": CHECK_ATOL, "float16": 2.5e-3, "bfloat16": 1.2e-2}
+
+
+def output_dtype(name: str) -> np.dtype[Any]:
+    """The NumPy dtype of an output dtype name (``bfloat16`` through ml_dtypes).
+
+    Example:
+        >>> output_dtype("float16").itemsize
+        2
+
+    """
+    if name == "bfloat16":
+        import ml_dtypes
+
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
+
 
 @dataclasses.dataclass(frozen=True)
 class Workload:
@@ -59,6 +81,24 @@ class Workload:
     ops: tuple[str, ...] = ALL_OPS
     source: str = "memory"
     seed: int = 0
+    output: str = "hwc-f32"
+
+    @property
+    def chw(self) -> bool:
+        """Whether batches are channels-first (``chw-*`` outputs)."""
+        return self.output.startswith("chw")
+
+    @property
+    def out_dtype(self) -> str:
+        """The output dtype's name: ``float32``, ``float16`` or ``bfloat16``."""
+        return {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[self.output.split("-")[1]]
+
+    @property
+    def out_shape(self) -> tuple[int, int, int, int]:
+        """The shape of one batch."""
+        if self.chw:
+            return (self.batch, 3, self.out_h, self.out_w)
+        return (self.batch, self.out_h, self.out_w, 3)
 
     @property
     def out_h(self) -> int:
@@ -92,8 +132,8 @@ class Workload:
 
     @property
     def out_bytes_per_image(self) -> int:
-        """Bytes of ``float32`` output per image."""
-        return self.out_h * self.out_w * 3 * 4
+        """Bytes of output per image (``float32``: 4 a value, ``float16`` / ``bfloat16``: 2)."""
+        return self.out_h * self.out_w * 3 * (4 if self.out_dtype == "float32" else 2)
 
     def threads(self) -> int:
         """Worker threads to use: ``workers`` or, when 0, the number of usable cores."""
@@ -279,12 +319,19 @@ def check_outputs(images: np.ndarray, outputs: list[np.ndarray], w: Workload) ->
     matches: list[tuple[int, int, int, int]] = []
     worst = 0.0
     samples = 0
-    expected_shape = (w.batch, w.out_h, w.out_w, 3)
+    expected_shape = w.out_shape
+    expected_dtype = output_dtype(w.out_dtype)
+    atol = OUTPUT_ATOL[w.out_dtype]
     for b, batch in enumerate(outputs):
         arr = np.asarray(batch)
-        if arr.shape != expected_shape or arr.dtype != np.float32:
-            problems.append(f"batch {b}: got {arr.dtype}{arr.shape}, expected float32{expected_shape}")
+        if arr.shape != expected_shape or arr.dtype != expected_dtype:
+            problems.append(
+                f"batch {b}: got {arr.dtype}{arr.shape}, expected {w.out_dtype}{expected_shape}"
+            )
             continue
+        arr = arr.astype(np.float32)
+        if w.chw:
+            arr = arr.transpose(0, 2, 3, 1)
         for s in range(arr.shape[0]):
             samples += 1
             err = np.abs(flat - arr[s].reshape(1, -1)).max(axis=1)
@@ -295,7 +342,7 @@ def check_outputs(images: np.ndarray, outputs: list[np.ndarray], w: Workload) ->
             y, rest = divmod(rest, nx * 2)
             x, f = divmod(rest, 2)
             matches.append((i, y, x, f))
-            if not e <= CHECK_ATOL:
+            if not e <= atol:
                 problems.append(f"batch {b} sample {s}: no valid crop/flip matches (err {e:.3g})")
     if samples != w.images_per_epoch and not problems:
         problems.append(f"got {samples} samples per epoch, expected {w.images_per_epoch}")
@@ -314,6 +361,6 @@ def check_outputs(images: np.ndarray, outputs: list[np.ndarray], w: Workload) ->
         "passed": not problems,
         "samples": samples,
         "max_abs_err": worst,
-        "atol": CHECK_ATOL,
+        "atol": atol,
         "problems": problems[:10],
     }

@@ -98,6 +98,16 @@ def _not_ok(r: dict[str, Any], width: int) -> tuple[str, ...]:
     return (r["name"], f"{label}: {why[:90]}", *([""] * (width - 3)), _check(r))
 
 
+def _output_words(w: dict[str, Any]) -> str:
+    """``float32 32x256x256x3`` (or ``float16 32x3x256x256`` for a CHW variant)."""
+    h = w["crop_h"] if "crop" in w["ops"] else w["height"]
+    wd = w["crop_w"] if "crop" in w["ops"] else w["width"]
+    output = w.get("output", "hwc-f32")
+    dtype = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}[output.split("-")[1]]
+    dims = f"3x{h}x{wd}" if output.startswith("chw") else f"{h}x{wd}x3"
+    return f"{dtype} {w['batch']}x{dims}"
+
+
 def format_table(result: dict[str, Any]) -> str:
     """Format the readable report: workload line, machine line, table, and how to read it."""
     if result.get("scenario") == "tiny":
@@ -112,9 +122,7 @@ def format_table(result: dict[str, Any]) -> str:
     m = result["machine"]
     lines = [
         f"workload: {w['images']} images {w['height']}x{w['width']}x3 uint8 ({w['source']}), "
-        f"ops {'+'.join(w['ops'])} -> float32 {w['batch']}x"
-        f"{w['crop_h'] if 'crop' in w['ops'] else w['height']}x"
-        f"{w['crop_w'] if 'crop' in w['ops'] else w['width']}x3, "
+        f"ops {'+'.join(w['ops'])} -> {_output_words(w)}, "
         f"{w['epochs']} timed epochs x {result['repeats']} rounds, {w['threads']} threads",
         _machine_line(m),
         "",
@@ -123,8 +131,10 @@ def format_table(result: dict[str, Any]) -> str:
     lines += [
         "",
         "img/s: median over every timed epoch of every round (min-max beside it). vs zerofeed / vs floor:",
-        "throughput ratios (floor = a plain u8->f32 copy of the same output bytes, the "
-        "memory-bandwidth bound).",
+        "throughput ratios. floor-Nt: a plain u8->f32 copy (u8->u16 for 2-byte outputs) of the same",
+        "output bytes from the dataset into a ring of buffers twice the cache, memory a consumer can",
+        "keep: the memory-bandwidth bound. floor-cached-Nt: the same copy from a cache-sized source",
+        "into two reused buffers, partly cache resident: for comparison, not a bound for a loader.",
         "mem above data: peak PSS of the process and its workers minus its PSS with the dataset loaded.",
         "check: each output was matched against the float64 reference before timing.",
     ]

@@ -29,7 +29,14 @@ from zerofeed_bench import (
     tinybench,
 )
 from zerofeed_bench.baselines import Impl, Spec
-from zerofeed_bench.data import Workload, check_outputs, ensure_dataset, load_dataset, make_images
+from zerofeed_bench.data import (
+    Workload,
+    check_outputs,
+    ensure_dataset,
+    load_dataset,
+    make_images,
+    output_dtype,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,9 +79,8 @@ def _images_check(spec: Spec, w: Workload) -> dict[str, Any]:
 
 def _images_first(impl: Impl, batch: Any, w: Workload) -> str | None:
     arr = impl.to_numpy(batch)
-    expected = (w.batch, w.out_h, w.out_w, 3)
-    if tuple(arr.shape) != expected or arr.dtype != np.float32:
-        return f"first batch is {arr.dtype}{tuple(arr.shape)}, expected float32{expected}"
+    if tuple(arr.shape) != w.out_shape or arr.dtype != output_dtype(w.out_dtype):
+        return f"first batch is {arr.dtype}{tuple(arr.shape)}, expected {w.out_dtype}{w.out_shape}"
     return None
 
 

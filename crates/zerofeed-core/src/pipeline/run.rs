@@ -176,6 +176,16 @@ pub(super) fn start(
         full,
         sampler: pipeline.sampler.clone(),
     };
+    if pipeline.pool.snapshot().allocations == 0 {
+        // The first run: every buffer in flight (the window, the consumer's batch and one
+        // across an epoch boundary), allocated and faulted in now rather than in epoch 1.
+        let lens: Vec<usize> = pipeline
+            .fields
+            .iter()
+            .map(|f| f.sample_nbytes() * config.batch_size)
+            .collect();
+        pipeline.pool.prefill(&lens, window.saturating_add(2));
+    }
     let readahead = Readahead::start(pipeline, window);
     if let Some(readahead) = &readahead {
         // The first jobs are claimed before any hint for them could be: hint them now.

@@ -244,4 +244,19 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn packed_rows_are_offered_and_strided_ones_are_not() {
+        let data: Vec<u8> = (0..24).collect();
+        let view = View::from_owned(data, &[4, 6], DType::U8, DLDevice::CPU, true).unwrap();
+        let packed = ArraySource::new(vec![("x".into(), view.clone())]).unwrap();
+        let rows = packed.rows(0).expect("C-contiguous rows");
+        let mut out = [0u8; 12];
+        rows.copy_into(&[3, 0], &mut out).unwrap();
+        assert_eq!(out, [18, 19, 20, 21, 22, 23, 0, 1, 2, 3, 4, 5]);
+        assert!(packed.rows(1).is_none(), "no such field");
+        // Columns of a transposed array are samples whose items are 6 bytes apart.
+        let columns = ArraySource::new(vec![("t".into(), view.transpose(None).unwrap())]).unwrap();
+        assert!(columns.rows(0).is_none());
+    }
 }
