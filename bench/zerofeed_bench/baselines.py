@@ -190,8 +190,9 @@ def l3_bytes() -> int:
 
 
 class _FloorImpl(_ThreadedImpl):
-    """The floor: ``np.copyto`` converting the batch's worth of source bytes to the output
-    dtype, threads splitting the batch, with no other work. Two kinds:
+    """The floor: ``np.copyto`` of the batch's source bytes to the output dtype, nothing else.
+
+    Threads split the batch. Two kinds:
 
     - the **floor** (``floor-Nt``, the bound the table's ratios use): each batch reads the
       next batch-sized stretch of the dataset itself (so the source is no more cache
@@ -247,8 +248,10 @@ class _FloorImpl(_ThreadedImpl):
 
 
 def build_floor(images: np.ndarray, w: Workload, threads: int) -> Impl:
-    """Build the copy floor with ``threads`` threads: the dataset's own bytes into memory a
-    consumer can keep (see :class:`_FloorImpl`)."""
+    """Build the copy floor with ``threads`` threads (see :class:`_FloorImpl`).
+
+    It copies the dataset's own bytes into memory a consumer can keep.
+    """
     return _FloorImpl(images, w, threads, cached=False)
 
 

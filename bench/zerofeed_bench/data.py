@@ -325,9 +325,7 @@ def check_outputs(images: np.ndarray, outputs: list[np.ndarray], w: Workload) ->
     for b, batch in enumerate(outputs):
         arr = np.asarray(batch)
         if arr.shape != expected_shape or arr.dtype != expected_dtype:
-            problems.append(
-                f"batch {b}: got {arr.dtype}{arr.shape}, expected {w.out_dtype}{expected_shape}"
-            )
+            problems.append(f"batch {b}: got {arr.dtype}{arr.shape}, expected {w.out_dtype}{expected_shape}")
             continue
         arr = arr.astype(np.float32)
         if w.chw:

@@ -8,20 +8,22 @@ NumPy array, a framework tensor, a DLPack capsule), so a batch you keep never ch
 
 from __future__ import annotations
 
+import operator
 import os
 import warnings
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from . import _zerofeed
 from . import cuda as _cuda
+from ._dtypes import bfloat16
 from .distributed import Shard, agreed_state, check_state
 from .errors import DeviceError, PipelineError
-from ._dtypes import bfloat16
 from .frameworks import require, to_jax, to_numpy, to_tensorflow, to_torch
 from .images import Images
 from .ops import Cast, Op
@@ -482,7 +484,8 @@ class Loader:
 
     def _take_finished(self, epoch: int, batch: int, consumed: int | None) -> _zerofeed._Epoch | None:
         """The finished run, moved on to ``epoch``, when the pass about to begin is that
-        epoch from its start on a host loader; otherwise it is stopped and ``None``."""
+        epoch from its start on a host loader; otherwise it is stopped and ``None``.
+        """
         finished, self._finished = self._finished, None
         if finished is None:
             return None
@@ -593,24 +596,22 @@ class Loader:
         per_field: list[Callable[[Any], Any]] = []
         for _shape, dtype in self.element_spec().values():
             if convert is to_numpy and dtype == "bfloat16":
-                bf16 = bfloat16()
-                per_field.append(lambda v, bf16=bf16: np.asarray(v).view(bf16))
+                per_field.append(partial(_bfloat16_array, bfloat16()))
             elif convert is to_numpy:
                 per_field.append(np.asarray)
             elif convert is to_torch and dtype != "bfloat16":
                 # NumPy's buffer export then torch.from_numpy: the same shared memory as
                 # DLPack, at half its cost per call (measured 1.1 us against 2.1 us).
-                from_numpy = require("torch").from_numpy
-                per_field.append(lambda v, from_numpy=from_numpy: from_numpy(np.asarray(v)))
+                per_field.append(partial(_torch_over_numpy, require("torch").from_numpy))
             else:
                 return lambda views: self._views_to_batch(views, convert)
         if self._single:
             one = per_field[0]
             return lambda views: one(views[0])
         names = self._names
-        return lambda views: {
-            name: make(v) for name, make, v in zip(names, per_field, views, strict=True)
-        }
+        # map(call, ...) in C: 0.8 us a batch less than a comprehension for two fields; the
+        # core hands out exactly one view per field.
+        return lambda views: dict(zip(names, map(operator.call, per_field, views), strict=True))
 
     def _views_to_batch(self, views: tuple[View, ...], convert: Callable[[View], Any]) -> Batch:
         # Batch buffers are aligned and contiguous, so conversions should never copy; if one
@@ -687,6 +688,16 @@ class Loader:
             f"workers={self.workers}, prefetch={self.prefetch}, epoch={self._epoch}, "
             f"fields={self.element_spec()})"
         )
+
+
+def _bfloat16_array(dtype: np.dtype[Any], v: View) -> np.ndarray:
+    """A batch view as the NumPy bfloat16 array it holds (ml_dtypes' dtype)."""
+    return np.asarray(v).view(dtype)
+
+
+def _torch_over_numpy(from_numpy: Callable[[np.ndarray], Any], v: View) -> Any:
+    """A batch view as a ``torch.Tensor`` over the same memory, through NumPy's array."""
+    return from_numpy(np.asarray(v))
 
 
 class _BatchIterator:
