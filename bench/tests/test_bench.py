@@ -9,6 +9,7 @@ importable: a broken install fails here instead of showing up as a skipped row.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -18,7 +19,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from zerofeed_bench import data, report, runner
+from zerofeed_bench import baselines, cli, data, report, runner
 from zerofeed_bench.baselines import GROUPS, Spec, build_numpy, specs
 from zerofeed_bench.data import Workload, check_outputs, make_images, reference
 from zerofeed_bench.test_support import installed
@@ -176,7 +177,7 @@ def test_default_against_covers_every_group():
     names = {s.group for s in runner.select(Workload(workers=2), None)}
     assert set(GROUPS) <= names and {"zerofeed", "floor"} <= names
     only = {s.group for s in runner.select(Workload(workers=2), ["torch"])}
-    assert only == {"zerofeed", "floor", "torch"}
+    assert only == {"zerofeed", "floor", "floor-cached", "torch"}
     assert [s.name for s in specs(Workload(workers=3))][1:3] == ["numpy-1t", "numpy-3t"]
 
 
@@ -197,3 +198,35 @@ def test_plot_writes_a_png(tmp_path):
     path = tmp_path / "bench.png"
     assert report.plot(result, path) is None
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_floor_reads_the_dataset_into_memory_a_consumer_can_keep():
+    w = Workload(images=16, height=64, width=64, crop_h=32, crop_w=32, batch=4)
+    images = make_images(w.images, w.height, w.width)
+    floor = baselines.build_floor(images, w, 1)
+    cached = baselines.build_floor_cached(images, w, 1)
+    try:
+        batch_bytes = w.batch * w.out_bytes_per_image
+        assert len(floor.bufs) * batch_bytes >= 2 * baselines.l3_bytes()  # type: ignore[attr-defined]
+        assert len(cached.bufs) == 2  # type: ignore[attr-defined]
+        first, second = [np.array(b, copy=True) for b in itertools.islice(floor.epoch(0), 2)]
+        flat = images.reshape(-1)
+        n = first.size
+        # Consecutive stretches of the dataset itself, converted: not one cached tile.
+        assert np.array_equal(first, flat[:n].astype(np.float32))
+        assert np.array_equal(second, flat[n : 2 * n].astype(np.float32))
+    finally:
+        floor.close()
+        cached.close()
+
+
+@pytest.mark.parametrize("output", ["chw-f32", "hwc-f16", "hwc-bf16"])
+def test_output_variants_run_zerofeed_checked_against_the_floors(tmp_path, output):
+    out = tmp_path / "v.json"
+    args = ["--images", "24", "--size", "32", "--crop", "16", "--batch", "8", "--epochs", "1",
+            "--repeats", "1", "--workers", "1", "--output", output, "--json", str(out),
+            "--cache-dir", str(tmp_path), "--no-progress"]  # fmt: skip
+    assert cli.main(args) == 0
+    rows = {r["name"]: r for r in json.loads(out.read_text())["results"]}
+    assert set(rows) == {"zerofeed", "floor-1t", "floor-2t", "floor-cached-1t", "floor-cached-2t"}
+    assert rows["zerofeed"]["status"] == "ok" and rows["zerofeed"]["check"]["passed"]
