@@ -207,6 +207,24 @@ def test_epochs_chain_on_the_same_workers_and_equal_fresh_loaders():
     assert worker_threads_settle(len(before)) == len(before)
 
 
+def test_a_finished_iterator_lets_go_of_the_run_the_next_pass_took_over():
+    # Closing (or asking the position of) an iterator read to its end must not reach the
+    # workers that went on into the next epoch, which the next pass owns.
+    loader = zf.Loader(dataset(24), batch_size=4, ops=OPS, workers=2, shuffle=True, seed=5)
+    first = iter(loader)
+    assert len(list(first)) == len(loader)
+    second = iter(loader)
+    first.close()
+    assert first.position == len(loader)
+    got = [np.array(b, copy=True) for b in second]
+    fresh = zf.Loader(dataset(24), batch_size=4, ops=OPS, workers=2, shuffle=True, seed=5)
+    fresh.set_epoch(1)
+    assert all(np.array_equal(a, b) for a, b in zip(got, run(fresh), strict=True))
+    assert len(got) == len(loader)
+    fresh.close()
+    loader.close()
+
+
 def test_batches_released_by_the_user_are_recycled():
     # Batches of 64 KiB and more: the pool holds what prefetch and workers ask, plus the
     # consumer's batch, across epochs (the next epoch is prepared on the same buffers).

@@ -700,6 +700,22 @@ def _torch_over_numpy(from_numpy: Callable[[np.ndarray], Any], v: View) -> Any:
     return from_numpy(np.asarray(v))
 
 
+class _Finished:
+    """What a finished iterator keeps of the run it handed on: its final position."""
+
+    def __init__(self, position: int) -> None:
+        self._position = position
+
+    def __next__(self) -> tuple[View, ...]:
+        raise StopIteration
+
+    def position(self) -> int:
+        return self._position
+
+    def close(self) -> None:
+        """Nothing to stop: the run belongs to the loader (or to the next pass) now."""
+
+
 class _BatchIterator:
     """One pass over an epoch (or its remainder); closing it stops the workers."""
 
@@ -722,7 +738,7 @@ class _BatchIterator:
         # count from the epoch's start), else the saved position of an elastic resume.
         self._start = 0 if consumed is None else consumed
         # Host batches, or (device loaders) the same run with each batch copied to the GPU.
-        self._run: _zerofeed._Epoch | _cuda._DeviceRun
+        self._run: _zerofeed._Epoch | _cuda._DeviceRun | _Finished
         if chained is not None:  # the workers that read the epoch before, already ahead
             self._run = chained
         elif consumed is None:
@@ -760,7 +776,9 @@ class _BatchIterator:
         except StopIteration:
             self._done = True
             if isinstance(self._run, _zerofeed._Epoch):  # host runs chain into the next epoch
-                self._loader._finished = self._run
+                # Handed to the loader and let go of here: the next pass may own it, so this
+                # finished iterator's close() or position must never reach it.
+                self._loader._finished, self._run = self._run, _Finished(self._run.position())
             raise
         if self._pinned:
             self._loader._check_pinning()

@@ -257,7 +257,7 @@ impl BufferPool {
         Ok(buffer)
     }
 
-    /// Allocates idle buffers of each size in `lens`, faulted in, until `count` of each are
+    /// Allocates idle buffers of each size in `lens`, faulted in, until `count` for each are
     /// idle or the budget is full (round by round, so every size gets its share). A loader's
     /// first epoch then finds its memory ready instead of its workers paying the page faults
     /// (and, for huge pages, the kernel's compaction) batch by batch: for a small dataset,
@@ -266,10 +266,12 @@ impl BufferPool {
     pub fn prefill(&self, lens: &[usize], count: usize) {
         for _ in 0..count {
             for &len in lens {
+                // Sizes that several fields share need `count` buffers for each of them.
+                let wanted = count * lens.iter().filter(|&&l| l == len).count();
                 {
                     let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
                     let have = idle.buffers.iter().filter(|b| b.len() == len).count();
-                    if have >= count || idle.bytes + len > self.config.budget {
+                    if have >= wanted || idle.bytes + len > self.config.budget {
                         continue;
                     }
                 }

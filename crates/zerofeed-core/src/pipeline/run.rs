@@ -148,11 +148,16 @@ pub(super) fn start(
     // Chaining needs a next epoch number (epochs stay below 2^63) and batches in it.
     let full = if epoch < (1 << 62) { full } else { 0 };
     let asked = config.prefetch.saturating_add(config.workers);
-    let window = lookahead(
-        asked,
-        pipeline.batch_nbytes(),
-        pipeline.pool.config().budget,
-    );
+    // Page-locked buffers count against the memlock limit: those get the window asked for.
+    let window = if pipeline.pool.config().pin {
+        asked
+    } else {
+        lookahead(
+            asked,
+            pipeline.batch_nbytes(),
+            pipeline.pool.config().budget,
+        )
+    };
     let shared = Arc::new(Shared {
         state: Mutex::new(State {
             next_job: 0,
@@ -189,7 +194,7 @@ pub(super) fn start(
     let readahead = Readahead::start(pipeline, window);
     if let Some(readahead) = &readahead {
         // The first jobs are claimed before any hint for them could be: hint them now.
-        for job in 0..readahead.distance.min(first_jobs) {
+        for job in 0..readahead.distance.min(first_jobs.saturating_add(full)) {
             let place = legs.place(job);
             readahead.hint(place.order, place.batch);
         }
@@ -265,17 +270,18 @@ impl Job {
                 state.next_job += 1;
                 (state.next_job - 1, state.limit)
             };
-            if let Some(readahead) = &self.readahead {
-                // The job `distance` ahead of this one is decided: have its samples read.
-                let ahead = claimed.saturating_add(readahead.distance);
-                if ahead < limit {
-                    let place = self.legs.place(ahead);
-                    readahead.hint(place.order, place.batch);
-                }
-            }
-            let place = self.legs.place(claimed);
+            // Everything between the claim and the publication runs under catch_unwind: a
+            // claimed job that is never published would leave the consumer waiting for it.
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.build(place, &mut scratch)
+                if let Some(readahead) = &self.readahead {
+                    // The job `distance` ahead of this one is decided: have its samples read.
+                    let ahead = claimed.saturating_add(readahead.distance);
+                    if ahead < limit {
+                        let place = self.legs.place(ahead);
+                        readahead.hint(place.order, place.batch);
+                    }
+                }
+                self.build(self.legs.place(claimed), &mut scratch)
             }))
             .unwrap_or_else(|panic| Err(PipelineError::WorkerPanic(panic_message(&panic))));
             let mut state = self.shared.lock();
@@ -497,7 +503,8 @@ impl EpochRun {
             return Polled::Ready(Err(PipelineError::Forked));
         }
         let mut state = self.shared.lock();
-        if state.consumed >= self.leg_end {
+        // After stop() no job is built or published any more: nothing to wait for.
+        if state.consumed >= self.leg_end || state.stop {
             return Polled::Done;
         }
         // A batch that is ready costs no clock reading: the wait is only timed when there is one.
@@ -626,9 +633,24 @@ impl EpochRun {
         self.leg_end += full;
         self.leg_base = 0;
         // Workers may now run into the epoch after this one.
+        let old_limit = state.limit;
         state.limit = self.leg_end.saturating_add(full);
+        let claimed = state.next_job;
         if state.idle_workers > 0 {
             self.shared.work.notify_all();
+        }
+        drop(state);
+        if let Some(readahead) = &self.job.readahead {
+            // Job t is hinted when job t - distance is claimed, if t was below the limit
+            // then: those claimed before the limit rose skipped theirs, hint them now.
+            let end = claimed
+                .saturating_add(readahead.distance)
+                .min(old_limit.saturating_add(readahead.distance))
+                .min(self.leg_end.saturating_add(full));
+            for job in old_limit..end {
+                let place = self.job.legs.place(job);
+                readahead.hint(place.order, place.batch);
+            }
         }
         true
     }

@@ -152,7 +152,8 @@ impl Source for ArraySource {
 
     fn rows(&self, field: usize) -> Option<Rows<'_>> {
         let f = self.fields.get(field)?;
-        if !f.row.is_c_contiguous() || self.len == 0 {
+        // Empty rows have no address to vouch for (an empty view may sit at null).
+        if !f.row.is_c_contiguous() || self.len == 0 || f.row.nbytes() == 0 {
             return None;
         }
         let first = f.view.sample(&f.row, 0).ok()?;
@@ -258,5 +259,11 @@ mod tests {
         // Columns of a transposed array are samples whose items are 6 bytes apart.
         let columns = ArraySource::new(vec![("t".into(), view.transpose(None).unwrap())]).unwrap();
         assert!(columns.rows(0).is_none());
+        let empty = View::from_owned(Vec::<u8>::new(), &[4, 0], DType::U8, DLDevice::CPU, true);
+        let empty = ArraySource::new(vec![("e".into(), empty.unwrap())]).unwrap();
+        assert!(
+            empty.rows(0).is_none(),
+            "zero-size rows go sample by sample"
+        );
     }
 }

@@ -12,6 +12,10 @@ use super::sample::SampleError;
 /// How many rows ahead the copy loop asks the CPU to fetch: random rows miss the cache, and
 /// a tight loop only overlaps the misses it has announced.
 const PREFETCH_AHEAD: usize = 8;
+/// Bytes of each row announced, at most: a long row is one sequential stream that the
+/// hardware prefetcher follows once started, and announcing all of it would be thousands of
+/// instructions and megabytes in flight.
+const PREFETCH_BYTES: usize = 4096;
 
 /// Sample `i` of one field is the `bytes` contiguous bytes at `base + i * stride`, for
 /// `i < len`, all readable for `'a`.
@@ -67,11 +71,11 @@ impl<'a> Rows<'a> {
         // Every index is below len: its offset fits in isize and stays inside the rows.
         let row = |i: usize| self.base.wrapping_offset(i as isize * self.stride);
         for &i in indices.iter().take(PREFETCH_AHEAD) {
-            prefetch(row(i), self.bytes);
+            prefetch(row(i), self.bytes.min(PREFETCH_BYTES));
         }
         for (k, &i) in indices.iter().enumerate() {
             if let Some(&next) = indices.get(k + PREFETCH_AHEAD) {
-                prefetch(row(next), self.bytes);
+                prefetch(row(next), self.bytes.min(PREFETCH_BYTES));
             }
             // SAFETY: row i < len holds `bytes` readable bytes (`new`'s contract); slot k
             // lies inside `dst` (asserted above), our own buffer, so they do not overlap.
