@@ -653,7 +653,8 @@ class Loader:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Counters: batches, samples, bytes produced, copies, pinned bytes, pool buffers,
+        """Counters: batches, samples, bytes produced (of the batches handed out; those
+        prepared ahead count once taken), copies, pinned bytes, pool buffers,
         fresh allocations, the time workers and consumer waited for each other, and (image
         sources with ``on_error="skip"``) ``skipped`` bad samples with their ``skipped_files``.
 
