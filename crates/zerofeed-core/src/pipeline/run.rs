@@ -93,6 +93,12 @@ struct Place {
 }
 
 impl Legs {
+    /// Hints the samples of job `job` to the source (read-ahead).
+    fn hint(&self, readahead: &Readahead, job: usize) {
+        let place = self.place(job);
+        readahead.hint(place.order, place.batch);
+    }
+
     fn place(&self, job: usize) -> Place {
         if job < self.first_jobs {
             return Place {
@@ -195,8 +201,7 @@ pub(super) fn start(
     if let Some(readahead) = &readahead {
         // The first jobs are claimed before any hint for them could be: hint them now.
         for job in 0..readahead.distance.min(first_jobs.saturating_add(full)) {
-            let place = legs.place(job);
-            readahead.hint(place.order, place.batch);
+            legs.hint(readahead, job);
         }
     }
     let job = Arc::new(Job {
@@ -277,8 +282,7 @@ impl Job {
                     // The job `distance` ahead of this one is decided: have its samples read.
                     let ahead = claimed.saturating_add(readahead.distance);
                     if ahead < limit {
-                        let place = self.legs.place(ahead);
-                        readahead.hint(place.order, place.batch);
+                        self.legs.hint(readahead, ahead);
                     }
                 }
                 self.build(self.legs.place(claimed), &mut scratch)
@@ -648,8 +652,7 @@ impl EpochRun {
                 .min(old_limit.saturating_add(readahead.distance))
                 .min(self.leg_end.saturating_add(full));
             for job in old_limit..end {
-                let place = self.job.legs.place(job);
-                readahead.hint(place.order, place.batch);
+                self.job.legs.hint(readahead, job);
             }
         }
         true
