@@ -225,6 +225,38 @@ def test_a_finished_iterator_lets_go_of_the_run_the_next_pass_took_over():
     loader.close()
 
 
+@pytest.mark.parametrize("target", ["numpy", "torch"])
+def test_batches_share_the_pool_buffers_without_a_copy(target):
+    # The per-field conversions decided once per pass (NumPy's buffer export, torch.from_numpy
+    # over it, ml_dtypes' bfloat16 view) must hand out the batch buffer itself.
+    if target == "torch":
+        require("torch", reason="torch not installed")
+    from zerofeed.frameworks import to_numpy, to_torch
+
+    source = {
+        "x": dataset(16),
+        "y": np.arange(16, dtype=np.int64),
+    }
+    loader = zf.Loader(source, batch_size=4, ops={"x": [zf.Normalize([120.0], [60.0], scale=1.0)]}, workers=1)
+    if target == "numpy":
+        bf16 = zf.Loader(
+            dataset(16), batch_size=4, ops=[zf.Normalize([1.0], [1.0], dtype="bfloat16")], workers=1
+        )
+        views = next(bf16._pipeline.start(0, 0))
+        array = bf16._batch_maker(to_numpy)(views)
+        assert array.dtype.name == "bfloat16" and array.ctypes.data == views[0].ptr
+        bf16.close()
+    run = loader._pipeline.start(0, 0)
+    views = next(run)
+    batch = loader._batch_maker(to_numpy if target == "numpy" else to_torch)(views)
+    for name, view in zip(("x", "y"), views, strict=True):
+        got = batch[name]
+        address = got.ctypes.data if target == "numpy" else got.data_ptr()
+        assert address == view.ptr, f"{name} was copied"
+    run.close()
+    loader.close()
+
+
 def test_batches_released_by_the_user_are_recycled():
     # Batches of 64 KiB and more: the pool holds what prefetch and workers ask, plus the
     # consumer's batch, across epochs (the next epoch is prepared on the same buffers).
