@@ -188,7 +188,12 @@ def test_epochs_chain_on_the_same_workers_and_equal_fresh_loaders():
     epochs, workers = [], []
     for _ in range(3):
         epochs.append(run(loader))
-        workers.append(worker_thread_ids() - before)
+        # A thread takes its name when it first runs: on a busy machine the first worker can
+        # read a whole epoch of these tiny batches before the second one is scheduled.
+        deadline = time.monotonic() + 2.0
+        while len(ids := worker_thread_ids() - before) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        workers.append(ids)
     assert len(workers[0]) == 2 and workers[0] == workers[1] == workers[2]
     assert loader.stats["batches"] == 3 * len(loader)  # prepared-ahead batches not counted
     for e, got in enumerate(epochs):
@@ -258,9 +263,10 @@ def test_batches_share_the_pool_buffers_without_a_copy(target):
 
 
 def test_batches_released_by_the_user_are_recycled():
-    # Batches of 64 KiB and more: the pool holds what prefetch and workers ask, plus the
-    # consumer's batch, across epochs (the next epoch is prepared on the same buffers).
-    big = np.zeros((32, 64, 64, 4), np.float32)
+    # Batches of 1 MiB: the small-batch look-ahead (4 MiB) is no longer than what prefetch and
+    # workers ask, so the pool holds that plus the consumer's batch, across epochs (the next
+    # epoch is prepared on the same buffers).
+    big = np.zeros((32, 128, 256, 4), np.float32)
     loader = zf.Loader(big, batch_size=2, workers=2, prefetch=2)
     for _ in range(3):
         for _batch in loader:
@@ -271,8 +277,8 @@ def test_batches_released_by_the_user_are_recycled():
 
 
 def test_small_batches_are_prepared_further_ahead_and_recycled():
-    # 1.7 KB batches: a wake-up costs more than one, so workers run up to about a MiB of
-    # them ahead; the budget grows to hold them (and the first run allocates them up front).
+    # 1.7 KB batches: a wake-up costs more than one, so workers run up to 256 of them
+    # ahead; the budget grows to hold them (and the first run allocates them up front).
     loader = zf.Loader(dataset(64), batch_size=4, ops=OPS, workers=2, prefetch=2)
     batch_bytes = 4 * 6 * 6 * 3 * 4
     for _ in range(2):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -9,6 +10,7 @@ import numpy as np
 from .errors import DTypeError
 
 
+@cache
 def bfloat16() -> np.dtype[Any]:
     """Return the NumPy dtype for bfloat16 (from ml_dtypes, which NumPy needs for it).
 

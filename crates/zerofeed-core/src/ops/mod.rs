@@ -49,7 +49,10 @@ use std::fmt;
 use thiserror::Error;
 
 use crate::dtype::DType;
-use kernels::{Affine32Fn, Affine64Fn, ConvertFn};
+#[cfg(test)]
+pub(crate) use kernels::convert_fn;
+pub(crate) use kernels::ConvertFn;
+use kernels::{Affine32Fn, Affine64Fn};
 use simd::FastAffine;
 pub use simd::SimdLevel;
 

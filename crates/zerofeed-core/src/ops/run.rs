@@ -1,6 +1,6 @@
 //! Running a plan on one sample: resolve the window, then one pass over the rows.
 
-use super::kernels::{gather_row, RowGeometry};
+use super::kernels::{gather_row, ConvertFn, RowGeometry};
 use super::simd::{prefetch, store_fence, FastAffine, PREFETCH_ROWS};
 use super::{OpsError, Plan, SampleKey, Spatial, Stage, Window};
 use crate::sampler::{domain, CounterRng};
@@ -84,6 +84,16 @@ impl Plan {
             height,
             width,
             flipped,
+        }
+    }
+
+    /// The element conversion this plan is, when it is nothing more (one `Cast`, no crop,
+    /// flip or layout change): a packed sample's output is then that conversion of its bytes
+    /// in order, which the pipeline applies to whole rows of a batch at once.
+    pub(crate) fn row_convert(&self) -> Option<ConvertFn> {
+        match self.stages.as_slice() {
+            [Stage::Convert { f, .. }] if self.spatial.is_empty() && !self.planar => Some(*f),
+            _ => None,
         }
     }
 

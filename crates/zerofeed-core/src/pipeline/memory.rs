@@ -23,27 +23,25 @@ pub struct MemoryPlan {
     pub budget: usize,
 }
 
-/// Batches smaller than this are prepared further ahead than `prefetch` asks: handing one
-/// out takes less time than waking a sleeping thread, so only a long window keeps the
-/// workers ahead without a wake-up per batch.
-pub(super) const SMALL_BATCH_BYTES: usize = 64 << 10;
-/// Bytes of small batches prepared ahead, at most (and at most [`MAX_SMALL_LOOKAHEAD`]).
-pub(super) const SMALL_LOOKAHEAD_BYTES: usize = 1 << 20;
-/// Small batches prepared ahead, at most.
+/// Bytes of batches prepared ahead at least, when `prefetch` asks for fewer: a window this
+/// long holds about half a millisecond of a worker's writing (at ~10 GB/s), longer than a
+/// sleeping thread takes to wake on a busy machine, so workers on batches that take
+/// microseconds (token windows, tabular rows, labels) stay ahead without a wake-up per
+/// batch; and it stays well inside the last-level cache, so the ready batches are still
+/// there when the consumer takes them.
+pub(super) const LOOKAHEAD_BYTES: usize = 4 << 20;
+/// Batches prepared ahead, at most, however small.
 pub(super) const MAX_SMALL_LOOKAHEAD: usize = 256;
 
-/// The small-batch look-ahead for batches of `batch_bytes` (0 for large batches).
+/// The look-ahead [`LOOKAHEAD_BYTES`] gives batches of `batch_bytes` (0 for batches of more
+/// than that).
 pub(super) fn small_lookahead(batch_bytes: usize) -> usize {
-    if batch_bytes >= SMALL_BATCH_BYTES {
-        0
-    } else {
-        (SMALL_LOOKAHEAD_BYTES / batch_bytes.max(1)).min(MAX_SMALL_LOOKAHEAD)
-    }
+    (LOOKAHEAD_BYTES / batch_bytes.max(1)).min(MAX_SMALL_LOOKAHEAD)
 }
 
 /// How many batches workers may prepare ahead of the consumer: `asked` (`prefetch +
-/// workers`), or for small batches the small-batch look-ahead as far as `budget` (idle
-/// bytes the pool keeps) holds it, since buffers beyond the budget would be freed and
+/// workers`), or for small batches the look-ahead of [`small_lookahead`] as far as `budget`
+/// (idle bytes the pool keeps) holds it, since buffers beyond the budget would be freed and
 /// allocated again for every batch. Never changes what a batch holds.
 pub(super) fn lookahead(asked: usize, batch_bytes: usize, budget: usize) -> usize {
     let affordable = (budget / batch_bytes.max(1)).saturating_sub(1);
@@ -129,7 +127,7 @@ pub fn plan_memory(
             })
         }
         Some(budget) => budget,
-        // Room for the small-batch look-ahead too (at most about a MiB).
+        // Room for the small-batch look-ahead too (at most about LOOKAHEAD_BYTES).
         None => in_flight_bytes
             .max(small_lookahead(batch_bytes) * batch_bytes)
             .saturating_add(batch_bytes),
@@ -172,7 +170,7 @@ mod tests {
 
     #[test]
     fn the_default_budget_holds_every_batch_in_flight_plus_one() {
-        let big = SMALL_BATCH_BYTES / 4;
+        let big = LOOKAHEAD_BYTES / 4;
         let plan = plan_memory(&[big, 8], 4, 2, 3, None, None).unwrap();
         let batch = 4 * (big + 8);
         assert_eq!(plan.batch_bytes, batch);
@@ -191,7 +189,7 @@ mod tests {
         let plan = plan_memory(&[48, 8], 4, 2, 3, None, None).unwrap();
         assert_eq!(plan.batch_bytes, 224);
         assert_eq!(plan.batches_in_flight, 6);
-        let ahead = (SMALL_LOOKAHEAD_BYTES / 224).min(MAX_SMALL_LOOKAHEAD);
+        let ahead = (LOOKAHEAD_BYTES / 224).min(MAX_SMALL_LOOKAHEAD);
         assert_eq!(plan.budget, (ahead + 1) * 224, "room for the look-ahead");
         assert_eq!(lookahead(5, 224, plan.budget), ahead);
         // A budget the user chose bounds it (idle buffers beyond it would be freed).

@@ -137,6 +137,19 @@ impl Field {
         self.plan.is_none() && self.image.is_none() && self.decode.is_none()
     }
 
+    /// How a packed sample of this field becomes its batch slot when the field is whole
+    /// rows (see [`Source::rows_in_epoch`]): copied (no ops) or converted (a lone `Cast`);
+    /// `None` when it needs the sample's own plan.
+    pub(crate) fn row_kernel(&self) -> Option<RowKernel> {
+        if self.image.is_some() || self.decode.is_some() {
+            return None;
+        }
+        match &self.plan {
+            None => Some(RowKernel::Copy),
+            Some(plan) => plan.row_convert().map(RowKernel::Convert),
+        }
+    }
+
     /// True when bad samples of this field are replaced (`on_error="skip"`).
     pub fn skips_bad_samples(&self) -> bool {
         self.decode.is_some_and(|d| d.on_error == OnError::Skip)
@@ -268,6 +281,15 @@ impl Field {
         }
         Ok(())
     }
+}
+
+/// What [`Field::row_kernel`] found.
+#[derive(Clone, Copy)]
+pub(crate) enum RowKernel {
+    /// The output is the sample's bytes.
+    Copy,
+    /// The output is this conversion of them.
+    Convert(crate::ops::ConvertFn),
 }
 
 /// Batch size, workers and look-ahead.

@@ -25,7 +25,7 @@ use crate::source::{Sample, Source};
 use super::image::FieldScratch;
 use super::memory::lookahead;
 use super::readahead::Readahead;
-use super::{Batch, Field, Pipeline, PipelineError, PipelineStats};
+use super::{Batch, Field, Pipeline, PipelineError, PipelineStats, RowKernel};
 
 struct State {
     /// The next job number to claim.
@@ -318,7 +318,7 @@ impl Job {
         }
         let skip = self.fields.iter().any(Field::skips_bad_samples);
         let mut skipped = Vec::new();
-        if !skip && self.copy_rows(&indices, &mut buffers)? {
+        if !skip && self.copy_rows(place.epoch, &indices, &mut buffers)? {
             return Ok(Batch {
                 index: place.batch,
                 len: samples.len(),
@@ -360,28 +360,48 @@ impl Job {
         })
     }
 
-    /// Copies the whole batch row by row when every field is plain packed rows
-    /// ([`Source::rows`]); false (nothing written) when one is not.
+    /// Copies (or converts) the whole batch row by row when every field is packed rows
+    /// ([`Source::rows_in_epoch`]) that are copied or cast whole ([`Field::row_kernel`]);
+    /// false (nothing written) when one is not.
     fn copy_rows(
         &self,
+        epoch: u64,
         indices: &[usize],
         buffers: &mut [PooledBuffer],
     ) -> Result<bool, PipelineError> {
         let mut rows = Vec::with_capacity(self.fields.len());
         for (number, field) in self.fields.iter().enumerate() {
-            match self.source.rows(number) {
-                Some(r) if field.is_plain() && r.row_bytes() == field.sample_nbytes() => {
-                    rows.push(r)
+            let (Some(kernel), Some(r)) = (
+                field.row_kernel(),
+                self.source.rows_in_epoch(self.seed, epoch, number),
+            ) else {
+                return Ok(false);
+            };
+            let out = field.sample_nbytes();
+            let fits = match kernel {
+                RowKernel::Copy => r.row_bytes() == out,
+                // A cast keeps the element count: the row's items in, the slot's out.
+                RowKernel::Convert(_) => {
+                    r.row_bytes() / field.spec.dtype.itemsize() * field.output_dtype().itemsize()
+                        == out
                 }
-                _ => return Ok(false),
+            };
+            if !fits {
+                return Ok(false);
             }
+            rows.push((r, kernel));
         }
-        for ((field, rows), buffer) in self.fields.iter().zip(rows).zip(buffers) {
-            rows.copy_into(indices, buffer.as_mut_slice())
-                .map_err(|source| PipelineError::Sample {
-                    label: crate::source::field_label(field.name()),
-                    source,
-                })?;
+        for ((field, (rows, kernel)), buffer) in self.fields.iter().zip(rows).zip(buffers) {
+            let dst = buffer.as_mut_slice();
+            let out = field.sample_nbytes();
+            match kernel {
+                RowKernel::Copy => rows.copy_into(indices, dst),
+                RowKernel::Convert(f) => rows.convert_into(indices, dst, out, f),
+            }
+            .map_err(|source| PipelineError::Sample {
+                label: crate::source::field_label(field.name()),
+                source,
+            })?;
         }
         Ok(true)
     }
@@ -532,6 +552,10 @@ impl EpochRun {
                 }
                 return Polled::Ready(batch.and_then(|batch| self.hand_out(batch)));
             }
+            if waited.is_none() {
+                // Nothing ready: every worker that sleeps while there is room should build.
+                self.wake_starved(&mut state);
+            }
             let waited = *waited.get_or_insert_with(Instant::now);
             let left = timeout.saturating_sub(waited.elapsed());
             if left.is_zero() {
@@ -569,8 +593,11 @@ impl EpochRun {
         }
     }
 
-    /// Wakes the sleeping workers once the window has room for `wake_gap` jobs (or for
-    /// every job left below the limit), so that tiny batches cost few wake-ups.
+    /// Wakes one sleeping worker once the window has room for `wake_gap` jobs (or for every
+    /// job left below the limit), so that tiny batches cost few wake-ups. One, not all: when
+    /// batches take microseconds to build, one worker keeps ahead of the consumer, and more
+    /// awake would only contend with it (and with the consumer, for the cores); a consumer
+    /// that finds nothing ready wakes the rest ([`EpochRun::wake_starved`]).
     fn wake_workers(&self, state: &mut State) {
         if state.idle_workers == 0 || state.wake_sent {
             return;
@@ -578,6 +605,18 @@ impl EpochRun {
         let room = (state.consumed + self.job.window).saturating_sub(state.next_job);
         let left = state.limit.saturating_sub(state.next_job);
         if room >= self.job.wake_gap.min(left.max(1)) && left > 0 {
+            state.wake_sent = true;
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// The consumer is about to wait: every sleeping worker is woken if there is a job to
+    /// claim, since the awake ones did not keep up.
+    fn wake_starved(&self, state: &mut State) {
+        if state.idle_workers > 0
+            && state.next_job < state.limit
+            && state.next_job < state.consumed + self.job.window
+        {
             state.wake_sent = true;
             self.shared.work.notify_all();
         }

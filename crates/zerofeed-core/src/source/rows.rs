@@ -5,7 +5,7 @@
 
 use std::marker::PhantomData;
 
-use crate::ops::prefetch;
+use crate::ops::{prefetch, ConvertFn};
 
 use super::sample::SampleError;
 
@@ -55,10 +55,35 @@ impl<'a> Rows<'a> {
     /// Copies row `indices[k]` to `dst[k * row_bytes..]` for every `k`; fails on an index
     /// out of range (rows before it are copied) or panics when `dst` is too short.
     pub fn copy_into(&self, indices: &[usize], dst: &mut [u8]) -> Result<(), SampleError> {
+        self.each_row(indices, dst, self.bytes, |row, slot| {
+            slot.copy_from_slice(row)
+        })
+    }
+
+    /// Converts row `indices[k]` with `convert` into `dst[k * out_bytes..][..out_bytes]`
+    /// for every `k` (`convert` reads a whole row, writes a whole slot); errors and panics
+    /// as [`Rows::copy_into`].
+    pub(crate) fn convert_into(
+        &self,
+        indices: &[usize],
+        dst: &mut [u8],
+        out_bytes: usize,
+        convert: ConvertFn,
+    ) -> Result<(), SampleError> {
+        self.each_row(indices, dst, out_bytes, convert)
+    }
+
+    fn each_row(
+        &self,
+        indices: &[usize],
+        dst: &mut [u8],
+        out_bytes: usize,
+        mut write: impl FnMut(&[u8], &mut [u8]),
+    ) -> Result<(), SampleError> {
         assert!(
             indices
                 .len()
-                .checked_mul(self.bytes)
+                .checked_mul(out_bytes)
                 .is_some_and(|b| b <= dst.len()),
             "the batch buffer holds every row"
         );
@@ -73,19 +98,18 @@ impl<'a> Rows<'a> {
         for &i in indices.iter().take(PREFETCH_AHEAD) {
             prefetch(row(i), self.bytes.min(PREFETCH_BYTES));
         }
-        for (k, &i) in indices.iter().enumerate() {
+        for ((k, &i), slot) in indices
+            .iter()
+            .enumerate()
+            .zip(dst.chunks_exact_mut(out_bytes.max(1)))
+        {
             if let Some(&next) = indices.get(k + PREFETCH_AHEAD) {
                 prefetch(row(next), self.bytes.min(PREFETCH_BYTES));
             }
-            // SAFETY: row i < len holds `bytes` readable bytes (`new`'s contract); slot k
-            // lies inside `dst` (asserted above), our own buffer, so they do not overlap.
-            unsafe {
-                std::ptr::copy_nonoverlapping(
-                    row(i),
-                    dst.as_mut_ptr().add(k * self.bytes),
-                    self.bytes,
-                )
-            };
+            // SAFETY: row i < len holds `bytes` readable bytes (`new`'s contract), shared
+            // read-only for 'a; `slot` is in `dst`, our own buffer, so they do not overlap.
+            let src = unsafe { std::slice::from_raw_parts(row(i), self.bytes) };
+            write(src, slot);
         }
         Ok(())
     }
@@ -120,5 +144,24 @@ mod tests {
         let back = unsafe { Rows::new(data.as_ptr().wrapping_add(32), -8, 4, 5) };
         back.copy_into(&[0, 4], &mut out).unwrap();
         assert_eq!(out[..8], [32, 33, 34, 35, 0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn rows_are_converted_into_wider_slots() {
+        let data: Vec<u8> = [7u16, 8, 9, 10, 11, 12]
+            .iter()
+            .flat_map(|v| v.to_ne_bytes())
+            .collect();
+        // SAFETY: row i < 3 is data[4 i..4 i + 4], two u16 inside `data`.
+        let rows = unsafe { Rows::new(data.as_ptr(), 4, 4, 3) };
+        let widen = crate::ops::convert_fn(crate::DType::U16, crate::DType::I64).unwrap();
+        let mut out = vec![0u8; 2 * 16];
+        rows.convert_into(&[2, 0], &mut out, 16, widen).unwrap();
+        let got: Vec<i64> = out
+            .chunks_exact(8)
+            .map(|b| i64::from_ne_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [11, 12, 7, 8]);
+        assert!(rows.convert_into(&[3], &mut out, 16, widen).is_err());
     }
 }

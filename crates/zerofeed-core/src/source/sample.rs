@@ -210,6 +210,14 @@ pub trait Source: Send + Sync {
         None
     }
 
+    /// [`Source::rows`] for epoch `epoch` of a loader seeded with `seed`: for sources whose
+    /// samples move with the epoch ([`Source::sample_in_epoch`]), row `i` is sample `i` of
+    /// that epoch. The default: `rows(field)`.
+    fn rows_in_epoch(&self, seed: u64, epoch: u64, field: usize) -> Option<Rows<'_>> {
+        let _ = (seed, epoch);
+        self.rows(field)
+    }
+
     /// How messages name sample `index`: a file path or tar member where there is one.
     fn sample_name(&self, index: usize) -> String {
         format!("sample {index}")

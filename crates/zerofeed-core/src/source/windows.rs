@@ -12,17 +12,42 @@
 //! offset, so the sampler (built once for [`Source::len`]) stays valid in every epoch: the
 //! pipeline passes the epoch through [`Source::sample_in_epoch`].
 
+use std::cell::Cell;
+
 use crate::layout::Layout;
 use crate::sampler::CounterRng;
 use crate::view::View;
 use crate::DType;
 
+use super::rows::Rows;
 use super::sample::{FieldSpec, Sample, SampleError, Source};
 
 /// Stream word that keeps the phase draws apart from the shuffle and op randomness.
 const PHASE_DOMAIN: u64 = 0x5048_4153_4552_4e44; // "PHASERND"
 /// Stream word of the window starts drawn with [`Sampling::Replacement`].
 const REPLACE_DOMAIN: u64 = 0x5245_504c_4143_4544; // "REPLACED"
+
+thread_local! {
+    /// The last phase this thread drew, with what it was drawn from: a batch's windows
+    /// mostly share a segment (one token stream is one segment), and three Philox rounds
+    /// per window and field were a tenth of a worker's time on 2 KB windows.
+    static LAST_PHASE: Cell<Option<([u64; 4], usize)>> = const { Cell::new(None) };
+}
+
+/// The grid offset of segment `number` in `epoch`: uniform in `0..=max_phase`, a function
+/// of its arguments alone (cached per thread, never stored per segment).
+fn segment_phase(seed: u64, epoch: u64, number: usize, max_phase: usize) -> usize {
+    let key = [seed, epoch, number as u64, max_phase as u64];
+    if let Some((last, phase)) = LAST_PHASE.get() {
+        if last == key {
+            return phase;
+        }
+    }
+    let phase = CounterRng::new(seed, &[PHASE_DOMAIN, epoch])
+        .below(number as u64, max_phase as u64 + 1) as usize;
+    LAST_PHASE.set(Some((key, phase)));
+    phase
+}
 
 /// The name of the position-ids field ([`WindowSpec::positions`]).
 pub const POSITION_FIELD: &str = "document_position";
@@ -562,9 +587,9 @@ impl WindowSource {
         let number = self.segments.partition_point(|s| s.first <= index) - 1;
         let segment = &self.segments[number];
         let phase = match (self.spec.phase, epoch) {
-            (Phase::Random, Some((seed, epoch))) => CounterRng::new(seed, &[PHASE_DOMAIN, epoch])
-                .below(number as u64, segment.max_phase as u64 + 1)
-                as usize,
+            (Phase::Random, Some((seed, epoch))) => {
+                segment_phase(seed, epoch, number, segment.max_phase)
+            }
             _ => 0,
         };
         // k * stride + phase <= (count - 1) * stride + max_phase <= steps - need (see `grid`).
@@ -636,6 +661,34 @@ impl Source for WindowSource {
         field: usize,
     ) -> Result<Sample<'_>, SampleError> {
         self.read(Some((seed, epoch)), index, field)
+    }
+
+    /// One uncut segment (a token stream, or one series, with no boundaries) on this
+    /// epoch's grid: its windows are rows `stride` steps apart, which the pipeline copies or
+    /// widens a batch at a time instead of window by window.
+    fn rows_in_epoch(&self, seed: u64, epoch: u64, field: usize) -> Option<Rows<'_>> {
+        if self.segments.len() != 1 || self.spec.sampling == Sampling::Replacement {
+            return None;
+        }
+        let read = |index| match self.read(Some((seed, epoch)), index, field) {
+            Ok(Sample::Strided(sample)) => Some(sample),
+            _ => None,
+        };
+        let first = read(0)?;
+        // Bounds-checked like every sample, so that every window between lies inside too.
+        read(self.len.checked_sub(1)?)?;
+        let layout = first.layout();
+        if !layout.is_c_contiguous() || layout.nbytes() == 0 {
+            return None;
+        }
+        let step = self.series[self.segments[0].series].step;
+        let stride = isize::try_from(self.stride).ok()?.checked_mul(step)?;
+        // SAFETY: window i < len of the only segment starts `i * stride` steps after window
+        // 0 (`start_of`), so its field is the C-contiguous `nbytes` at `first + i * stride`
+        // bytes; windows 0 and len - 1 were bounds-checked against the series' view, which
+        // `self` owns, and every window between lies between them; those offsets fit in
+        // isize because the view's span does.
+        Some(unsafe { Rows::new(first.ptr(), stride, layout.nbytes(), self.len) })
     }
 
     fn check(&self) -> Result<(), SampleError> {

@@ -284,3 +284,53 @@ fn document_positions_count_from_each_segment_start() {
         }
     }
 }
+
+/// Every window of `rows`, read through the rows' own copy.
+fn row_values(rows: &Rows<'_>, len: usize) -> Vec<Vec<u32>> {
+    let indices: Vec<usize> = (0..len).collect();
+    let mut out = vec![0u8; len * rows.row_bytes()];
+    rows.copy_into(&indices, &mut out).unwrap();
+    out.chunks_exact(rows.row_bytes())
+        .map(|row| {
+            row.chunks_exact(4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn one_segment_offers_its_windows_as_rows_of_the_epochs_grid() {
+    let mut s = spec(6);
+    s.stride = Some(4);
+    s.target = Target::Next;
+    s.phase = Phase::Random;
+    let source = WindowSource::new(vec![stream(0, 61)], s.clone()).unwrap();
+    for epoch in 0..4 {
+        for field in 0..2 {
+            let rows = source
+                .rows_in_epoch(9, epoch, field)
+                .expect("one uncut stream");
+            let expected: Vec<Vec<u32>> = (0..source.len())
+                .map(|i| values(source.sample_in_epoch(9, epoch, i, field).unwrap()))
+                .collect();
+            assert_eq!(row_values(&rows, source.len()), expected, "epoch {epoch}");
+        }
+    }
+    // Series (one segment each), boundaries and draws with replacement: sample by sample.
+    let two = WindowSource::new(vec![stream(0, 30), stream(100, 30)], spec(6)).unwrap();
+    assert!(two.rows_in_epoch(0, 0, 0).is_none());
+    let mut cut = spec(6);
+    cut.boundaries = vec![17];
+    let cut = WindowSource::new(vec![stream(0, 40)], cut).unwrap();
+    assert!(cut.rows_in_epoch(0, 0, 0).is_none());
+    let mut drawn = spec(6);
+    drawn.sampling = Sampling::Replacement;
+    let drawn = WindowSource::new(vec![stream(0, 40)], drawn).unwrap();
+    assert!(drawn.rows_in_epoch(0, 0, 0).is_none());
+    // A (T, F) series' windows are whole rows of F features.
+    let wide = WindowSource::new(vec![series_2d(20, 3)], spec(4)).unwrap();
+    let rows = wide.rows_in_epoch(0, 0, 0).expect("a packed 2-d series");
+    assert_eq!(rows.row_bytes(), 4 * 3 * 4);
+    assert_eq!(row_values(&rows, 1)[0], (0..12).collect::<Vec<u32>>());
+}
