@@ -24,14 +24,15 @@
 //! The instruction set is detected once, when the plan is compiled ([`SimdLevel::detect`],
 //! F16C in [`FastAffine::new`]), never per row. SSE2 is part of x86-64, so it needs no
 //! check; a flip and CHW need SSSE3 (`pshufb`); AVX2 widens 8 bytes at a time; f16
-//! output needs AVX2 and F16C. Everything else uses the portable kernels.
+//! output needs AVX2 and F16C; AVX-512 (F, BW, VBMI: `simd_x86/avx512.rs`) widens 16 and
+//! mirrors or splits a block with one `vpermb`. Everything else uses the portable kernels.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use super::elem::{f32_to_bf16, f32_to_f16};
 #[cfg(target_arch = "x86_64")]
-use super::simd_x86::{block_table, BlockFn};
+use super::simd_x86::{block_perm, block_table, BlockFn};
 use crate::dtype::DType;
 
 /// Outputs at least this large (bytes per sample) are written with non-temporal stores:
@@ -51,6 +52,9 @@ pub enum SimdLevel {
     Ssse3,
     /// AVX2: 8 floats per instruction; f16 output when the CPU also has F16C.
     Avx2,
+    /// AVX-512 F + BW + VBMI: 16 floats per instruction, a flip or the plane split one
+    /// `vpermb` per block.
+    Avx512,
 }
 
 impl SimdLevel {
@@ -59,7 +63,12 @@ impl SimdLevel {
         #[cfg(target_arch = "x86_64")]
         {
             // Every AVX2 CPU has SSSE3; Rust's `avx2` feature implies it too.
-            if is_x86_feature_detected!("avx2") {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vbmi")
+            {
+                SimdLevel::Avx512
+            } else if is_x86_feature_detected!("avx2") {
                 SimdLevel::Avx2
             } else if is_x86_feature_detected!("ssse3") {
                 SimdLevel::Ssse3
@@ -138,6 +147,9 @@ pub(crate) struct FastAffine {
     /// `split[flip][k][r]`: the same for channel `k` of 16 RGB pixels (one register per
     /// channel), reading the block mirrored when `flip == 1`.
     pub(super) split: [[[[u8; 16]; 3]; 3]; 2],
+    /// `vperm[flip]`: the AVX-512 `vpermb` control doing what `rev` / `split` do.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) vperm: [[u8; 64]; 2],
     /// The block loop for `[flip][store mode]`, picked here once (not per row).
     #[cfg(target_arch = "x86_64")]
     blocks: [[BlockFn; 3]; 2],
@@ -198,6 +210,8 @@ impl FastAffine {
             rev,
             split,
             #[cfg(target_arch = "x86_64")]
+            vperm: [false, true].map(|flip| block_perm(c, planar, flip)),
+            #[cfg(target_arch = "x86_64")]
             blocks: block_table(level, out, planar, finite),
         })
     }
@@ -254,9 +268,10 @@ impl FastAffine {
     ) {
         debug_assert!(!flip || self.can_flip());
         let c = self.c;
-        // The widest store of the block loop: 32 bytes only for AVX2 f32.
+        // The widest store of the block loop.
         let align = match (self.level, self.out) {
-            (SimdLevel::Avx2, OutKind::F32) => 32,
+            (SimdLevel::Avx512, OutKind::F32) => 64,
+            (SimdLevel::Avx512, _) | (SimdLevel::Avx2, OutKind::F32) => 32,
             _ => 16,
         };
         // Output bytes one pixel advances the (first) store address by.
