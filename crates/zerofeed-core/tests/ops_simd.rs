@@ -25,9 +25,9 @@ fn levels() -> Vec<SimdLevel> {
         SimdLevel::Avx2,
         SimdLevel::Avx512,
     ]
-        .into_iter()
-        .filter(|&l| l <= SimdLevel::detect())
-        .collect()
+    .into_iter()
+    .filter(|&l| l <= SimdLevel::detect())
+    .collect()
 }
 
 fn normalize(c: usize, dtype: DType) -> OpSpec {

@@ -280,8 +280,8 @@ impl FastAffine {
         // loop's pattern still starts on a pixel; when no pixel count gets there (a dst
         // not element-aligned, C = 4 f32 at 8 mod 16, planes not all aligned alike),
         // every store is unaligned.
-        let planes_alike = !self.planar || plane % align == 0;
-        let head = (0..align).find(|p| (dst as usize + p * step) % align == 0);
+        let planes_alike = !self.planar || plane.is_multiple_of(align);
+        let head = (0..align).find(|p| (dst as usize + p * step).is_multiple_of(align));
         let (head, mode) = match head {
             Some(p) if p <= px && planes_alike => (p, if stream { STREAM } else { ALIGNED }),
             _ => (0, UNALIGNED),
@@ -366,10 +366,26 @@ pub(crate) fn prefetch(p: *const u8, len: usize) {
     }
 }
 
-/// How many rows ahead of the one being converted [`prefetch`] asks for: about 3 KB in
-/// flight for a 256-pixel RGB crop, enough to cover memory latency at the kernel's speed;
-/// measured on the Loader workload: 0.95-1.03x the copyto floor without, 1.08-1.23x with.
-pub(crate) const PREFETCH_ROWS: usize = 4;
+/// Asks for the `len` bytes at `p` to be brought into L2 (`prefetcht1`) ahead of use: the
+/// kernel's crop rows. Into L1 (`prefetcht0`) each line holds one of the core's few L1
+/// miss buffers until it arrives, which caps the lines in flight: reading 256 crop rows
+/// (768 of every 1536 bytes) measured 29k samples/s with T0 hints, 56-60k with T1 (AMD
+/// EPYC, `examples`-style read loop), so the kernel was read bound at ~17k samples/s.
+/// L2 is a few cycles from L1, which the block loop's loads absorb.
+#[inline]
+pub(crate) fn prefetch_l2(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..len + 63).step_by(64) {
+        // SAFETY: a prefetch is a hint that never faults, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off.min(len.saturating_sub(1))).cast())
+        };
+    }
+}
+
+/// How many rows ahead of the one being converted [`prefetch_l2`] asks for: about 6 KB in
+/// flight for a 256-pixel RGB crop, enough to cover memory latency at the kernel's speed.
+pub(crate) const PREFETCH_ROWS: usize = 8;
 
 /// One row as the block loops see it.
 #[derive(Clone, Copy)]
