@@ -6,9 +6,9 @@
 //! a 64-byte-aligned (32, 256, 256, 3) float32 batch (25 MB, far beyond cache). The floor
 //! is `np.copyto(out_f32, in_u8)`: a plain u8 -> f32 conversion with ordinary stores
 //! writing the same output bytes from the same images. The CHW f32, HWC f16 and HWC bf16
-//! variants run with their SIMD kernels and with the portable ones, compared with the same
-//! floor (same output elements; f16 / bf16 write half its bytes, so a second column gives
-//! the ratio of bytes written per second). All run on 1 and 2 threads
+//! variants run with their SIMD kernels and with the portable ones, compared with the
+//! floor of their own output bytes (`u8 -> f32`, or `u8 -> u16` for f16 / bf16, as
+//! `zerofeed bench` does), and at AVX2 where the CPU has AVX-512. All run on 1 and 2 threads
 //! (`std::thread::scope`, each thread its own batch buffer), medians of several reps.
 //! Plain std::time::Instant, no harness.
 
@@ -54,13 +54,25 @@ fn pick(b: usize, i: usize) -> usize {
 }
 
 /// `np.copyto(out_f32, in_u8)` for one batch: each slot converted from the first slot-size
-/// bytes of its image, ordinary (auto-vectorized SSE2) stores.
+/// bytes of its image, ordinary (auto-vectorized) stores.
 fn floor_batch(src: &[u8], image_bytes: usize, b: usize, out: &mut [u8]) {
     let elems = out.len() / BATCH / 4;
     for (i, slot) in out.chunks_exact_mut(elems * 4).enumerate() {
         let img = &src[pick(b, i) * image_bytes..][..elems];
         for (d, &s) in slot.chunks_exact_mut(4).zip(img) {
             d.copy_from_slice(&f32::from(s).to_ne_bytes());
+        }
+    }
+}
+
+/// The 2-byte outputs' floor, `np.copyto(out_u16, in_u8)`: the same widening copy into
+/// `u16`, the cheapest conversion writing the bytes a float16 / bfloat16 batch has.
+fn floor16_batch(src: &[u8], image_bytes: usize, b: usize, out: &mut [u8]) {
+    let elems = out.len() / BATCH / 2;
+    for (i, slot) in out.chunks_exact_mut(elems * 2).enumerate() {
+        let img = &src[pick(b, i) * image_bytes..][..elems];
+        for (d, &s) in slot.chunks_exact_mut(2).zip(img) {
+            d.copy_from_slice(&u16::from(s).to_ne_bytes());
         }
     }
 }
@@ -84,8 +96,8 @@ type BatchFn<'a> = Box<dyn Fn(usize, &mut [u8]) + Sync + 'a>;
 
 /// Runs every case once per rep, interleaved (the machine is shared and its speed drifts
 /// within seconds), on `threads` threads each with its own batch buffer. Returns each
-/// case's median img/s and median per-rep ratio to case 0 (the floor).
-fn interleaved(threads: usize, cases: &[(usize, BatchFn)]) -> Vec<(f64, f64)> {
+/// case's median img/s and median per-rep ratio to its floor (`floors[case]`).
+fn interleaved(threads: usize, cases: &[(usize, BatchFn)], floors: &[usize]) -> Vec<(f64, f64)> {
     let mut outs: Vec<Vec<Aligned>> = cases
         .iter()
         .map(|(bytes, _)| (0..threads).map(|_| Aligned::new(*bytes, 64)).collect())
@@ -120,8 +132,9 @@ fn interleaved(threads: usize, cases: &[(usize, BatchFn)]) -> Vec<(f64, f64)> {
     };
     rates
         .iter()
-        .map(|r| {
-            let ratios = r.iter().zip(&rates[0]).map(|(x, f)| x / f).collect();
+        .zip(floors)
+        .map(|(r, &floor)| {
+            let ratios = r.iter().zip(&rates[floor]).map(|(x, f)| x / f).collect();
             (median(r.clone()), median(ratios))
         })
         .collect()
@@ -152,6 +165,10 @@ fn main() {
     );
     let mut cases: Vec<(&'static str, Plan)> = vec![
         ("crop+flip+normalize f32 (SIMD, streaming)", best.clone()),
+        (
+            "crop+flip+normalize f32 (AVX2, streaming)",
+            best.clone().with_simd(SimdLevel::Avx2, None),
+        ),
         (
             "crop+flip+normalize f32 (SIMD, regular stores)",
             best.clone().with_simd(SimdLevel::Avx2, Some(false)),
@@ -188,18 +205,34 @@ fn main() {
     for (name, plan) in variants {
         let level = format!("{name} ({:?})", plan.simd_level());
         cases.push((leak(level), plan.clone()));
+        if plan.simd_level() > SimdLevel::Avx2 {
+            let avx2 = plan.clone().with_simd(SimdLevel::Avx2, None);
+            cases.push((leak(format!("{name} (Avx2)")), avx2));
+        }
         let portable = plan.with_simd(SimdLevel::Scalar, Some(false));
         cases.push((leak(format!("{name} (portable)")), portable));
     }
     let f32_batch = BATCH * CROP * CROP * 3 * 4;
     let src = &src;
-    let mut names = vec!["floor: np.copyto u8 -> f32 (regular stores)"];
-    let mut runs: Vec<(usize, BatchFn)> = vec![(
-        f32_batch,
-        Box::new(move |b, out| floor_batch(src, image_bytes, b, out)),
-    )];
+    let mut names = vec![
+        "floor: np.copyto u8 -> f32 (regular stores)",
+        "floor: np.copyto u8 -> u16 (2-byte outputs' floor)",
+    ];
+    let mut runs: Vec<(usize, BatchFn)> = vec![
+        (
+            f32_batch,
+            Box::new(move |b, out| floor_batch(src, image_bytes, b, out)),
+        ),
+        (
+            f32_batch / 2,
+            Box::new(move |b, out| floor16_batch(src, image_bytes, b, out)),
+        ),
+    ];
+    // Each case's ratio is to the floor writing as many bytes.
+    let mut floors = vec![0, 1];
     for (name, plan) in cases {
         names.push(name);
+        floors.push(usize::from(plan.output_nbytes() * BATCH < f32_batch));
         runs.push((
             BATCH * plan.output_nbytes(),
             Box::new(move |b, out| plan_batch(&plan, src, image_bytes, b, out)),
@@ -208,16 +241,10 @@ fn main() {
     for threads in [1, 2] {
         println!(
             "\n{threads} thread(s), medians of {REPS} interleaved reps; x floor: img/s ratio \
-             (same output elements), then output-bytes ratio (f16 / bf16 write half the bytes):"
+             to the floor writing the same output bytes (u8 -> f32, or u8 -> u16 for f16 / bf16):"
         );
-        for ((name, (rate, ratio)), (bytes, _)) in
-            names.iter().zip(interleaved(threads, &runs)).zip(&runs)
-        {
-            let byte_ratio = ratio * *bytes as f64 / f32_batch as f64;
-            let gbs = rate * (*bytes / BATCH) as f64 / 1e9;
-            println!(
-                "{name:<52} {rate:>7.0} img/s {gbs:>5.2} GB/s  {ratio:>5.2}x floor  {byte_ratio:>5.2}x bytes"
-            );
+        for (name, (rate, ratio)) in names.iter().zip(interleaved(threads, &runs, &floors)) {
+            println!("{name:<56} {rate:>7.0} img/s  {ratio:>5.2}x floor");
         }
     }
 }

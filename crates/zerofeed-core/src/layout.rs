@@ -536,7 +536,7 @@ fn resolve_shape(requested: &[i64], size: usize) -> Result<Vec<usize>, LayoutErr
         target,
     };
     let shape: Vec<usize> = if unknown == 1 {
-        if known == 0 || size % known != 0 {
+        if known == 0 || !size.is_multiple_of(known) {
             return Err(mismatch(known));
         }
         requested

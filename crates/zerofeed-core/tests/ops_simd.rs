@@ -19,10 +19,15 @@ fn bytes(n: usize, mut seed: u64) -> Vec<u8> {
 }
 
 fn levels() -> Vec<SimdLevel> {
-    [SimdLevel::Sse2, SimdLevel::Ssse3, SimdLevel::Avx2]
-        .into_iter()
-        .filter(|&l| l <= SimdLevel::detect())
-        .collect()
+    [
+        SimdLevel::Sse2,
+        SimdLevel::Ssse3,
+        SimdLevel::Avx2,
+        SimdLevel::Avx512,
+    ]
+    .into_iter()
+    .filter(|&l| l <= SimdLevel::detect())
+    .collect()
 }
 
 fn normalize(c: usize, dtype: DType) -> OpSpec {
@@ -123,8 +128,8 @@ fn fast_path_is_picked_for_chw_and_half_outputs() {
     let bf16 = Plan::compile(&[8, 8, 3], DType::U8, &[normalize(3, DType::BF16)]).unwrap();
     assert_eq!(bf16.simd_level(), SimdLevel::detect());
     let f16 = Plan::compile(&[8, 8, 3], DType::U8, &[normalize(3, DType::F16)]).unwrap();
-    let want = if SimdLevel::detect() == SimdLevel::Avx2 && has_f16c() {
-        SimdLevel::Avx2
+    let want = if SimdLevel::detect() >= SimdLevel::Avx2 && has_f16c() {
+        SimdLevel::detect()
     } else {
         SimdLevel::Scalar
     };

@@ -1,7 +1,7 @@
 //! Running a plan on one sample: resolve the window, then one pass over the rows.
 
 use super::kernels::{gather_row, ConvertFn, RowGeometry};
-use super::simd::{prefetch, store_fence, FastAffine, PREFETCH_ROWS};
+use super::simd::{prefetch_l2, store_fence, FastAffine, PREFETCH_ROWS};
 use super::{OpsError, Plan, SampleKey, Spatial, Stage, Window};
 use crate::sampler::{domain, CounterRng};
 
@@ -322,11 +322,11 @@ impl Plan {
             }
         };
         for y in 0..ahead.min(rows) {
-            prefetch(row_lo(y), w * c);
+            prefetch_l2(row_lo(y), w * c);
         }
         for y in 0..rows {
             if y + ahead < rows {
-                prefetch(row_lo(y + ahead), w * c);
+                prefetch_l2(row_lo(y + ahead), w * c);
             }
             // SAFETY: y < h: row y of the window; backwards, its lowest byte is pixel
             // w - 1 (the window lies inside the input, caller contract).

@@ -24,14 +24,15 @@
 //! The instruction set is detected once, when the plan is compiled ([`SimdLevel::detect`],
 //! F16C in [`FastAffine::new`]), never per row. SSE2 is part of x86-64, so it needs no
 //! check; a flip and CHW need SSSE3 (`pshufb`); AVX2 widens 8 bytes at a time; f16
-//! output needs AVX2 and F16C. Everything else uses the portable kernels.
+//! output needs AVX2 and F16C; AVX-512 (F, BW, VBMI: `simd_x86/avx512.rs`) widens 16 and
+//! mirrors or splits a block with one `vpermb`. Everything else uses the portable kernels.
 
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
 use super::elem::{f32_to_bf16, f32_to_f16};
 #[cfg(target_arch = "x86_64")]
-use super::simd_x86::{block_table, BlockFn};
+use super::simd_x86::{block_perm, block_table, BlockFn};
 use crate::dtype::DType;
 
 /// Outputs at least this large (bytes per sample) are written with non-temporal stores:
@@ -51,6 +52,9 @@ pub enum SimdLevel {
     Ssse3,
     /// AVX2: 8 floats per instruction; f16 output when the CPU also has F16C.
     Avx2,
+    /// AVX-512 F + BW + VBMI: 16 floats per instruction, a flip or the plane split one
+    /// `vpermb` per block.
+    Avx512,
 }
 
 impl SimdLevel {
@@ -59,7 +63,12 @@ impl SimdLevel {
         #[cfg(target_arch = "x86_64")]
         {
             // Every AVX2 CPU has SSSE3; Rust's `avx2` feature implies it too.
-            if is_x86_feature_detected!("avx2") {
+            if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vbmi")
+            {
+                SimdLevel::Avx512
+            } else if is_x86_feature_detected!("avx2") {
                 SimdLevel::Avx2
             } else if is_x86_feature_detected!("ssse3") {
                 SimdLevel::Ssse3
@@ -138,6 +147,9 @@ pub(crate) struct FastAffine {
     /// `split[flip][k][r]`: the same for channel `k` of 16 RGB pixels (one register per
     /// channel), reading the block mirrored when `flip == 1`.
     pub(super) split: [[[[u8; 16]; 3]; 3]; 2],
+    /// `vperm[flip]`: the AVX-512 `vpermb` control doing what `rev` / `split` do.
+    #[cfg(target_arch = "x86_64")]
+    pub(super) vperm: [[u8; 64]; 2],
     /// The block loop for `[flip][store mode]`, picked here once (not per row).
     #[cfg(target_arch = "x86_64")]
     blocks: [[BlockFn; 3]; 2],
@@ -198,6 +210,8 @@ impl FastAffine {
             rev,
             split,
             #[cfg(target_arch = "x86_64")]
+            vperm: [false, true].map(|flip| block_perm(c, planar, flip)),
+            #[cfg(target_arch = "x86_64")]
             blocks: block_table(level, out, planar, finite),
         })
     }
@@ -254,9 +268,10 @@ impl FastAffine {
     ) {
         debug_assert!(!flip || self.can_flip());
         let c = self.c;
-        // The widest store of the block loop: 32 bytes only for AVX2 f32.
+        // The widest store of the block loop.
         let align = match (self.level, self.out) {
-            (SimdLevel::Avx2, OutKind::F32) => 32,
+            (SimdLevel::Avx512, OutKind::F32) => 64,
+            (SimdLevel::Avx512, _) | (SimdLevel::Avx2, OutKind::F32) => 32,
             _ => 16,
         };
         // Output bytes one pixel advances the (first) store address by.
@@ -265,8 +280,8 @@ impl FastAffine {
         // loop's pattern still starts on a pixel; when no pixel count gets there (a dst
         // not element-aligned, C = 4 f32 at 8 mod 16, planes not all aligned alike),
         // every store is unaligned.
-        let planes_alike = !self.planar || plane % align == 0;
-        let head = (0..align).find(|p| (dst as usize + p * step) % align == 0);
+        let planes_alike = !self.planar || plane.is_multiple_of(align);
+        let head = (0..align).find(|p| (dst as usize + p * step).is_multiple_of(align));
         let (head, mode) = match head {
             Some(p) if p <= px && planes_alike => (p, if stream { STREAM } else { ALIGNED }),
             _ => (0, UNALIGNED),
@@ -351,10 +366,26 @@ pub(crate) fn prefetch(p: *const u8, len: usize) {
     }
 }
 
-/// How many rows ahead of the one being converted [`prefetch`] asks for: about 3 KB in
-/// flight for a 256-pixel RGB crop, enough to cover memory latency at the kernel's speed;
-/// measured on the Loader workload: 0.95-1.03x the copyto floor without, 1.08-1.23x with.
-pub(crate) const PREFETCH_ROWS: usize = 4;
+/// Asks for the `len` bytes at `p` to be brought into L2 (`prefetcht1`) ahead of use: the
+/// kernel's crop rows. Into L1 (`prefetcht0`) each line holds one of the core's few L1
+/// miss buffers until it arrives, which caps the lines in flight: reading 256 crop rows
+/// (768 of every 1536 bytes) measured 29k samples/s with T0 hints, 56-60k with T1 (AMD
+/// EPYC, `examples`-style read loop), so the kernel was read bound at ~17k samples/s.
+/// L2 is a few cycles from L1, which the block loop's loads absorb.
+#[inline]
+pub(crate) fn prefetch_l2(p: *const u8, len: usize) {
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..len + 63).step_by(64) {
+        // SAFETY: a prefetch is a hint that never faults, whatever the address.
+        unsafe {
+            _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(off.min(len.saturating_sub(1))).cast())
+        };
+    }
+}
+
+/// How many rows ahead of the one being converted [`prefetch_l2`] asks for: about 6 KB in
+/// flight for a 256-pixel RGB crop, enough to cover memory latency at the kernel's speed.
+pub(crate) const PREFETCH_ROWS: usize = 8;
 
 /// One row as the block loops see it.
 #[derive(Clone, Copy)]

@@ -23,6 +23,10 @@ use std::arch::x86_64::*;
 
 use super::simd::{FastAffine, Geometry, OutKind, SimdLevel, ALIGNED, STREAM, UNALIGNED};
 
+mod avx512;
+use avx512::avx512;
+pub(super) use avx512::block_perm;
+
 /// A block loop: `blocks` blocks of the row from output pixel `head` on.
 pub(super) type BlockFn = unsafe fn(&FastAffine, Geometry, usize, usize);
 
@@ -33,6 +37,8 @@ const BF16: u8 = 2;
 /// bf16 from finite coefficients: `x * a + b` with finite `a`, `b` is finite or
 /// infinite, never NaN, so the NaN blend (a fifth of the AVX2 loop's time) is skipped.
 const BF16_FINITE: u8 = 3;
+/// f16 from finite coefficients: no NaN lane to make canonical.
+const F16_FINITE: u8 = 4;
 
 /// The `[flip][mode]` table of a level, output type and layout; `finite` when every
 /// coefficient is finite (no NaN can come out). Entries a kernel never reaches (a flip
@@ -60,6 +66,18 @@ pub(super) fn block_table(
         };
     }
     match (level, out, planar) {
+        (SimdLevel::Avx512, OutKind::F32, false) => table!(avx512, F32, false),
+        (SimdLevel::Avx512, OutKind::F32, true) => table!(avx512, F32, true),
+        (SimdLevel::Avx512, OutKind::F16, false) if finite => table!(avx512, F16_FINITE, false),
+        (SimdLevel::Avx512, OutKind::F16, true) if finite => table!(avx512, F16_FINITE, true),
+        (SimdLevel::Avx512, OutKind::F16, false) => table!(avx512, F16, false),
+        (SimdLevel::Avx512, OutKind::F16, true) => table!(avx512, F16, true),
+        (SimdLevel::Avx512, OutKind::Bf16, false) if finite => table!(avx512, BF16_FINITE, false),
+        (SimdLevel::Avx512, OutKind::Bf16, true) if finite => table!(avx512, BF16_FINITE, true),
+        (SimdLevel::Avx512, OutKind::Bf16, false) => table!(avx512, BF16, false),
+        (SimdLevel::Avx512, OutKind::Bf16, true) => table!(avx512, BF16, true),
+        (SimdLevel::Avx2, OutKind::F16, false) if finite => table!(avx2_f16c, F16_FINITE, false),
+        (SimdLevel::Avx2, OutKind::F16, true) if finite => table!(avx2_f16c, F16_FINITE, true),
         (SimdLevel::Avx2, OutKind::Bf16, false) if finite => table!(avx2, BF16_FINITE, false),
         (SimdLevel::Avx2, OutKind::Bf16, true) if finite => table!(avx2, BF16_FINITE, true),
         (SimdLevel::Avx2, OutKind::F32, false) => table!(avx2, F32, false),
@@ -171,18 +189,22 @@ pub(super) unsafe fn bf16x8<const NAN: bool>(x: __m256) -> __m128i {
     }
 }
 
-/// f16 bits of 8 floats as 8 u16, NaNs made canonical as the scalar code does.
+/// f16 bits of 8 floats as 8 u16, NaNs made canonical as the scalar code does (only when
+/// `NAN`: without, a NaN keeps its payload).
 ///
 /// # Safety
 /// AVX and F16C.
 #[inline(always)]
-pub(super) unsafe fn f16x8(x: __m256) -> __m128i {
+pub(super) unsafe fn f16x8<const NAN: bool>(x: __m256) -> __m128i {
     // SAFETY: register arithmetic only (no memory is touched); the caller guarantees
     // AVX and F16C (this fn's contract): it is inlined into the `avx2_f16c` wrapper,
     // which `block_table` hands out only for f16 output, which `FastAffine::new` allows
     // only when `SimdLevel::detect()` found AVX2 and `detect_f16c()` F16C; the tests
     // call it after `is_x86_feature_detected!`.
     unsafe {
+        if !NAN {
+            return _mm256_cvtps_ph::<_MM_FROUND_TO_NEAREST_INT>(x);
+        }
         let nan = _mm256_cmp_ps::<_CMP_UNORD_Q>(x, x);
         let sign = _mm256_and_ps(x, _mm256_castsi256_ps(_mm256_set1_epi32(i32::MIN)));
         let canon = _mm256_or_ps(sign, _mm256_castsi256_ps(_mm256_set1_epi32(0x7fc0_0000)));
@@ -203,7 +225,8 @@ unsafe fn emit8<const OUT: u8, const MODE: u8>(p: *mut u8, y: __m256) {
     unsafe {
         match OUT {
             F32 => store32::<MODE>(p, y),
-            F16 => store16::<MODE>(p, f16x8(y)),
+            F16 => store16::<MODE>(p, f16x8::<true>(y)),
+            F16_FINITE => store16::<MODE>(p, f16x8::<false>(y)),
             BF16_FINITE => store16::<MODE>(p, bf16x8::<false>(y)),
             _ => store16::<MODE>(p, bf16x8::<true>(y)),
         }
@@ -538,7 +561,13 @@ mod tests {
                 // SAFETY: AVX2 and F16C checked; same buffers.
                 unsafe {
                     let v = _mm256_loadu_ps(x.as_ptr());
-                    _mm_storeu_si128(got.as_mut_ptr().cast(), f16x8(v));
+                    _mm_storeu_si128(got.as_mut_ptr().cast(), f16x8::<false>(v));
+                }
+                bad += usize::from(!nan && got != want_h);
+                // SAFETY: AVX2 and F16C checked; same buffers.
+                unsafe {
+                    let v = _mm256_loadu_ps(x.as_ptr());
+                    _mm_storeu_si128(got.as_mut_ptr().cast(), f16x8::<true>(v));
                 }
                 if got != want_h {
                     bad += 1;
@@ -549,11 +578,39 @@ mod tests {
         bad
     }
 
+    /// The AVX-512 roundings on 16 lanes (0 where the CPU lacks AVX-512 F).
+    fn check16(bits: &[u32]) -> usize {
+        if !is_x86_feature_detected!("avx512f") {
+            return 0;
+        }
+        let x: Vec<f32> = bits.iter().map(|&b| f32::from_bits(b)).collect();
+        let want_bf: Vec<u16> = x.iter().map(|&v| f32_to_bf16(v)).collect();
+        let want_h: Vec<u16> = x.iter().map(|&v| f32_to_f16(v)).collect();
+        let nan = x.iter().any(|v| v.is_nan());
+        let mut got = [0u16; 16];
+        let mut bad = 0;
+        let mut run = |conv: unsafe fn(__m512) -> __m256i| {
+            // SAFETY: AVX-512 F checked; 64 bytes loaded from `x`, 32 stored into `got`.
+            unsafe {
+                let v = _mm512_loadu_ps(x.as_ptr());
+                _mm256_storeu_si256(got.as_mut_ptr().cast(), conv(v));
+            }
+            got
+        };
+        bad += usize::from(run(avx512::bf16x16::<true>) != want_bf[..]);
+        bad += usize::from(!nan && run(avx512::bf16x16::<false>) != want_bf[..]);
+        bad += usize::from(run(avx512::f16x16::<true>) != want_h[..]);
+        bad += usize::from(!nan && run(avx512::f16x16::<false>) != want_h[..]);
+        bad
+    }
+
     fn sweep(it: impl Iterator<Item = u32>) -> usize {
         let v: Vec<u32> = it.collect();
-        v.chunks_exact(8)
+        let narrow: usize = v
+            .chunks_exact(8)
             .map(|c| check8(c.try_into().unwrap()))
-            .sum()
+            .sum();
+        narrow + v.chunks_exact(16).map(check16).sum::<usize>()
     }
 
     #[test]

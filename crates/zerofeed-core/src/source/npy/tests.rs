@@ -8,7 +8,7 @@ use super::*;
 fn npy(version: (u8, u8), dict: &str, data_len: usize) -> Vec<u8> {
     let preamble = if version.0 == 1 { 10 } else { 12 };
     let mut header = dict.as_bytes().to_vec();
-    while (preamble + header.len() + 1) % 64 != 0 {
+    while !(preamble + header.len() + 1).is_multiple_of(64) {
         header.push(b' ');
     }
     header.push(b'\n');
