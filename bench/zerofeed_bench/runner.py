@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from zerofeed_bench.baselines import Spec
-from zerofeed_bench.machine import machine_info, memory_of, tree_memory
+from zerofeed_bench.machine import machine_info, memory_of, tree_memory, tree_rss
 from zerofeed_bench.scenarios import SCENARIOS, Scenario, scenario_of
 
 SCHEMA = "zerofeed-bench/1"
@@ -163,7 +163,16 @@ def child_main(argv: Sequence[str] | None = None) -> int:
 
 
 class _Sampler(threading.Thread):
-    """Samples the summed RSS and PSS of a process tree every ``interval`` seconds."""
+    """Samples the summed RSS and PSS of a process tree while it is timed.
+
+    RSS is read every ``interval`` seconds from ``/proc/PID/status``, which costs tens of
+    microseconds. PSS needs ``smaps_rollup``, which walks the child's page tables: 18 ms for
+    a process that imported torch, under its memory-map lock, on one of the cores the
+    implementation being timed runs on, and on this workload's 13 ms epochs, read every 50 ms,
+    that slowed zerofeed's epochs by up to 2x. So PSS is read at the first timed sample and
+    then only when the tree's RSS has grown by more than ``slack`` (1 MiB, or 1 %) since the
+    last PSS read: PSS (shared pages split between processes) cannot grow more than RSS.
+    """
 
     def __init__(self, pid: int, marker: Path, interval: float = 0.05) -> None:
         super().__init__(daemon=True)
@@ -174,6 +183,7 @@ class _Sampler(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
+        pss_at: int | None = None  # the tree's RSS when PSS was last read
         while not self._stop_event.is_set():
             if not self.timed:
                 if not self.marker.exists():
@@ -181,10 +191,13 @@ class _Sampler(threading.Thread):
                     continue
                 self.timed = True
             try:
-                rss, pss = tree_memory(self.pid)
+                rss = tree_rss(self.pid)
+                if pss_at is None or rss > pss_at + max(1 << 20, pss_at // 100):
+                    rss, pss = tree_memory(self.pid)
+                    self.peak_pss, pss_at = max(self.peak_pss, pss), rss
             except OSError:
-                rss = pss = 0
-            self.peak_rss, self.peak_pss = max(self.peak_rss, rss), max(self.peak_pss, pss)
+                rss = 0
+            self.peak_rss = max(self.peak_rss, rss)
             self.samples += 1
             self._stop_event.wait(self.interval)
 
