@@ -618,15 +618,22 @@ pub(crate) fn resample_fixed(
             Kernels::Scalar => horizontal_scalar(from, x0, h, c, out),
             #[cfg(target_arch = "x86_64")]
             _ => {
-                // The SIMD loads read up to 16 bytes from a row's last pixel: from a padded
-                // copy, as the source may end right there.
-                bufs.row[..span].copy_from_slice(from);
+                // The SIMD loads read up to 16 bytes from a row's last pixel: in place where
+                // the image goes on that far (every row but the last ones), else from a
+                // padded copy.
+                let at = y * src.row + x0 * c;
+                let row: &[u8] = if src.data.len() >= at + span + ROW_PAD {
+                    &src.data[at..]
+                } else {
+                    bufs.row[..span].copy_from_slice(from);
+                    &bufs.row
+                };
                 // SAFETY: `Kernels::at` picked a level this CPU has; `(x0, x1)` is `h.span()`.
                 unsafe {
                     if kernels == Kernels::Avx2 {
-                        x86::horizontal_avx2(&bufs.row, (x0, x1), h, c, &bufs.wide, out);
+                        x86::horizontal_avx2(row, (x0, x1), h, c, &bufs.wide, out);
                     } else {
-                        x86::horizontal_ssse3(&bufs.row, (x0, x1), h, c, &bufs.wide, out);
+                        x86::horizontal_ssse3(row, (x0, x1), h, c, &bufs.wide, out);
                     }
                 }
             }
