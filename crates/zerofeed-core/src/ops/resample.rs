@@ -444,6 +444,24 @@ pub(crate) fn resample<T: Pixel>(
     T::resample(src, h, v, bufs, level, emit);
 }
 
+/// Pure index maps (crops, flips, nearest): values copied, no arithmetic.
+fn copy_picks<T: Pixel>(
+    src: Img<'_, T>,
+    h: &Taps,
+    v: &Taps,
+    line: &mut [T],
+    mut emit: impl FnMut(usize, &[T]),
+) {
+    let c = src.c;
+    for (y, &i) in v.index.iter().enumerate() {
+        let row = &src.data[i as usize * src.row..];
+        for (px, &j) in line.chunks_exact_mut(c).zip(&h.index) {
+            px.copy_from_slice(&row[j as usize * c..][..c]);
+        }
+        emit(y, line);
+    }
+}
+
 /// The float kernel: pixels widened to `f32`, the horizontal pass rounded to `T`.
 pub(crate) fn resample_float<T: Pixel>(
     src: Img<'_, T>,
@@ -483,15 +501,7 @@ fn resample_lanes<T: Pixel, const C: usize, const L: usize>(
     line.clear();
     line.resize(ow * c, T::default());
     if h.taps == 1 && v.taps == 1 {
-        // Pure index maps (crops, flips, nearest): copy values, no arithmetic.
-        for y in 0..oh {
-            let row = &src.data[v.index[y] as usize * src.row..];
-            for (px, &j) in line.chunks_exact_mut(c).zip(&h.index) {
-                px.copy_from_slice(&row[j as usize * c..][..c]);
-            }
-            emit(y, line);
-        }
-        return;
+        return copy_picks(src, h, v, line, emit);
     }
     let (y0, y1) = v.span();
     let (x0, x1) = h.span();
@@ -590,16 +600,7 @@ pub(crate) fn resample_fixed(
     let stride = FixedBufs::stride(bytes);
     grow(&mut bufs.line, stride);
     if h.taps == 1 && v.taps == 1 {
-        // Pure index maps (crops, flips, nearest): copy values, no arithmetic.
-        let line = &mut bufs.line[..bytes];
-        for y in 0..oh {
-            let row = &src.data[v.index[y] as usize * src.row..];
-            for (px, &j) in line.chunks_exact_mut(c).zip(&h.index) {
-                px.copy_from_slice(&row[j as usize * c..][..c]);
-            }
-            emit(y, line);
-        }
-        return;
+        return copy_picks(src, h, v, &mut bufs.line[..bytes], emit);
     }
     let kernels = Kernels::at(level);
     let (y0, y1) = v.span();
@@ -698,7 +699,7 @@ mod x86;
 mod tests {
     use super::*;
 
-    fn axis(len: usize, out: usize) -> Axis {
+    pub(super) fn axis(len: usize, out: usize) -> Axis {
         Axis {
             start: 0.0,
             len: len as f64,

@@ -148,15 +148,7 @@ proptest! {
 
 #[test]
 fn fraction_bits_follow_the_largest_weight() {
-    let axis = |len: usize, out: usize| Axis {
-        start: 0.0,
-        len: len as f64,
-        out,
-        first: 0,
-        count: out,
-        lo: 0,
-        hi: len,
-    };
+    use super::tests::axis;
     let mut t = Taps::default();
     // Same size: a weight of 1 needs 2^14 = 16384 (2^15 would not fit i16).
     t.build(Interpolation::Bilinear, true, axis(50, 50), false);
