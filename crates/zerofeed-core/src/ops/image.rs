@@ -16,6 +16,7 @@
 
 use super::jitter::{self, Factors};
 use super::resample::{resample, Axis, Bufs, Img, Taps};
+use super::simd::SimdLevel;
 use super::{Interpolation, OpSpec, OpsError, Plan, ResizeTo, SampleKey};
 use crate::dtype::DType;
 use crate::sampler::{domain, CounterRng};
@@ -142,6 +143,8 @@ pub struct ImagePlan {
     tail_is_copy: bool,
     /// `tail`'s C-contiguous input strides, kept so that no sample allocates them.
     tail_strides: Vec<isize>,
+    /// The resampler's instruction set, detected once here.
+    simd: SimdLevel,
 }
 
 /// A worker's reusable memory for [`ImagePlan::run`].
@@ -393,6 +396,7 @@ impl ImagePlan {
             tail,
             tail_is_copy,
             tail_strides,
+            simd: SimdLevel::detect(),
         })
     }
 
@@ -688,7 +692,7 @@ impl ImagePlan {
             row: image.row_bytes,
             c,
         };
-        resample(src, h, v, bufs, |y, line| {
+        resample(src, h, v, bufs, self.simd, |y, line| {
             out[(ja + y) * row + ka * c..][..line.len()].copy_from_slice(line);
         });
         if let Some(f) = geom.jitter {

@@ -14,6 +14,21 @@
 //!
 //! Source pixels outside `[lo, hi)` (the box, or the decoded region) are never read: the
 //! filter is cut there and renormalized, as PIL does at image borders.
+//!
+//! uint8 pixels (every decoded JPEG and PNG) are resampled in fixed point, as PIL's and
+//! torchvision's uint8 kernels are: each table's weights become `i16` with `bits` fraction
+//! bits ([`Taps::bits`]: the most that keep every weight within `i16`, at most 22), a pass
+//! sums `q * pixel` in `i32` from `2^(bits-1)` and keeps `clamp(sum >> bits, 0, 255)`; the
+//! horizontal pass's rows are uint8, which is the rounding torchvision and PIL apply between
+//! the passes. Overflow cannot happen: `|q| <= 32767` and a table has at most 64 taps, so
+//! `|sum| <= 255 * 64 * 32767 + 2^21 < 2^30`, and each `_mm256_madd_epi16` pair sum is at
+//! most `2 * 255 * 32767 < 2^24`. The explicit-SIMD kernels (`resample_x86.rs`: AVX2, or
+//! SSSE3 with 128-bit registers) compute exactly the same integers as the scalar kernel
+//! here (integer sums do not depend on their order, and their zero-weight padding taps add
+//! nothing), so the output does not depend on the CPU. Other element types use the float
+//! kernel (`resample_float`), which the tests also use as the reference for the fixed point.
+
+use super::simd::SimdLevel;
 
 /// The target of `Resize`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,7 +87,15 @@ pub(crate) struct Taps {
     start: Vec<u32>,
     len: Vec<u32>,
     packed: Vec<f32>,
+    /// Fraction bits of `fixed`.
+    pub(crate) bits: u32,
+    /// `packed` in fixed point, `fixed_taps` (a multiple of 4) a row, zero-padded.
+    fixed: Vec<i16>,
+    fixed_taps: usize,
 }
+
+/// Most fraction bits a fixed-point table uses (PIL's `PRECISION_BITS`).
+const MAX_BITS: u32 = 22;
 
 /// Where one axis reads: the continuous box `[start, start + len)` resampled to `out`
 /// pixels, of which outputs `first..first + count` are wanted, reading only `[lo, hi)`.
@@ -225,6 +248,55 @@ impl Taps {
             }
             self.len.push(n as u32);
         }
+        self.quantize();
+    }
+
+    /// `packed` to `i16` with as many fraction bits as the largest weight allows.
+    fn quantize(&mut self) {
+        let taps = self.taps.max(1);
+        let biggest = self.packed.iter().fold(0f32, |m, w| m.max(w.abs()));
+        // The largest `bits` with `biggest * 2^bits <= 32767` (rounding included).
+        let mut bits = MAX_BITS;
+        while bits > 0 && (f64::from(biggest) * f64::from(1u32 << bits)).round() > 32767.0 {
+            bits -= 1;
+        }
+        self.bits = bits;
+        self.fixed_taps = taps.next_multiple_of(4);
+        self.fixed.clear();
+        self.fixed.resize(self.len.len() * self.fixed_taps, 0);
+        let one = f64::from(1u32 << bits);
+        for (i, &n) in self.len.iter().enumerate() {
+            let q = &mut self.fixed[i * self.fixed_taps..][..n as usize];
+            for (q, &w) in q.iter_mut().zip(&self.packed[i * taps..]) {
+                *q = (f64::from(w) * one).round() as i16;
+            }
+        }
+    }
+
+    /// Output `i`'s first source index and its fixed-point weights (`len` of them).
+    #[inline]
+    pub(crate) fn fixed_row(&self, i: usize) -> (usize, &[i16]) {
+        (
+            self.start[i] as usize,
+            &self.fixed[i * self.fixed_taps..][..self.len[i] as usize],
+        )
+    }
+
+    /// Output `i`'s weights zero-padded to a multiple of 4 taps.
+    #[inline]
+    pub(crate) fn fixed_padded(&self, i: usize) -> &[i16] {
+        let n = (self.len[i] as usize).next_multiple_of(4);
+        &self.fixed[i * self.fixed_taps..][..n]
+    }
+
+    /// Taps per output in the fixed-point table (a multiple of 4, `>=` every padded row).
+    pub(crate) fn fixed_taps(&self) -> usize {
+        self.fixed_taps
+    }
+
+    /// Outputs of the table.
+    pub(crate) fn outputs(&self) -> usize {
+        self.start.len()
     }
 
     /// The first and one-past-last source index any output reads.
@@ -246,6 +318,18 @@ pub(crate) trait Pixel: Copy + Default + Send + Sync + 'static {
     fn from_f32(v: f32) -> Self;
     /// `from_f32` then `to_f32`, in float arithmetic.
     fn settle(v: f32) -> f32;
+
+    /// [`resample`] for this type: the float kernel unless the type has a faster one.
+    fn resample(
+        src: Img<'_, Self>,
+        h: &Taps,
+        v: &Taps,
+        bufs: &mut Bufs<Self>,
+        _level: SimdLevel,
+        emit: impl FnMut(usize, &[Self]),
+    ) {
+        resample_float(src, h, v, bufs, emit);
+    }
 }
 
 impl Pixel for u8 {
@@ -260,6 +344,17 @@ impl Pixel for u8 {
     #[inline]
     fn settle(v: f32) -> f32 {
         round_u8(v)
+    }
+
+    fn resample(
+        src: Img<'_, u8>,
+        h: &Taps,
+        v: &Taps,
+        bufs: &mut Bufs<u8>,
+        level: SimdLevel,
+        emit: impl FnMut(usize, &[u8]),
+    ) {
+        resample_fixed(src, h, v, &mut bufs.fixed, level, emit);
     }
 }
 
@@ -280,6 +375,40 @@ pub(crate) struct Bufs<T> {
     hbuf: Vec<f32>,
     acc: Vec<f32>,
     line: Vec<T>,
+    fixed: FixedBufs,
+}
+
+/// The fixed-point kernels' rows. Every row is padded (see [`FixedBufs::stride`]) so that
+/// the SIMD kernels read and write whole registers without a scalar tail.
+#[derive(Debug, Default)]
+pub(crate) struct FixedBufs {
+    /// One source row's span, then [`ROW_PAD`] bytes.
+    pub(crate) row: Vec<u8>,
+    /// The horizontal pass of every source row the vertical pass reads, `stride` apart.
+    pub(crate) hbuf: Vec<u8>,
+    /// One output row (`stride` bytes, of which the first `outputs * c` are emitted).
+    pub(crate) line: Vec<u8>,
+    /// The horizontal weights laid out for the SIMD kernels.
+    pub(crate) wide: Vec<i16>,
+}
+
+/// Bytes past a source row's span that a SIMD load may touch (16 from the last pixel).
+pub(crate) const ROW_PAD: usize = 32;
+
+impl FixedBufs {
+    /// Row stride for `bytes` emitted bytes: whole 32-byte blocks, with room for the
+    /// 4-byte store of the last pixel.
+    pub(crate) fn stride(bytes: usize) -> usize {
+        (bytes + 4).next_multiple_of(32)
+    }
+}
+
+/// Grows `v` to at least `n` elements without clearing what is there: every byte the
+/// kernels read back they wrote first, or it lies in a padding no one emits.
+fn grow<T: Copy + Default>(v: &mut Vec<T>, n: usize) {
+    if v.len() < n {
+        v.resize(n, T::default());
+    }
 }
 
 /// `v` clamped to `[0, 255]` and rounded half up (as torchvision's fixed-point uint8 kernels
@@ -302,8 +431,39 @@ fn settle<T: Pixel>(v: f32) -> f32 {
 }
 
 /// Horizontal pass of the source rows the vertical table reads, then the vertical pass of
-/// each output row into `emit(y, row)` (`row`: `count * c` values, packed HWC).
+/// each output row into `emit(y, row)` (`row`: `count * c` values, packed HWC). `level`
+/// picks the uint8 kernels' instruction set (detected once, when the plan is compiled).
 pub(crate) fn resample<T: Pixel>(
+    src: Img<'_, T>,
+    h: &Taps,
+    v: &Taps,
+    bufs: &mut Bufs<T>,
+    level: SimdLevel,
+    emit: impl FnMut(usize, &[T]),
+) {
+    T::resample(src, h, v, bufs, level, emit);
+}
+
+/// Pure index maps (crops, flips, nearest): values copied, no arithmetic.
+fn copy_picks<T: Pixel>(
+    src: Img<'_, T>,
+    h: &Taps,
+    v: &Taps,
+    line: &mut [T],
+    mut emit: impl FnMut(usize, &[T]),
+) {
+    let c = src.c;
+    for (y, &i) in v.index.iter().enumerate() {
+        let row = &src.data[i as usize * src.row..];
+        for (px, &j) in line.chunks_exact_mut(c).zip(&h.index) {
+            px.copy_from_slice(&row[j as usize * c..][..c]);
+        }
+        emit(y, line);
+    }
+}
+
+/// The float kernel: pixels widened to `f32`, the horizontal pass rounded to `T`.
+pub(crate) fn resample_float<T: Pixel>(
     src: Img<'_, T>,
     h: &Taps,
     v: &Taps,
@@ -336,19 +496,12 @@ fn resample_lanes<T: Pixel, const C: usize, const L: usize>(
         hbuf,
         acc,
         line,
+        ..
     } = bufs;
     line.clear();
     line.resize(ow * c, T::default());
     if h.taps == 1 && v.taps == 1 {
-        // Pure index maps (crops, flips, nearest): copy values, no arithmetic.
-        for y in 0..oh {
-            let row = &src.data[v.index[y] as usize * src.row..];
-            for (px, &j) in line.chunks_exact_mut(c).zip(&h.index) {
-                px.copy_from_slice(&row[j as usize * c..][..c]);
-            }
-            emit(y, line);
-        }
-        return;
+        return copy_picks(src, h, v, line, emit);
     }
     let (y0, y1) = v.span();
     let (x0, x1) = h.span();
@@ -402,11 +555,151 @@ fn resample_lanes<T: Pixel, const C: usize, const L: usize>(
     }
 }
 
+/// Which fixed-point kernels run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kernels {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Ssse3,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernels {
+    /// The kernels for `level`, never above what this CPU has (so the SIMD kernels' one
+    /// precondition, the instruction set, holds whatever level a caller passes).
+    fn at(level: SimdLevel) -> Kernels {
+        #[cfg(target_arch = "x86_64")]
+        {
+            match level.min(SimdLevel::detect()) {
+                SimdLevel::Avx2 => Kernels::Avx2,
+                SimdLevel::Ssse3 => Kernels::Ssse3,
+                _ => Kernels::Scalar,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = level;
+            Kernels::Scalar
+        }
+    }
+}
+
+/// The uint8 kernel: fixed point (see the module docs), with `level`'s SIMD kernels.
+pub(crate) fn resample_fixed(
+    src: Img<'_, u8>,
+    h: &Taps,
+    v: &Taps,
+    bufs: &mut FixedBufs,
+    level: SimdLevel,
+    mut emit: impl FnMut(usize, &[u8]),
+) {
+    let c = src.c;
+    let (ow, oh) = (h.outputs(), v.outputs());
+    let bytes = ow * c;
+    let stride = FixedBufs::stride(bytes);
+    grow(&mut bufs.line, stride);
+    if h.taps == 1 && v.taps == 1 {
+        return copy_picks(src, h, v, &mut bufs.line[..bytes], emit);
+    }
+    let kernels = Kernels::at(level);
+    let (y0, y1) = v.span();
+    let (x0, x1) = h.span();
+    let span = (x1 - x0) * c;
+    grow(&mut bufs.row, span + ROW_PAD);
+    grow(&mut bufs.hbuf, (y1 - y0) * stride);
+    #[cfg(target_arch = "x86_64")]
+    if kernels != Kernels::Scalar {
+        x86::lay_out(h, &mut bufs.wide);
+    }
+    for y in y0..y1 {
+        let out = &mut bufs.hbuf[(y - y0) * stride..][..stride];
+        let from = &src.data[y * src.row + x0 * c..][..span];
+        match kernels {
+            Kernels::Scalar => horizontal_scalar(from, x0, h, c, out),
+            #[cfg(target_arch = "x86_64")]
+            _ => {
+                // The SIMD loads read up to 16 bytes from a row's last pixel: in place where
+                // the image goes on that far (every row but the last ones), else from a
+                // padded copy.
+                let at = y * src.row + x0 * c;
+                let row: &[u8] = if src.data.len() >= at + span + ROW_PAD {
+                    &src.data[at..]
+                } else {
+                    bufs.row[..span].copy_from_slice(from);
+                    &bufs.row
+                };
+                // SAFETY: `Kernels::at` picked a level this CPU has; `(x0, x1)` is `h.span()`.
+                unsafe {
+                    if kernels == Kernels::Avx2 {
+                        x86::horizontal_avx2(row, (x0, x1), h, c, &bufs.wide, out);
+                    } else {
+                        x86::horizontal_ssse3(row, (x0, x1), h, c, &bufs.wide, out);
+                    }
+                }
+            }
+        }
+    }
+    let line = &mut bufs.line[..stride];
+    for y in 0..oh {
+        let (start, q) = v.fixed_row(y);
+        let rows = &bufs.hbuf[(start - y0) * stride..][..q.len() * stride];
+        match kernels {
+            Kernels::Scalar => vertical_scalar(rows, stride, q, v.bits, &mut line[..bytes]),
+            // SAFETY: `Kernels::at` picked a level this CPU has.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Avx2 => unsafe { x86::vertical_avx2(rows, stride, q, v.bits, line) },
+            // SAFETY: as above.
+            #[cfg(target_arch = "x86_64")]
+            Kernels::Ssse3 => unsafe { x86::vertical_ssse3(rows, stride, q, v.bits, line) },
+        }
+        emit(y, &line[..bytes]);
+    }
+}
+
+/// `sum >> bits` clamped to a byte.
+#[inline]
+fn clamp8(sum: i32, bits: u32) -> u8 {
+    (sum >> bits).clamp(0, 255) as u8
+}
+
+/// The scalar horizontal pass of one source row (`row` starts at source pixel `x0`).
+fn horizontal_scalar(row: &[u8], x0: usize, h: &Taps, c: usize, out: &mut [u8]) {
+    let round = (1i32 << h.bits) >> 1;
+    for (x, px) in out[..h.outputs() * c].chunks_exact_mut(c).enumerate() {
+        let (start, q) = h.fixed_row(x);
+        let from = &row[(start - x0) * c..][..q.len() * c];
+        for (k, o) in px.iter_mut().enumerate() {
+            let mut sum = round;
+            for (&w, p) in q.iter().zip(from.chunks_exact(c)) {
+                sum += i32::from(w) * i32::from(p[k]);
+            }
+            *o = clamp8(sum, h.bits);
+        }
+    }
+}
+
+/// The scalar vertical pass: `line[i]` from `rows[t * stride + i]`, `t < q.len()`.
+fn vertical_scalar(rows: &[u8], stride: usize, q: &[i16], bits: u32, line: &mut [u8]) {
+    let round = (1i32 << bits) >> 1;
+    for (i, o) in line.iter_mut().enumerate() {
+        let mut sum = round;
+        for (t, &w) in q.iter().enumerate() {
+            sum += i32::from(w) * i32::from(rows[t * stride + i]);
+        }
+        *o = clamp8(sum, bits);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[path = "resample_x86.rs"]
+mod x86;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn axis(len: usize, out: usize) -> Axis {
+    pub(super) fn axis(len: usize, out: usize) -> Axis {
         Axis {
             start: 0.0,
             len: len as f64,
@@ -468,9 +761,15 @@ mod tests {
             row: 4,
             c: 1,
         };
-        resample(img, &h, &v, &mut bufs, |_, r| got.extend_from_slice(r));
+        resample(img, &h, &v, &mut bufs, SimdLevel::detect(), |_, r| {
+            got.extend_from_slice(r)
+        });
         // Centre 1.0 reaches [-1, 3): weights 1/8, 3/8, 3/8, 1/8 cut at 0 and renormalized.
         let first = (0.375 * 0.0 + 0.375 * 100.0 + 0.125 * 200.0) / 0.875;
         assert_eq!(got[0], (first + 0.5) as u8);
     }
 }
+
+#[cfg(test)]
+#[path = "resample_tests.rs"]
+mod fixed_tests;
