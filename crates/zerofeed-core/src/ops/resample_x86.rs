@@ -185,7 +185,7 @@ fn pair(a: i16, b: i16) -> i32 {
 
 /// Checks what the vertical kernels read and write, once per output row.
 fn check_vertical(rows: &[u8], stride: usize, q: &[i16], line: &[u8]) {
-    assert!(stride % 32 == 0 && line.len() >= stride && !q.is_empty());
+    assert!(stride.is_multiple_of(32) && line.len() >= stride && !q.is_empty());
     assert!(rows.len() >= q.len() * stride);
 }
 
