@@ -38,6 +38,7 @@ def test_import_leaves_ml_dtypes_until_bfloat16_is_asked_for():
         loader = zf.Loader({"x": __import__("numpy").zeros((8, 2), "float32")}, batch_size=4)
         next(iter(loader))
         assert "ml_dtypes" not in sys.modules, "a float32 loader imported ml_dtypes"
+        assert "bfloat16" in dir(zf) and "ml_dtypes" not in sys.modules
         assert zf.bfloat16.itemsize == 2 and "ml_dtypes" in sys.modules
         from zerofeed import bfloat16
         assert bfloat16 is zf.bfloat16

@@ -556,7 +556,7 @@ fn resample_lanes<T: Pixel, const C: usize, const L: usize>(
 }
 
 /// Which fixed-point kernels run.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernels {
     Scalar,
     #[cfg(target_arch = "x86_64")]
@@ -572,7 +572,8 @@ impl Kernels {
         #[cfg(target_arch = "x86_64")]
         {
             match level.min(SimdLevel::detect()) {
-                SimdLevel::Avx2 => Kernels::Avx2,
+                // AVX-512 CPUs have AVX2: the resampler's widest kernels are AVX2's.
+                SimdLevel::Avx2 | SimdLevel::Avx512 => Kernels::Avx2,
                 SimdLevel::Ssse3 => Kernels::Ssse3,
                 _ => Kernels::Scalar,
             }

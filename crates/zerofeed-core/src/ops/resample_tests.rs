@@ -87,10 +87,19 @@ fn run(
 }
 
 fn levels() -> Vec<SimdLevel> {
-    [SimdLevel::Ssse3, SimdLevel::Avx2]
+    [SimdLevel::Ssse3, SimdLevel::Avx2, SimdLevel::Avx512]
         .into_iter()
         .filter(|&l| l <= SimdLevel::detect())
         .collect()
+}
+
+#[test]
+fn every_simd_level_of_this_cpu_gets_simd_kernels() {
+    // The plan passes SimdLevel::detect(): a level the match forgot would run scalar code
+    // (correct, 7x slower), which the bit-for-bit tests cannot see.
+    for level in levels().into_iter().chain([SimdLevel::detect()]) {
+        assert_ne!(Kernels::at(level), Kernels::Scalar, "{level:?}");
+    }
 }
 
 proptest! {
