@@ -87,12 +87,13 @@ def test_fork_children_get_a_clear_error_from_inherited_loaders_and_new_ones_wor
 
 
 def test_ctrl_c_while_waiting_for_a_batch_arrives_promptly_and_the_loader_survives():
-    # One worker resampling 16 images to 1024x1024 a batch: each takes far longer (about
-    # 140 ms here) than the interrupt (10 ms); the batch buffers are allocated before.
-    images = np.zeros((32, 512, 512, 3), np.uint8)
-    loader = zf.Loader(
-        images, batch_size=16, workers=1, prefetch=0, ops=[zf.Resize(1024), zf.Normalize(0.5, 0.25)]
-    )
+    # One worker resampling 24 images to 1024x1024 float32 a batch (300 MB written): each
+    # batch takes far longer (about 50 ms here with the fixed-point resampler) than the
+    # interrupt (2 ms) and the binding's signal check (every 10 ms while it waits); the
+    # batch buffers are allocated before.
+    images = np.zeros((48, 512, 512, 3), np.uint8)
+    ops = [zf.Resize(1024, interpolation="bicubic"), zf.Normalize(0.5, 0.25)]
+    loader = zf.Loader(images, batch_size=24, workers=1, prefetch=0, ops=ops)
     it = iter(loader)
 
     def interrupt(*_: object) -> None:
@@ -101,7 +102,7 @@ def test_ctrl_c_while_waiting_for_a_batch_arrives_promptly_and_the_loader_surviv
     previous = signal.signal(signal.SIGALRM, interrupt)
     try:
         started = time.monotonic()
-        signal.setitimer(signal.ITIMER_REAL, 0.01)
+        signal.setitimer(signal.ITIMER_REAL, 0.002)
         with pytest.raises(KeyboardInterrupt):
             next(it)
         waited = time.monotonic() - started
@@ -112,5 +113,5 @@ def test_ctrl_c_while_waiting_for_a_batch_arrives_promptly_and_the_loader_surviv
     assert waited < 0.5
     assert produced == 0, "the interrupt arrived only after the batch was done"
     batch = next(it)  # the same pass goes on after the interrupt
-    assert batch.shape == (16, 1024, 1024, 3) and batch.dtype == np.float32
+    assert batch.shape == (24, 1024, 1024, 3) and batch.dtype == np.float32
     loader.close()

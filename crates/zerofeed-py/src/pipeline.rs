@@ -355,7 +355,7 @@ pub struct PyEpoch {
 }
 
 /// How long a wait for a batch runs before Python gets to handle signals (Ctrl-C).
-const SIGNAL_CHECK: Duration = Duration::from_millis(50);
+const SIGNAL_CHECK: Duration = Duration::from_millis(10);
 
 impl PyEpoch {
     fn forked(&self) -> bool {
