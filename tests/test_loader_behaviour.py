@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from conftest import (
+    DTYPES,
     describe_exit,
     require,
     subprocess_env,
@@ -230,14 +231,18 @@ def test_a_finished_iterator_lets_go_of_the_run_the_next_pass_took_over():
     loader.close()
 
 
+@pytest.mark.parametrize("arrays_from_core", [True, False])
 @pytest.mark.parametrize("target", ["numpy", "torch"])
-def test_batches_share_the_pool_buffers_without_a_copy(target):
-    # The per-field conversions decided once per pass (NumPy's buffer export, torch.from_numpy
-    # over it, ml_dtypes' bfloat16 view) must hand out the batch buffer itself.
+def test_batches_share_the_pool_buffers_without_a_copy(target, arrays_from_core, monkeypatch):
+    # The per-field conversions decided once per pass (arrays made by the core through
+    # NumPy's C API, or, where it is missing, NumPy's buffer export; torch.from_numpy over
+    # either; ml_dtypes' bfloat16 view) must hand out the batch buffer itself.
     if target == "torch":
         require("torch", reason="torch not installed")
     from zerofeed.frameworks import to_numpy, to_torch
 
+    if not arrays_from_core:
+        monkeypatch.setattr(zf._zerofeed, "_numpy_arrays_available", lambda: False)
     source = {
         "x": dataset(16),
         "y": np.arange(16, dtype=np.int64),
@@ -247,18 +252,53 @@ def test_batches_share_the_pool_buffers_without_a_copy(target):
         bf16 = zf.Loader(
             dataset(16), batch_size=4, ops=[zf.Normalize([1.0], [1.0], dtype="bfloat16")], workers=1
         )
+        make, takes_arrays = bf16._batch_maker(to_numpy)
+        assert not takes_arrays  # NumPy has no bfloat16: the view goes through ml_dtypes
         views = next(bf16._pipeline.start(0, 0))
-        array = bf16._batch_maker(to_numpy)(views)
+        array = make(views)
         assert array.dtype.name == "bfloat16" and array.ctypes.data == views[0].ptr
         bf16.close()
     run = loader._pipeline.start(0, 0)
-    views = next(run)
-    batch = loader._batch_maker(to_numpy if target == "numpy" else to_torch)(views)
+    make, takes_arrays = loader._batch_maker(to_numpy if target == "numpy" else to_torch)
+    assert takes_arrays == arrays_from_core
+    if takes_arrays:
+        arrays = run.next_arrays()
+        # Each array lies over its view's memory, and the view (holding the pool buffer) is
+        # its base: the buffer is not recycled while the array lives.
+        views = tuple(a.base for a in arrays)
+        assert all(isinstance(v, zf.View) for v in views)
+        for a, v in zip(arrays, views, strict=True):
+            assert a.shape == v.shape and a.strides == v.strides and a.flags.writeable
+        batch = make(arrays)
+    else:
+        views = next(run)
+        batch = make(views)
     for name, view in zip(("x", "y"), views, strict=True):
         got = batch[name]
         address = got.ctypes.data if target == "numpy" else got.data_ptr()
         assert address == view.ptr, f"{name} was copied"
     run.close()
+    loader.close()
+
+
+def test_core_arrays_equal_the_buffer_protocol_for_every_dtype():
+    # next_arrays builds arrays through NumPy's C API: the same dtype, shape, strides,
+    # values and memory as np.asarray of the same views, for every dtype a field may have.
+    rng = np.random.default_rng(3)
+    source = {d: (rng.random((12, 3, 2)) * 100).astype(d) for d in DTYPES}
+    loader = zf.Loader(source, batch_size=4, shuffle=True, workers=2)
+    by_buffer = [[np.asarray(v).copy() for v in views] for views in loader._pipeline.start(0, 0)]
+    run = loader._pipeline.start(0, 0)
+    for want in by_buffer:
+        arrays = run.next_arrays()
+        assert len(arrays) == len(DTYPES)
+        for d, got, expected in zip(DTYPES, arrays, want, strict=True):
+            assert got.dtype == expected.dtype == np.dtype(d), d
+            assert got.shape == expected.shape and got.strides == expected.strides, d
+            assert got.ctypes.data == got.base.ptr, d
+            np.testing.assert_array_equal(got, expected)
+    with pytest.raises(StopIteration):
+        run.next_arrays()
     loader.close()
 
 

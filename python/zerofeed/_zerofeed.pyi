@@ -10,6 +10,7 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any, Self, final, overload
 
+import numpy as np
 from numpy.typing import DTypeLike
 from typing_extensions import disjoint_base
 
@@ -41,6 +42,7 @@ __all__ = [
     "_view_from_address",
     "_empty",
     "_copy_stats",
+    "_numpy_arrays_available",
     "_open_npy",
     "_view_of_file",
     "_DeviceStage",
@@ -213,6 +215,7 @@ def _view_from_address(
 ) -> View: ...
 def _empty(shape: int | Sequence[int], dtype: str, *, align: int | str) -> View: ...
 def _copy_stats() -> tuple[int, int]: ...
+def _numpy_arrays_available() -> bool: ...
 def _view_of_file(
     path: str | os.PathLike[str],
     first_offset: int,
@@ -234,6 +237,7 @@ class _Epoch:
 
     def __iter__(self) -> Self: ...
     def __next__(self) -> tuple[View, ...]: ...
+    def next_arrays(self) -> tuple[np.ndarray | View, ...]: ...
     def position(self) -> int: ...
     def next_epoch(self) -> bool: ...
     @property

@@ -212,6 +212,12 @@ class _DeviceRun:
         self._fill()  # the next copies overlap the consumer's work on this batch
         return batch
 
+    def next_arrays(self) -> tuple[View, ...]:
+        """Device batches have no NumPy arrays: the views themselves (the Loader asks for
+        host arrays only on host runs).
+        """
+        return self.__next__()
+
     def position(self) -> int:
         return int(self._run.position()) - len(self._queue)
 

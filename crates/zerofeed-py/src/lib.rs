@@ -1,7 +1,8 @@
 //! `zerofeed._zerofeed`: PyO3 bindings of zerofeed-core.
 //!
 //! Only argument parsing, error mapping and GIL release live here; every decision is made
-//! in the core. Modules mirror the core's: `view`, `dlpack`, `import`, `source`, `ops`, `pipeline`, `windows`, `images`, `cuda`.
+//! in the core. Modules mirror the core's: `view`, `dlpack`, `import`, `source`, `ops`, `pipeline`, `windows`, `images`, `cuda`;
+//! `numpy` (batches as NumPy arrays through its C API) is binding-only.
 
 use pyo3::prelude::*;
 
@@ -11,6 +12,7 @@ mod dlpack;
 mod errors;
 mod images;
 mod import;
+mod numpy;
 mod ops;
 mod pipeline;
 mod source;
@@ -46,6 +48,7 @@ fn _zerofeed(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(import::_view_from_address, m)?)?;
     m.add_function(wrap_pyfunction!(import::_empty, m)?)?;
     m.add_function(wrap_pyfunction!(view::_copy_stats, m)?)?;
+    m.add_function(wrap_pyfunction!(numpy::_numpy_arrays_available, m)?)?;
     m.add_function(wrap_pyfunction!(source::_open_npy, m)?)?;
     m.add_function(wrap_pyfunction!(source::_view_of_file, m)?)?;
     m.add_class::<cuda::PyDeviceStage>()?;

@@ -400,6 +400,28 @@ impl PyEpoch {
             }
         }
     }
+
+    /// The next batch, each field's view made into a Python object by `export`.
+    fn next_with<'py>(
+        &self,
+        py: Python<'py>,
+        export: impl Fn(Python<'py>, PyView) -> PyResult<Py<PyAny>>,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        guard(|| {
+            let Some(batch) = self.next_batch(py)? else {
+                return Err(PyStopIteration::new_err(()));
+            };
+            let views = self
+                .pipeline
+                .batch_views(batch)
+                .map_err(|e| view_error("source", e))?;
+            let fields = views
+                .into_iter()
+                .map(|v| export(py, PyView::from(v)))
+                .collect::<PyResult<Vec<_>>>()?;
+            PyTuple::new(py, fields)
+        })
+    }
 }
 
 #[pymethods]
@@ -410,20 +432,14 @@ impl PyEpoch {
 
     /// The next batch as a tuple of views (one per field), in field order.
     fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        guard(|| {
-            let Some(batch) = self.next_batch(py)? else {
-                return Err(PyStopIteration::new_err(()));
-            };
-            let views = self
-                .pipeline
-                .batch_views(batch)
-                .map_err(|e| view_error("source", e))?;
-            let views = views
-                .into_iter()
-                .map(|v| Py::new(py, PyView::from(v)))
-                .collect::<PyResult<Vec<_>>>()?;
-            PyTuple::new(py, views)
-        })
+        self.next_with(py, |py, v| Ok(Py::new(py, v)?.into_any()))
+    }
+
+    /// The next batch as a tuple of NumPy arrays over the batch buffers (one per field, in
+    /// field order; a field whose dtype NumPy lacks, bfloat16, stays a view): what
+    /// `np.asarray` of each view gives, made without the buffer protocol.
+    fn next_arrays<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        self.next_with(py, crate::numpy::array_or_view)
     }
 
     /// Goes on with the next epoch on the same workers once this one was read to the end
