@@ -193,3 +193,26 @@ def test_bad_flags_exit_2(argv, needle, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert needle in err and err.startswith("usage: zerofeed bench images")
+
+
+def test_short_epochs_are_timed_as_one_stretch_per_round():
+    # A loader that built most of a 3-batch epoch before its clock started shows a fast
+    # epoch and a slow one; taken one by one their median credits it with the head start,
+    # taken together (what the photos scenario does) the round's real rate remains.
+    from zerofeed_bench import runner
+
+    w = PhotosWorkload(images=30, batch=10, epochs=2)
+    spec = runner.Spec("zerofeed", "zerofeed", (), build_torchvision, 2, "zerofeed")
+    run = {
+        "status": "ok",
+        "batches_per_epoch": 3,
+        "epochs_s": [0.1, 0.5],  # 30 and 6 batches/s: the first epoch was mostly built ahead
+        "first_batch_s": 0.0,
+        "peak_pss_bytes": 0,
+        "baseline_pss_bytes": 0,
+        "peak_rss_bytes": 0,
+        "baseline_rss_bytes": 0,
+    }
+    row = runner._median_row(spec, w, [run, {**run, "epochs_s": [0.3, 0.3]}])
+    assert row["batches_per_s"] == pytest.approx(10.0)  # 6 batches in 0.6 s, both rounds
+    assert row["images_per_s"]["all"] == pytest.approx([100.0, 100.0])

@@ -123,7 +123,9 @@ def format_photos(report: dict[str, Any]) -> str:
         ]
         lines += ["train targets: " + ", ".join(said), ""]
     lines += [
-        "img/s: median over every timed epoch of every round (min-max beside it). vs floor: ratio to the",
+        "img/s: median over the rounds of each round's timed epochs taken as one stretch (min-max",
+        "beside it; epochs of a few batches, one by one, would credit a loader with the next epoch's",
+        "batches it built before the clock started). vs floor: ratio to the",
         "faster floor row (full Pillow decode of the same files, nothing else). first batch: from",
         "building the implementation to its first batch. RSS growth: peak of the process and its workers",
         "over its RSS before building. check: val batches matched Pillow decode + torchvision v2 resize",

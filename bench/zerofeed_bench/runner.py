@@ -309,8 +309,16 @@ def _median_row(spec: Spec, w: Any, runs: list[dict[str, Any]]) -> dict[str, Any
     row["status"] = "ok"
     sc = scenario_of(w)
     per_batch = sc.units_per_batch(w)
-    # Batches per second of every timed epoch; each run says how many batches its epochs had.
-    bps = sorted(r["batches_per_epoch"] / t for r in runs for t in r["epochs_s"] if t > 0)
+    # Batches per second of every timed epoch (or of every round's timed epochs together, for
+    # scenarios of short epochs); each run says how many batches its epochs had.
+    if sc.whole_rounds:
+        bps = sorted(
+            r["batches_per_epoch"] * len(r["epochs_s"]) / sum(r["epochs_s"])
+            for r in runs
+            if sum(r["epochs_s"]) > 0
+        )
+    else:
+        bps = sorted(r["batches_per_epoch"] / t for r in runs for t in r["epochs_s"] if t > 0)
     med = statistics.median(bps)
     ups = [b * per_batch for b in bps]
     row["batches_per_s"] = med  # where the unit is batches, the dict below takes its place

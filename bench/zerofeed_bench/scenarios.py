@@ -57,6 +57,11 @@ class Scenario:
     reference: str | None = None  # the row every throughput is also compared with
     needs: tuple[str, ...] = ("Loader",)  # what the zerofeed rows need from the zerofeed module
     before_epoch: Callable[[], None] | None = None  # run before every timed epoch (cold cache)
+    # Time each round's timed epochs as one stretch (batches / total seconds) instead of
+    # epoch by epoch: epochs of a few batches, where a loader that prepares the next epoch's
+    # first batches while this one ends (zerofeed) has much of a short epoch built before
+    # its clock starts, so its per-epoch rates swing and their median overstates it.
+    whole_rounds: bool = False
 
     def epoch_batches(self, impl: Impl, w: Any) -> int:
         """Batches one epoch of ``impl`` gives (an implementation may say its own)."""
@@ -234,6 +239,7 @@ PHOTOS = Scenario(
     units_per_batch=lambda w: w.batch,
     out_bytes_per_batch=lambda w: w.out_bytes_per_batch,
     needs=("Loader", "Images"),
+    whole_rounds=True,
 )
 
 # ------------------------------------------------------------------ tiny batches
