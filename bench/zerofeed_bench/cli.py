@@ -156,7 +156,7 @@ def _add_photos_parser(bsub: Any) -> None:
     ints = (
         ("--images", 1, 1000, "JPEGs in the built-in folder (default 1000)"),
         ("--batch", 1, None, "default 256, or half of --images when that is smaller"),
-        ("--epochs", 1, 6, "timed epochs per round, timed as one stretch, after one warm-up epoch (default 6)"),
+        ("--epochs", 1, 6, "timed epochs per round, as one stretch, after one warm-up epoch (default 6)"),
     )
     _add_run_flags(sp, ints, PHOTO_GROUPS)
     sp.add_argument(
