@@ -594,9 +594,12 @@ class Loader:
         """
         if self._transform is not None or self._device is not None:
             return (lambda views: self._views_to_batch(views, convert)), False
-        dtypes = [dtype for _shape, dtype in self.element_spec().values()]
+        spec = list(self.element_spec().values())
+        dtypes = [dtype for _shape, dtype in spec]
         names = self._names
-        if "bfloat16" not in dtypes and _zerofeed._numpy_arrays_available():
+        # NumPy 1 allows 32 dimensions: a batch (the sample's and one more) must fit.
+        fits = all(len(shape) < 32 for shape, _dtype in spec)
+        if "bfloat16" not in dtypes and fits and _zerofeed._numpy_arrays_available():
             # The core makes each field's array over its buffer (NumPy's C API, the view as
             # base): 0.3 us a field less than np.asarray(view) through the buffer protocol.
             if convert is to_numpy:

@@ -214,8 +214,10 @@ impl Permutation {
     #[inline]
     fn encrypt_arrays(&self, keys: &[u64; ROUNDS], high: &mut [u64], low: &mut [u64]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512dq") {
-            // SAFETY: the CPU has AVX-512 F and DQ (DQ implies F), checked just above.
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+        {
+            // SAFETY: the CPU has AVX-512 F and DQ, checked just above.
             return unsafe { self.encrypt_arrays_avx512(keys, high, low) };
         }
         #[cfg(target_arch = "x86_64")]
@@ -327,9 +329,15 @@ mod tests {
 
     #[test]
     fn every_compiled_form_of_the_rounds_equals_encrypt() {
-        let p = Permutation::shuffled(1_000_003, 8, 1);
+        // A 21-bit domain (uneven halves) and the full 64-bit one (32-bit halves).
+        for (len, bits) in [(2_000_000usize, 21u32), (usize::MAX, 64)] {
+            check_compiled_forms(Permutation::shuffled(len, 8, 1), bits);
+        }
+    }
+
+    fn check_compiled_forms(p: Permutation, bits: u32) {
         let keys = p.keys.unwrap();
-        let values: Vec<u64> = (0..100u64).map(|i| mix(i) >> (64 - 20)).collect();
+        let values: Vec<u64> = (0..100u64).map(|i| mix(i) >> (64 - bits)).collect();
         let split = |v: &[u64]| -> (Vec<u64>, Vec<u64>) {
             let low = v.iter().map(|x| x & mask(p.low_bits)).collect();
             (v.iter().map(|x| x >> p.low_bits).collect(), low)
@@ -354,7 +362,9 @@ mod tests {
                     p.encrypt_arrays_avx2(&keys, h, l)
                 });
             }
-            if std::arch::is_x86_feature_detected!("avx512dq") {
+            if std::arch::is_x86_feature_detected!("avx512f")
+                && std::arch::is_x86_feature_detected!("avx512dq")
+            {
                 // SAFETY: the CPU has AVX-512 F and DQ.
                 check("avx512", &|h, l| unsafe {
                     p.encrypt_arrays_avx512(&keys, h, l)
