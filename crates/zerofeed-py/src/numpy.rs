@@ -131,8 +131,13 @@ pub fn array_or_view(py: Python<'_>, view: PyView) -> PyResult<Py<PyAny>> {
     if layout.ndim() > MAX_DIMS || !inner.device().is_host_accessible() {
         return Ok(Py::new(py, view)?.into_any());
     }
-    let dims: Vec<isize> = layout.shape().iter().map(|&n| n as isize).collect();
-    let strides: Vec<isize> = layout.strides().to_vec();
+    // On the stack: this runs for every field of every batch.
+    let ndim = layout.ndim();
+    let (mut dims, mut strides) = ([0isize; MAX_DIMS], [0isize; MAX_DIMS]);
+    for (d, &n) in dims.iter_mut().zip(layout.shape()) {
+        *d = n as isize;
+    }
+    strides[..ndim].copy_from_slice(layout.strides());
     let flags = if inner.readonly() { 0 } else { WRITEABLE };
     let data = inner.address() as *mut c_void;
     let owner = Py::new(py, view)?;
@@ -144,7 +149,7 @@ pub fn array_or_view(py: Python<'_>, view: PyView) -> PyResult<Py<PyAny>> {
     unsafe {
         let array = (api.new)(
             api.array_type,
-            dims.len() as c_int,
+            ndim as c_int,
             dims.as_ptr(),
             type_num,
             strides.as_ptr(),

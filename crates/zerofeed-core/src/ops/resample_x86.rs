@@ -183,6 +183,16 @@ fn pair(a: i16, b: i16) -> i32 {
     i32::from(a as u16) | (i32::from(b) << 16)
 }
 
+/// The vertical kernels' step at tap `t`: the second row of the pair and both weights
+/// packed for `pmaddwd`; an odd last tap pairs with itself at weight 0.
+#[inline(always)]
+fn tap_pair(q: &[i16], t: usize) -> (usize, i32) {
+    match q.get(t + 1) {
+        Some(&next) => (t + 1, pair(q[t], next)),
+        None => (t, pair(q[t], 0)),
+    }
+}
+
 /// Checks what the vertical kernels read and write, once per output row.
 fn check_vertical(rows: &[u8], stride: usize, q: &[i16], line: &[u8]) {
     assert!(stride.is_multiple_of(32) && line.len() >= stride && !q.is_empty());
@@ -209,13 +219,8 @@ pub(super) unsafe fn vertical_avx2(
     for off in (0..stride).step_by(32) {
         let (mut a0, mut a1, mut a2, mut a3) = (round, round, round, round);
         for t in (0..q.len()).step_by(2) {
-            // An odd last tap pairs with itself at weight 0.
-            let (u, wu) = if t + 1 < q.len() {
-                (t + 1, q[t + 1])
-            } else {
-                (t, 0)
-            };
-            let w = _mm256_set1_epi32(pair(q[t], wu));
+            let (u, w) = tap_pair(q, t);
+            let w = _mm256_set1_epi32(w);
             // SAFETY: rows `t` and `u` are below `q.len()`, so both 32-byte loads lie
             // within `rows` (`q.len() * stride` bytes, `off + 32 <= stride`; checked above).
             let (ra, rb) = unsafe {
@@ -258,12 +263,8 @@ pub(super) unsafe fn vertical_ssse3(
     for off in (0..stride).step_by(16) {
         let (mut a0, mut a1, mut a2, mut a3) = (round, round, round, round);
         for t in (0..q.len()).step_by(2) {
-            let (u, wu) = if t + 1 < q.len() {
-                (t + 1, q[t + 1])
-            } else {
-                (t, 0)
-            };
-            let w = _mm_set1_epi32(pair(q[t], wu));
+            let (u, w) = tap_pair(q, t);
+            let w = _mm_set1_epi32(w);
             // SAFETY: as in `vertical_avx2`, with 16-byte loads.
             let (ra, rb) = unsafe {
                 (

@@ -127,8 +127,8 @@ unsafe fn store16<const MODE: u8>(p: *mut u8, v: __m128i) {
 #[inline(always)]
 unsafe fn store32<const MODE: u8>(p: *mut u8, v: __m256) {
     // SAFETY: the caller guarantees 32 writable bytes at `p`, 32-aligned for the aligned
-    // and streaming stores, and AVX (only `avx2_body`, behind a detected-AVX2 wrapper,
-    // reaches it).
+    // and streaming stores, and AVX (only `avx2_body` and the AVX-512 block loop, behind
+    // wrappers that detected AVX2 or AVX-512, reach it).
     unsafe {
         match MODE {
             UNALIGNED => _mm256_storeu_ps(p.cast(), v),

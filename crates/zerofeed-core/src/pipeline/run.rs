@@ -614,12 +614,11 @@ impl EpochRun {
     /// one worker keeps ahead of the consumer, and more awake would only contend with it
     /// (and with the consumer, for the cores: a loop over token windows on two cores ran at
     /// 97k batches/s with both awake, 137k this way, 146k with `workers=1`); a consumer that
-    /// finds nothing ready wakes
-    /// the rest ([`EpochRun::wake_starved`]). Large batches keep every worker building while
-    /// there is room.
+    /// finds nothing ready wakes the rest ([`EpochRun::wake_starved`]). Large batches keep
+    /// every worker building while there is room.
     fn wake_workers(&self, state: &mut State) {
-        let awake = self.threads.len() - state.idle_workers.min(self.threads.len());
-        if state.idle_workers == 0 || state.wake_sent || (self.job.one_awake && awake > 0) {
+        let some_awake = state.idle_workers < self.threads.len();
+        if state.idle_workers == 0 || state.wake_sent || (self.job.one_awake && some_awake) {
             return;
         }
         let room = (state.consumed + self.job.window).saturating_sub(state.next_job);

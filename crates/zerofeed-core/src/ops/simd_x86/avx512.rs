@@ -17,23 +17,7 @@
 use std::arch::x86_64::*;
 
 use super::super::simd::{FastAffine, Geometry, ALIGNED, UNALIGNED};
-use super::{BF16_FINITE, F16, F16_FINITE, F32};
-
-/// Stores 32 bytes at `p` the `MODE` way.
-///
-/// # Safety
-/// 32 writable bytes at `p`, 32-aligned unless `MODE == UNALIGNED`; AVX.
-#[inline(always)]
-unsafe fn store32i<const MODE: u8>(p: *mut u8, v: __m256i) {
-    // SAFETY: the caller guarantees the bytes, alignment and AVX.
-    unsafe {
-        match MODE {
-            UNALIGNED => _mm256_storeu_si256(p.cast(), v),
-            ALIGNED => _mm256_store_si256(p.cast(), v),
-            _ => _mm256_stream_si256(p.cast(), v),
-        }
-    }
-}
+use super::{store32, BF16_FINITE, F16, F16_FINITE, F32};
 
 /// bf16 bits of 16 floats as 16 u16; NaN lanes made quiet as the scalar code does only
 /// when `NAN`.
@@ -93,10 +77,11 @@ unsafe fn emit16<const OUT: u8, const MODE: u8>(p: *mut u8, y: __m512) {
                 ALIGNED => _mm512_store_ps(p.cast(), y),
                 _ => _mm512_stream_ps(p.cast(), y),
             },
-            F16 => store32i::<MODE>(p, f16x16::<true>(y)),
-            F16_FINITE => store32i::<MODE>(p, f16x16::<false>(y)),
-            BF16_FINITE => store32i::<MODE>(p, bf16x16::<false>(y)),
-            _ => store32i::<MODE>(p, bf16x16::<true>(y)),
+            // The 16 halves as 32 bytes, through the AVX2 kernels' store.
+            F16 => store32::<MODE>(p, _mm256_castsi256_ps(f16x16::<true>(y))),
+            F16_FINITE => store32::<MODE>(p, _mm256_castsi256_ps(f16x16::<false>(y))),
+            BF16_FINITE => store32::<MODE>(p, _mm256_castsi256_ps(bf16x16::<false>(y))),
+            _ => store32::<MODE>(p, _mm256_castsi256_ps(bf16x16::<true>(y))),
         }
     }
 }
