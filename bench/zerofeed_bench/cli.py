@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     integers = (  # flag, smallest value, default, help
         ("--images", 1, 1000, "default 1000"),
         ("--batch", 1, 32, "default 32"),
-        ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
+        ("--epochs", 1, 3, "timed epochs per round, after a warm-up of 8+ batches (default 3)"),
         ("--repeats", 1, 3, "rounds; each runs every implementation once, order rotated (default 3)"),
         ("--workers", 0, 0, "threads/workers for every implementation (0 = usable cores)"),
         ("--seed", 0, 0, "seed of the data and of every random choice (default 0)"),
@@ -156,7 +156,7 @@ def _add_photos_parser(bsub: Any) -> None:
     ints = (
         ("--images", 1, 1000, "JPEGs in the built-in folder (default 1000)"),
         ("--batch", 1, None, "default 256, or half of --images when that is smaller"),
-        ("--epochs", 1, 6, "timed epochs per round, as one stretch, after one warm-up epoch (default 6)"),
+        ("--epochs", 1, 6, "timed epochs a round, as one stretch, after a warm-up of 8+ batches (default 6)"),
     )
     _add_run_flags(sp, ints, PHOTO_GROUPS)
     sp.add_argument(
@@ -226,7 +226,7 @@ def _add_sequence_parsers(bsub: Any) -> None:
         ("--tokens", 2, 20_000_000, "tokens in the built-in stream (default 20,000,000: 40 MB)"),
         ("--block", 1, 1024, "window length in tokens (default 1024; each reads block+1)"),
         ("--batch", 1, 12, "default 12 (nanoGPT's)"),
-        ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),
+        ("--epochs", 1, 2, "timed epochs per round, after a warm-up of 8+ batches (default 2)"),
     )
     ser_ints = (
         ("--steps", 2, 2_000_000, "time steps of the built-in series (default 2,000,000)"),
@@ -235,7 +235,7 @@ def _add_sequence_parsers(bsub: Any) -> None:
         ("--horizon", 1, 8, "target steps after the window (default 8)"),
         ("--stride", 0, 0, "distance between window starts (default 0 = --length)"),
         ("--batch", 1, 256, "default 256"),
-        ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
+        ("--epochs", 1, 3, "timed epochs per round, after a warm-up of 8+ batches (default 3)"),
     )
     for sp, ints, groups in ((tok, tok_ints, TOKEN_GROUPS), (ser, ser_ints, SERIES_GROUPS)):
         _add_run_flags(sp, ints, groups)
@@ -258,7 +258,7 @@ def _add_tiny_parser(bsub: Any) -> None:
         ("--rows", 1, 100_000, "rows of the built-in table (default 100,000)"),
         ("--features", 1, 8, "float32 features per row (default 8)"),
         ("--batch", 1, 64, "rows per batch (default 64)"),
-        ("--epochs", 1, 3, "timed epochs per round, after one warm-up epoch (default 3)"),
+        ("--epochs", 1, 3, "timed epochs per round, after a warm-up of 8+ batches (default 3)"),
     )
     _add_run_flags(sp, ints, TINY_GROUPS)
 
@@ -278,7 +278,7 @@ def _add_cold_parser(bsub: Any) -> None:
     ints = (
         ("--images", 1, 4000, "images in the built-in file (default 4000: 786 MB at 256x256)"),
         ("--batch", 1, 32, "default 32"),
-        ("--epochs", 1, 2, "timed epochs per round, after one warm-up epoch (default 2)"),
+        ("--epochs", 1, 2, "timed epochs per round, after a warm-up of 8+ batches (default 2)"),
     )
     _add_run_flags(sp, ints, COLD_GROUPS)
     sp.add_argument("--size", type=_hw, default=(256, 256), metavar="HxW", help="default 256")

@@ -9,8 +9,9 @@ included) every 50 ms while it runs. The child (:func:`child_main`):
    round only; an implementation that fails is not timed),
 2. loads the dataset (into RAM, or memory-mapped with ``--source npy``) and records its
    memory as the baseline,
-3. builds the implementation, runs one warm-up epoch (checking the batch shape) and the
-   timed epochs, and writes its numbers as JSON.
+3. builds the implementation, runs the warm-up (one epoch, or as many as make
+   ``WARMUP_BATCHES`` batches; the first batch's shape is checked) and the timed epochs,
+   and writes its numbers as JSON.
 
 Example:
     >>> from zerofeed_bench.data import Workload
@@ -44,6 +45,8 @@ from zerofeed_bench.machine import machine_info, memory_of, tree_memory, tree_rs
 from zerofeed_bench.scenarios import SCENARIOS, Scenario, scenario_of
 
 SCHEMA = "zerofeed-bench/1"
+# The fewest batches the warm-up runs (more than any loader here keeps in flight).
+WARMUP_BATCHES = 8
 
 
 # ----------------------------------------------------------------------------- child side
@@ -102,9 +105,14 @@ def run_timed(spec: Spec, w: Any, dataset: Path, marker: Path | None = None) -> 
                 if problem:
                     raise RuntimeError(problem)
             n += 1
+        # Epochs of a few batches warm up for several: every implementation's pools, caches
+        # and worker buffers reach their steady size before the clock starts.
+        warm_epochs = max(1, -(-WARMUP_BATCHES // max(1, expected)))
+        for e in range(1, warm_epochs):
+            sum(1 for _ in impl.epoch(e))
         warmup_s = time.perf_counter() - t1
         epochs_s: list[float] = []
-        for e in range(1, w.epochs + 1):
+        for e in range(warm_epochs, warm_epochs + w.epochs):
             if sc.before_epoch is not None:
                 sc.before_epoch()
             t1 = time.perf_counter()

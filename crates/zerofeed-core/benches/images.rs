@@ -7,6 +7,8 @@
 //! does), the decode the recipe asks for (region + DCT scale), the resampling alone (the
 //! chain without its value ops, so the rows go straight into the slot), and the whole
 //! `ImagePlan::run` (resample + normalize + CHW write); the value tail is the difference.
+//! Last, the whole of it one image at a time, as a worker runs it (the decoded pixels still
+//! in cache when they are resampled).
 //! Plain std::time::Instant, no harness.
 
 use std::hint::black_box;
@@ -207,6 +209,21 @@ fn main() {
             "{name}: total{:>38.0}  ({:.2}x the full decode)",
             t_probe + t_decode + t_run,
             t_full / (t_probe + t_decode + t_run)
+        );
+        // As a worker runs it: each image decoded, then resampled while still in cache (the
+        // rows above resample every decoded image after all were decoded, from memory).
+        let t_worker = time(n, || {
+            for (b, &k) in bytes.iter().zip(&keys) {
+                let info = probe(b).unwrap();
+                let g = plan.geometry(info.height, info.width, k).unwrap();
+                let d = decode(b, &request(&g)).unwrap();
+                plan.run(image(&d), &g, k, &mut dst, &mut scratch).unwrap();
+            }
+        });
+        println!(
+            "{name}: one image at a time, as a worker{:>12.0}  (resample + tail {:.0})",
+            t_worker,
+            t_worker - t_probe - t_decode
         );
     }
 }

@@ -278,7 +278,7 @@ impl BufferPool {
                 let Ok(mut buffer) = self.allocate(len) else {
                     return;
                 };
-                buffer.as_mut_slice().fill(0);
+                buffer.fault_in();
                 self.give_back(buffer);
             }
         }

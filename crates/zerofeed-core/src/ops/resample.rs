@@ -261,7 +261,12 @@ impl Taps {
             bits -= 1;
         }
         self.bits = bits;
-        self.fixed_taps = taps.next_multiple_of(4);
+        // The longest run, not `taps`: `taps` bounds every output's footprint (2 * reach + 2
+        // slots), and its last slots are often all zero: a 1.4x bilinear downscale reads at
+        // most 4 pixels an output but has 5 slots, which would cost the SIMD kernels a
+        // second group of four taps on every output.
+        let longest = self.len.iter().copied().max().unwrap_or(1) as usize;
+        self.fixed_taps = longest.next_multiple_of(4);
         self.fixed.clear();
         self.fixed.resize(self.len.len() * self.fixed_taps, 0);
         let one = f64::from(1u32 << bits);
@@ -388,8 +393,21 @@ pub(crate) struct FixedBufs {
     pub(crate) hbuf: Vec<u8>,
     /// One output row (`stride` bytes, of which the first `outputs * c` are emitted).
     pub(crate) line: Vec<u8>,
-    /// The horizontal weights laid out for the SIMD kernels.
-    pub(crate) wide: Vec<i16>,
+    /// The horizontal table laid out for the SIMD kernels.
+    pub(crate) laid: Laid,
+}
+
+/// A horizontal table laid out for the SIMD kernels (`resample_x86.rs`, `lay_out`).
+#[derive(Debug, Default)]
+pub(crate) struct Laid {
+    /// Each output's groups of four taps, as the kernels' `pmaddwd` pairs take them.
+    wide: Vec<i16>,
+    /// Each output's first byte within its row.
+    offsets: Vec<u32>,
+    groups: usize,
+    outputs: usize,
+    /// How many bytes from a row's first span pixel the two-row kernel may read.
+    reach: usize,
 }
 
 /// Bytes past a source row's span that a SIMD load may touch (16 from the last pixel).
@@ -397,9 +415,9 @@ pub(crate) const ROW_PAD: usize = 32;
 
 impl FixedBufs {
     /// Row stride for `bytes` emitted bytes: whole 32-byte blocks, with room for the
-    /// 4-byte store of the last pixel.
+    /// 16-byte store of the last four pixels.
     pub(crate) fn stride(bytes: usize) -> usize {
-        (bytes + 4).next_multiple_of(32)
+        (bytes + 16).next_multiple_of(32)
     }
 }
 
@@ -607,25 +625,42 @@ pub(crate) fn resample_fixed(
     let (y0, y1) = v.span();
     let (x0, x1) = h.span();
     let span = (x1 - x0) * c;
-    grow(&mut bufs.row, span + ROW_PAD);
     grow(&mut bufs.hbuf, (y1 - y0) * stride);
+    // The bytes from a row's first span pixel that the SIMD loads may read.
+    let mut reach = span + ROW_PAD;
     #[cfg(target_arch = "x86_64")]
     if kernels != Kernels::Scalar {
-        x86::lay_out(h, &mut bufs.wide);
+        x86::lay_out(h, c, x0, &mut bufs.laid);
+        reach = reach.max(bufs.laid.reach);
     }
-    for y in y0..y1 {
+    grow(&mut bufs.row, reach);
+    // Where row `y`'s span starts, and whether the SIMD loads can read it in place: the
+    // image goes on `reach` bytes from there (every row but the last ones).
+    let at = |y: usize| y * src.row + x0 * c;
+    let in_place = |y: usize| src.data.len() >= at(y) + reach;
+    let mut y = y0;
+    while y < y1 {
+        #[cfg(target_arch = "x86_64")]
+        if kernels == Kernels::Avx2 && y + 1 < y1 && in_place(y + 1) {
+            let (a, b) = bufs.hbuf[(y - y0) * stride..].split_at_mut(stride);
+            let rows = [&src.data[at(y)..], &src.data[at(y + 1)..]];
+            // SAFETY: `Kernels::at` picked a level this CPU has; `laid` is `h`'s, for `c`.
+            unsafe {
+                x86::horizontal_pair_avx2(rows, h, c, &bufs.laid, [a, &mut b[..stride]]);
+            }
+            y += 2;
+            continue;
+        }
         let out = &mut bufs.hbuf[(y - y0) * stride..][..stride];
-        let from = &src.data[y * src.row + x0 * c..][..span];
+        let from = &src.data[at(y)..][..span];
         match kernels {
             Kernels::Scalar => horizontal_scalar(from, x0, h, c, out),
             #[cfg(target_arch = "x86_64")]
             _ => {
                 // The SIMD loads read up to 16 bytes from a row's last pixel: in place where
-                // the image goes on that far (every row but the last ones), else from a
-                // padded copy.
-                let at = y * src.row + x0 * c;
-                let row: &[u8] = if src.data.len() >= at + span + ROW_PAD {
-                    &src.data[at..]
+                // the image goes on that far, else from a padded copy.
+                let row: &[u8] = if in_place(y) {
+                    &src.data[at(y)..]
                 } else {
                     bufs.row[..span].copy_from_slice(from);
                     &bufs.row
@@ -633,13 +668,14 @@ pub(crate) fn resample_fixed(
                 // SAFETY: `Kernels::at` picked a level this CPU has; `(x0, x1)` is `h.span()`.
                 unsafe {
                     if kernels == Kernels::Avx2 {
-                        x86::horizontal_avx2(row, (x0, x1), h, c, &bufs.wide, out);
+                        x86::horizontal_avx2(row, (x0, x1), h, c, &bufs.laid.wide, out);
                     } else {
-                        x86::horizontal_ssse3(row, (x0, x1), h, c, &bufs.wide, out);
+                        x86::horizontal_ssse3(row, (x0, x1), h, c, &bufs.laid.wide, out);
                     }
                 }
             }
         }
+        y += 1;
     }
     let line = &mut bufs.line[..stride];
     for y in 0..oh {

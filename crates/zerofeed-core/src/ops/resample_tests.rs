@@ -150,8 +150,10 @@ proptest! {
         let off = fixed.iter().zip(&float).filter(|(a, b)| a != b).count();
         // A pass's rounding flips where its sum lies within the weights' quantization error
         // (up to 255 * 2^-14 levels when a weight near 1 leaves 14 fraction bits) of a half
-        // level: a few percent of the values after two passes, on any content.
-        prop_assert!(fixed.len() < 2000 || off * 10 <= fixed.len(), "{} of {} differ", off, fixed.len());
+        // level: a few percent of the values after two passes on most scales, but scales of
+        // small rational steps put many sums exactly on a half (6 -> 33 then 14 -> 63
+        // pixels: 10.5 %), where the two kernels' weights round to either side.
+        prop_assert!(fixed.len() < 2000 || off * 5 <= fixed.len(), "{} of {} differ", off, fixed.len());
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Taps;
+use super::{Laid, Taps};
 
 /// The `pshufb` mask that turns 16 bytes from pixel `t` (`c` channels) into lane 0:
 /// `(p_t[k], p_t+1[k])` and lane 1: `(p_t+2[k], p_t+3[k])` as `i16`, `k < c`, zeros elsewhere.
@@ -34,21 +34,34 @@ fn pair_mask(c: usize) -> [u8; 32] {
 }
 
 /// Lays out `h`'s weights for the horizontal kernels: for each output, each group of four
-/// taps as `[q0, q1] x 4` then `[q2, q3] x 4` (16 `i16`), `groups(h)` groups an output.
-pub(super) fn lay_out(h: &Taps, wide: &mut Vec<i16>) {
+/// taps as `[q0, q1] x 4` then `[q2, q3] x 4` (16 `i16`), `groups(h)` groups an output; and
+/// each output's first byte within a row that starts at source pixel `x0` (`c` channels).
+/// Both run to a multiple of four outputs (offset 0, zero weights past the last), so the
+/// two-row kernel computes four outputs a step without a tail.
+pub(super) fn lay_out(h: &Taps, c: usize, x0: usize, laid: &mut Laid) {
     let g = groups(h);
-    wide.clear();
-    wide.resize(h.outputs() * g * 16, 0);
-    for x in 0..h.outputs() {
+    let n = h.outputs();
+    let padded = n.next_multiple_of(4);
+    laid.wide.clear();
+    laid.wide.resize(padded * g * 16, 0);
+    laid.offsets.clear();
+    laid.offsets.resize(padded, 0);
+    for x in 0..n {
         let q = h.fixed_padded(x);
         for (k, four) in q.chunks_exact(4).enumerate() {
-            let out = &mut wide[(x * g + k) * 16..][..16];
+            let out = &mut laid.wide[(x * g + k) * 16..][..16];
             for p in 0..4 {
                 out[2 * p..][..2].copy_from_slice(&four[..2]);
                 out[8 + 2 * p..][..2].copy_from_slice(&four[2..]);
             }
         }
+        laid.offsets[x] = ((h.fixed_row(x).0 - x0) * c) as u32;
     }
+    let last = laid.offsets.iter().copied().max().unwrap_or(0) as usize;
+    // Every group's 16-byte load, the zero-weight groups past an output's taps included.
+    laid.reach = last + 4 * (g.max(1) - 1) * c + 16;
+    laid.groups = g;
+    laid.outputs = n;
 }
 
 /// Groups of four taps laid out per output.
@@ -121,6 +134,131 @@ pub(super) unsafe fn horizontal_avx2(
                 .add(x * c)
                 .cast::<i32>()
                 .write_unaligned(_mm_cvtsi128_si32(s));
+        }
+    }
+}
+
+/// The `pshufb` mask that keeps, of four pixels held as four bytes each (`c` of them real),
+/// the `4 * c` real bytes first.
+fn compact_mask(c: usize) -> [u8; 16] {
+    let mut m = [0x80u8; 16];
+    for j in 0..4 {
+        for k in 0..c {
+            m[j * c + k] = (4 * j + k) as u8;
+        }
+    }
+    m
+}
+
+/// [`horizontal_avx2`] of two source rows at once, one a 128-bit lane: both rows share
+/// every output's taps, so the lanes need no horizontal sum, and four outputs are packed
+/// and stored together. Each output runs the table's whole group count (its zero-weight
+/// padding included) from a precomputed byte offset, so the loop has no data-dependent
+/// branch and no per-row index arithmetic. About 8 instructions an output pixel where the
+/// one-row kernel spends 13 plus its indexing (five of them shuffles: that kernel's
+/// throughput was the shuffle port's).
+///
+/// # Safety
+/// The CPU must have AVX2, and `laid` must be `lay_out(h, c, ..)` for this `h` and `c`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn horizontal_pair_avx2(
+    rows: [&[u8]; 2],
+    h: &Taps,
+    c: usize,
+    laid: &Laid,
+    outs: [&mut [u8]; 2],
+) {
+    // SAFETY: the caller's contract, passed on; `G` is `laid.groups`.
+    unsafe {
+        match laid.groups {
+            1 => pair_steps::<1>(rows, h, c, laid, outs),
+            2 => pair_steps::<2>(rows, h, c, laid, outs),
+            3 => pair_steps::<3>(rows, h, c, laid, outs),
+            4 => pair_steps::<4>(rows, h, c, laid, outs),
+            g => {
+                assert!(g > 4, "a table has one group of taps at least");
+                pair_steps::<0>(rows, h, c, laid, outs)
+            }
+        }
+    }
+}
+
+/// [`horizontal_pair_avx2`] with `G` groups an output (`0`: `laid.groups`, not unrolled).
+///
+/// # Safety
+/// As [`horizontal_pair_avx2`], and `G` is `0` or `laid.groups`.
+#[target_feature(enable = "avx2")]
+unsafe fn pair_steps<const G: usize>(
+    rows: [&[u8]; 2],
+    h: &Taps,
+    c: usize,
+    laid: &Laid,
+    outs: [&mut [u8]; 2],
+) {
+    let g = laid.groups;
+    let n = laid.outputs;
+    assert!((1..=4).contains(&c) && n == h.outputs() && n > 0 && (G == 0 || G == g));
+    assert!(laid.offsets.len() >= n.next_multiple_of(4));
+    assert!(laid.wide.len() >= n.next_multiple_of(4) * g * 16);
+    for (row, out) in rows.iter().zip(&outs) {
+        // Every load lies within `laid.reach` bytes (`lay_out` measured it).
+        assert!(row.len() >= laid.reach);
+        // The last step's 16-byte store starts at its first pixel, below `n`.
+        assert!(out.len() >= (n - 1) / 4 * 4 * c + 16);
+    }
+    let mask = pair_mask(c);
+    let compact = compact_mask(c);
+    // SAFETY: `mask` is 32 bytes and `compact` 16; unaligned loads.
+    let (m01, m23, compact) = unsafe {
+        (
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(mask.as_ptr().cast())),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(mask.as_ptr().add(16).cast())),
+            _mm256_broadcastsi128_si256(_mm_loadu_si128(compact.as_ptr().cast())),
+        )
+    };
+    let round = _mm256_set1_epi32((1i32 << h.bits) >> 1);
+    let shift = _mm_cvtsi32_si128(h.bits as i32);
+    let steps = if G == 0 { g } else { G };
+    let (a, b) = (rows[0].as_ptr(), rows[1].as_ptr());
+    let [out_a, out_b] = outs;
+    for x in (0..n).step_by(4) {
+        // Outputs past `n` have zero weights and land in the rows' padding.
+        let mut acc = [round; 4];
+        for (j, acc) in acc.iter_mut().enumerate() {
+            let off = laid.offsets[x + j] as usize;
+            // SAFETY: `x + j` is below the laid-out outputs (checked above).
+            let w = unsafe { laid.wide.as_ptr().add((x + j) * g * 16) };
+            for k in 0..steps {
+                // SAFETY: `lay_out` made `off + 4kc + 16 <= reach <= row.len()` for both
+                // rows, and `wide` holds `g` groups of 16 for each laid-out output.
+                unsafe {
+                    let lo = _mm_loadu_si128(a.add(off + 4 * k * c).cast());
+                    let hi = _mm_loadu_si128(b.add(off + 4 * k * c).cast());
+                    let p = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+                    let w01 = _mm256_broadcastsi128_si256(_mm_loadu_si128(w.add(16 * k).cast()));
+                    let w23 =
+                        _mm256_broadcastsi128_si256(_mm_loadu_si128(w.add(16 * k + 8).cast()));
+                    let s01 = _mm256_madd_epi16(_mm256_shuffle_epi8(p, m01), w01);
+                    let s23 = _mm256_madd_epi16(_mm256_shuffle_epi8(p, m23), w23);
+                    *acc = _mm256_add_epi32(*acc, _mm256_add_epi32(s01, s23));
+                }
+            }
+        }
+        let [s0, s1, s2, s3] = acc.map(|a| _mm256_sra_epi32(a, shift));
+        // Each lane: the four outputs' four channel bytes, in order; then the real ones first.
+        let r = _mm256_packus_epi16(_mm256_packs_epi32(s0, s1), _mm256_packs_epi32(s2, s3));
+        let r = _mm256_shuffle_epi8(r, compact);
+        // SAFETY: 16 bytes from pixel `x` lie within each `out` (checked above); bytes past
+        // pixel `x + 3` are rewritten by the next step or lie in the padding.
+        unsafe {
+            _mm_storeu_si128(
+                out_a.as_mut_ptr().add(x * c).cast(),
+                _mm256_castsi256_si128(r),
+            );
+            _mm_storeu_si128(
+                out_b.as_mut_ptr().add(x * c).cast(),
+                _mm256_extracti128_si256(r, 1),
+            );
         }
     }
 }
