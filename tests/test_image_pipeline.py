@@ -6,6 +6,7 @@ decode against exact decode, determinism, and bad files skipped or raised with t
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -186,6 +187,25 @@ def test_images_from_bytes_and_arrow_go_through_the_same_chain(folder: Path):
     for source in (blobs, np.array(blobs, dtype=object), pa.array(blobs, type=pa.binary())):
         got = next(iter(zf.Loader(zf.Images(source), batch_size=3, ops=ops)))["image"]
         np.testing.assert_array_equal(got, from_files)
+
+
+def test_a_reused_decode_buffer_never_shows_an_earlier_image(folder: Path):
+    # One worker decodes every image into the allocation the last one used; big and small
+    # images alternate, so stale pixels would sit inside a smaller image's rows.
+    big = sorted(folder.rglob("*.jpg"))
+    blobs = []
+    for k, p in enumerate(big):
+        blobs.append(p.read_bytes())
+        small = Image.open(p).convert("RGB").resize((97 + 13 * k, 61 + 7 * k))
+        buf = io.BytesIO()
+        small.save(buf, "JPEG", quality=90)
+        blobs.append(buf.getvalue())
+    ops = {"image": [zf.CenterCrop(56)]}
+    together = batches(zf.Loader(zf.Images(blobs), batch_size=1, workers=1, ops=ops))
+    assert len(together) == len(blobs)
+    for blob, got in zip(blobs, together):
+        alone = next(iter(zf.Loader(zf.Images([blob]), batch_size=1, workers=1, ops=ops)))
+        np.testing.assert_array_equal(got["image"], np.asarray(alone["image"]))
 
 
 def test_the_training_example_learns_in_short_mode():

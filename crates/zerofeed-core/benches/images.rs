@@ -8,14 +8,16 @@
 //! chain without its value ops, so the rows go straight into the slot), and the whole
 //! `ImagePlan::run` (resample + normalize + CHW write); the value tail is the difference.
 //! Last, the whole of it one image at a time, as a worker runs it (the decoded pixels still
-//! in cache when they are resampled).
+//! in cache when they are resampled, each decode into the last one's allocation).
 //! Plain std::time::Instant, no harness.
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use zerofeed_core::decode::{decode, probe, ColorMode, DecodeRequest, Decoded, Region};
+use zerofeed_core::decode::{
+    decode, decode_reusing, probe, ColorMode, DecodeRequest, Decoded, Region,
+};
 use zerofeed_core::ops::{
     Geometry, ImagePlan, ImageRef, ImageScratch, Interpolation, OpSpec, ResizeTo, SampleKey,
 };
@@ -212,12 +214,14 @@ fn main() {
         );
         // As a worker runs it: each image decoded, then resampled while still in cache (the
         // rows above resample every decoded image after all were decoded, from memory).
+        let mut pixels = Vec::new();
         let t_worker = time(n, || {
             for (b, &k) in bytes.iter().zip(&keys) {
                 let info = probe(b).unwrap();
                 let g = plan.geometry(info.height, info.width, k).unwrap();
-                let d = decode(b, &request(&g)).unwrap();
+                let d = decode_reusing(b, &request(&g), std::mem::take(&mut pixels)).unwrap();
                 plan.run(image(&d), &g, k, &mut dst, &mut scratch).unwrap();
+                pixels = d.pixels;
             }
         });
         println!(

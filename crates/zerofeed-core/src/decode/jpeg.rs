@@ -171,6 +171,7 @@ pub(super) fn decode(
     bytes: &[u8],
     info: &ImageInfo,
     request: &DecodeRequest,
+    buffer: Vec<u8>,
 ) -> Result<Decoded, DecodeError> {
     // SAFETY: jpeg_error_mgr is plain C data (integers, pointers, Option<fn>) for which
     // all-zero is valid; jpeg_std_error fills it in below.
@@ -193,7 +194,7 @@ pub(super) fn decode(
                 std::mem::size_of::<ffi::jpeg_decompress_struct>(),
             )
         };
-        run(&mut cinfo, bytes, info, request)
+        run(&mut cinfo, bytes, info, request, buffer)
     }));
     // SAFETY: valid after jpeg_CreateDecompress in any state, including after an error exit
     // unwound out of the library; also harmless on the zeroed struct if creation failed
@@ -214,6 +215,7 @@ fn run(
     bytes: &[u8],
     info: &ImageInfo,
     request: &DecodeRequest,
+    buffer: Vec<u8>,
 ) -> Result<Decoded, DecodeError> {
     // SAFETY: `bytes` outlives the decompressor (destroyed before `decode` returns).
     unsafe { ffi::jpeg_mem_src(cinfo, bytes.as_ptr(), bytes.len() as c_ulong) };
@@ -276,7 +278,14 @@ fn run(
     }
     let height = bottom - top;
     let row = window * components;
-    let mut raw = vec![0u8; height * row];
+    // The buffer's old bytes need no zeroing: every scanline below is written in full before
+    // `raw` is returned (a short read returns an error instead).
+    let mut raw = buffer;
+    if raw.len() < height * row {
+        raw.resize(height * row, 0);
+    } else {
+        raw.truncate(height * row);
+    }
     let mut done = 0;
     while done < height {
         let mut rows: Vec<*mut u8> = raw[done * row..]

@@ -1,7 +1,7 @@
 //! Image fields: samples of any size (decoded per sample, or variable-shape arrays) run
 //! through an [`ImagePlan`] into fixed-size batch slots, with per-worker scratch.
 
-use crate::decode::{decode, probe, DecodeError, DecodeRequest, Region};
+use crate::decode::{decode_reusing, probe, DecodeError, DecodeRequest, Region};
 use crate::gather::gather;
 use crate::layout::Layout;
 use crate::ops::{ImagePlan, ImageRef, ImageScratch, OpsError, SampleKey};
@@ -18,6 +18,8 @@ pub(super) struct FieldScratch {
     staging: Vec<u8>,
     /// The encoded bytes of sources that read samples ([`Source::read_sample`]): image files.
     pub(super) encoded: Vec<u8>,
+    /// The last decoded image's pixels, whose allocation the next decode reuses.
+    pixels: Vec<u8>,
 }
 
 /// Why one image sample failed, before the field's label and the sample's name are added.
@@ -87,7 +89,7 @@ pub(super) fn run_encoded(
         },
         max_pixels: options.max_pixels,
     };
-    let decoded = decode(bytes, &request)?;
+    let decoded = decode_reusing(bytes, &request, std::mem::take(&mut scratch.pixels))?;
     if decoded.channels != plan.channels() {
         return Err(Failure::Ops(OpsError::NotAnImage {
             op: format!("an image chain compiled for {} channel(s)", plan.channels()),
@@ -104,6 +106,7 @@ pub(super) fn run_encoded(
         scale: decoded.scale_denom,
     };
     plan.run(image, &geometry, key, dst, &mut scratch.image)?;
+    scratch.pixels = decoded.pixels;
     Ok(())
 }
 
