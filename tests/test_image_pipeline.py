@@ -202,8 +202,7 @@ def test_a_reused_decode_buffer_never_shows_an_earlier_image(folder: Path):
         blobs.append(buf.getvalue())
     ops = {"image": [zf.CenterCrop(56)]}
     together = batches(zf.Loader(zf.Images(blobs), batch_size=1, workers=1, ops=ops))
-    assert len(together) == len(blobs)
-    for blob, got in zip(blobs, together):
+    for blob, got in zip(blobs, together, strict=True):
         alone = next(iter(zf.Loader(zf.Images([blob]), batch_size=1, workers=1, ops=ops)))
         np.testing.assert_array_equal(got["image"], np.asarray(alone["image"]))
 
