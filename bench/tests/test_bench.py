@@ -177,7 +177,7 @@ def test_default_against_covers_every_group():
     names = {s.group for s in runner.select(Workload(workers=2), None)}
     assert set(GROUPS) <= names and {"zerofeed", "floor"} <= names
     only = {s.group for s in runner.select(Workload(workers=2), ["torch"])}
-    assert only == {"zerofeed", "floor", "floor-cached", "torch"}
+    assert only == {"zerofeed", "floor", "floor-pool", "floor-cached", "torch"}
     assert [s.name for s in specs(Workload(workers=3))][1:3] == ["numpy-1t", "numpy-3t"]
 
 
@@ -205,19 +205,25 @@ def test_the_floor_reads_the_dataset_into_memory_a_consumer_can_keep():
     images = make_images(w.images, w.height, w.width)
     floor = baselines.build_floor(images, w, 1)
     cached = baselines.build_floor_cached(images, w, 1)
+    pool = baselines.build_floor_pool(images, w, 2)
     try:
         batch_bytes = w.batch * w.out_bytes_per_image
         assert len(floor.bufs) * batch_bytes >= 2 * baselines.l3_bytes()  # type: ignore[attr-defined]
         assert len(cached.bufs) == 2  # type: ignore[attr-defined]
+        # zerofeed's pool with 2 workers: prefetch 2 + 2 workers + the consumer's + one more.
+        assert len(pool.bufs) == 6  # type: ignore[attr-defined]
+        pool_first = np.array(next(iter(pool.epoch(0))), copy=True)
         first, second = [np.array(b, copy=True) for b in itertools.islice(floor.epoch(0), 2)]
         flat = images.reshape(-1)
         n = first.size
         # Consecutive stretches of the dataset itself, converted: not one cached tile.
         assert np.array_equal(first, flat[:n].astype(np.float32))
         assert np.array_equal(second, flat[n : 2 * n].astype(np.float32))
+        assert np.array_equal(pool_first, first)
     finally:
         floor.close()
         cached.close()
+        pool.close()
 
 
 @pytest.mark.parametrize("output", ["chw-f32", "hwc-f16", "hwc-bf16"])
@@ -228,5 +234,6 @@ def test_output_variants_run_zerofeed_checked_against_the_floors(tmp_path, outpu
             "--cache-dir", str(tmp_path), "--no-progress"]  # fmt: skip
     assert cli.main(args) == 0
     rows = {r["name"]: r for r in json.loads(out.read_text())["results"]}
-    assert set(rows) == {"zerofeed", "floor-1t", "floor-2t", "floor-cached-1t", "floor-cached-2t"}
+    floors = {f"floor{kind}-{k}t" for kind in ("", "-pool", "-cached") for k in (1, 2)}
+    assert set(rows) == {"zerofeed"} | floors
     assert rows["zerofeed"]["status"] == "ok" and rows["zerofeed"]["check"]["passed"]

@@ -174,6 +174,10 @@ def build_numpy(images: np.ndarray, w: Workload, threads: int) -> Impl:
     return _NumpyImpl(images, w, threads)
 
 
+#: ``zf.Loader``'s default ``prefetch``: the pool floor's ring follows the loader's pool.
+POOL_PREFETCH = 2
+
+
 def l3_bytes() -> int:
     """The last-level cache of this machine in bytes (sysconf; 32 MiB when it does not say).
 
@@ -202,21 +206,27 @@ class _FloorImpl(_ThreadedImpl):
     - the **cached floor** (``floor-cached-Nt``): one cache-sized source and two reused
       batch buffers, part of which stays in cache: faster than memory, not a bound for a
       loader whose batches outlive the next one; shown for comparison.
+    - the **pool floor** (``floor-pool-Nt``): the floor's source, written into a ring of as
+      many batch buffers as zerofeed keeps in flight with N workers (``prefetch`` 2 + N + 2,
+      its pool after the first epoch): the same bytes in flight as the loader, so both
+      find the same share of their writes in a large last-level cache.
 
     2-byte outputs (``float16`` / ``bfloat16``) copy into ``uint16``: the cheapest
     conversion NumPy has that writes the same output bytes.
     """
 
-    def __init__(self, images: np.ndarray, w: Workload, threads: int, cached: bool) -> None:
+    def __init__(self, images: np.ndarray, w: Workload, threads: int, kind: str) -> None:
         super().__init__(threads)
         self.w = w
         n = w.batch * w.out_h * w.out_w * 3
         out = np.float32 if w.out_dtype == "float32" else np.uint16
         self.flat = np.asarray(images).reshape(-1)
-        if cached:
+        if kind == "cached":
             reps = -(-n // self.flat.size)
             self.flat = np.ascontiguousarray(np.tile(self.flat[: min(n, self.flat.size)], reps)[:n])
             ring = 2
+        elif kind == "pool":
+            ring = POOL_PREFETCH + threads + 2
         else:
             ring = max(2, -(-2 * l3_bytes() // (n * np.dtype(out).itemsize)) + 1)
         self.n = n
@@ -252,12 +262,17 @@ def build_floor(images: np.ndarray, w: Workload, threads: int) -> Impl:
 
     It copies the dataset's own bytes into memory a consumer can keep.
     """
-    return _FloorImpl(images, w, threads, cached=False)
+    return _FloorImpl(images, w, threads, "memory")
 
 
 def build_floor_cached(images: np.ndarray, w: Workload, threads: int) -> Impl:
     """Build the cached floor: a cache-sized source into two reused buffers (for comparison)."""
-    return _FloorImpl(images, w, threads, cached=True)
+    return _FloorImpl(images, w, threads, "cached")
+
+
+def build_floor_pool(images: np.ndarray, w: Workload, threads: int) -> Impl:
+    """Build the pool floor: the floor's copy into as many buffers as zerofeed keeps in flight."""
+    return _FloorImpl(images, w, threads, "pool")
 
 
 def build_zerofeed(images: np.ndarray, w: Workload, threads: int) -> Impl:
@@ -625,6 +640,10 @@ def specs(w: Workload) -> list[Spec]:
     for k in (1, n):
         desc = f"np.copyto u8->{to} of the same bytes into memory kept, {k} thread(s)"
         out.append(Spec(f"floor-{k}t", "floor", ("numpy",), build_floor, k, desc, None, False))
+    for k in (1, n):
+        desc = f"np.copyto u8->{to} into {POOL_PREFETCH + k + 2} buffers (zerofeed's pool), {k} thread(s)"
+        out.append(Spec(f"floor-pool-{k}t", "floor-pool", ("numpy",), build_floor_pool, k, desc, None,
+                        False))  # fmt: skip
     for k in (1, n):
         desc = f"np.copyto u8->{to}, cache-sized source, 2 reused buffers, {k} thread(s)"
         out.append(Spec(f"floor-cached-{k}t", "floor-cached", ("numpy",), build_floor_cached, k,

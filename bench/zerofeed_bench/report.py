@@ -133,8 +133,10 @@ def format_table(result: dict[str, Any]) -> str:
         "img/s: median over every timed epoch of every round (min-max beside it). vs zerofeed / vs floor:",
         "throughput ratios. floor-Nt: a plain u8->f32 copy (u8->u16 for 2-byte outputs) of the same",
         "output bytes from the dataset into a ring of buffers twice the cache, memory a consumer can",
-        "keep: the memory-bandwidth bound. floor-cached-Nt: the same copy from a cache-sized source",
-        "into two reused buffers, partly cache resident: for comparison, not a bound for a loader.",
+        "keep: the memory-bandwidth bound. floor-pool-Nt: the same copy into as many buffers as",
+        "zerofeed's pool keeps in flight with N workers (the same bytes in flight: on a large L3 both",
+        "write partly to cache). floor-cached-Nt: the same copy from a cache-sized source into two",
+        "reused buffers, partly cache resident: for comparison, not a bound for a loader.",
         "mem above data: peak PSS of the process and its workers minus its PSS with the dataset loaded.",
         "check: each output was matched against the float64 reference before timing.",
     ]

@@ -289,7 +289,7 @@ def select(w: Any, against: Sequence[str] | None) -> list[Spec]:
     """Return the specs to run: zerofeed, the floors, and the ``against`` groups (all if None)."""
     sc = scenario_of(w)
     groups = set(sc.groups if against is None else against)
-    always = ("zerofeed", "floor", "floor-cached", "floor-fresh")
+    always = ("zerofeed", "floor", "floor-pool", "floor-cached", "floor-fresh")
     return [s for s in sc.specs(w) if s.group in always or s.group in groups]
 
 
