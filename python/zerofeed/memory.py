@@ -12,11 +12,13 @@ from ._dtypes import bfloat16, dtype_name
 
 
 def empty(shape: int | Sequence[int], dtype: Any = "float32", *, align: int | str = 64) -> np.ndarray:
-    """Return a writable, C-contiguous NumPy array of uninitialised, aligned memory.
+    """Return a writable, C-contiguous NumPy array of aligned memory (zero, as allocated).
 
     ``align`` is a power of two, ``"page"`` or ``"huge"`` (2 MiB, backed by transparent huge
     pages where the kernel allows). The memory is owned by Rust and freed when the last
-    reference (the array, its views, any DLPack export) dies. Pages cost RAM only once written.
+    reference (the array, its views, any DLPack export) dies. Arrays of 1 MiB and more are
+    anonymous memory maps: zero pages from the kernel, which cost RAM only once written. Like
+    ``np.empty``, do not rely on the contents; unlike it, they are never stale bytes.
 
     Example:
         >>> import zerofeed as zf

@@ -101,17 +101,32 @@ pub fn available_memory() -> Option<u64> {
     kib.checked_mul(1024)
 }
 
-/// An owned, aligned, uninitialised-until-written block of host memory.
+/// An owned, aligned, zero-initialised block of host memory.
 ///
-/// Memory obtained from the allocator is not touched here, so a large `empty` costs no
-/// resident memory until written. Optionally page-locked (`mlock`) so that it can neither
-/// be swapped out nor moved, which is what DMA engines need.
+/// Large buffers are anonymous memory maps: the kernel hands out zeroed pages on first
+/// touch, so a large `empty` costs no resident memory (and no `memset`) until written, and
+/// every byte is initialised as Rust requires of a `&[u8]`. Optionally page-locked
+/// (`mlock`) so that it can neither be swapped out nor moved, which is what DMA engines need.
 pub struct AlignedBuffer {
     ptr: NonNull<u8>,
     len: usize,
-    layout: Option<AllocLayout>,
+    backing: Backing,
     locked: bool,
 }
+
+/// Where an [`AlignedBuffer`]'s memory came from, and so how to give it back.
+#[derive(Clone, Copy, Debug)]
+enum Backing {
+    /// Zero bytes: no allocation.
+    None,
+    /// The global allocator (`alloc_zeroed`), for buffers below [`MAP_FROM`].
+    Heap(AllocLayout),
+    /// An anonymous map of this many bytes at `ptr`.
+    Map(usize),
+}
+
+/// Buffers from this size on are anonymous maps (zero pages from the kernel, no `memset`).
+const MAP_FROM: usize = 1 << 20;
 
 // SAFETY: the buffer is plain memory owned by this value; moving it between threads is fine.
 unsafe impl Send for AlignedBuffer {}
@@ -119,8 +134,7 @@ unsafe impl Send for AlignedBuffer {}
 unsafe impl Sync for AlignedBuffer {}
 
 impl AlignedBuffer {
-    /// Allocates `len` bytes at `align`. The contents are unspecified until written
-    /// (zero for fresh pages from the kernel, but do not rely on it).
+    /// Allocates `len` zeroed bytes at `align`.
     pub fn new(len: usize, align: Alignment) -> Result<AlignedBuffer, HostError> {
         let bytes = align.bytes();
         if !bytes.is_power_of_two() {
@@ -132,7 +146,7 @@ impl AlignedBuffer {
             return Ok(AlignedBuffer {
                 ptr,
                 len,
-                layout: None,
+                backing: Backing::None,
                 locked: false,
             });
         }
@@ -148,12 +162,21 @@ impl AlignedBuffer {
                 bytes: len,
                 align: bytes,
             })?;
-        // SAFETY: `layout` has a non-zero size (len > 0) and a valid power-of-two alignment.
-        let raw = unsafe { alloc::alloc(layout) };
-        let ptr = NonNull::new(raw).ok_or(HostError::OutOfMemory {
+        let out_of_memory = || HostError::OutOfMemory {
             bytes: len,
             available: available_memory().unwrap_or(0),
-        })?;
+        };
+        let (ptr, backing) = if layout.size() >= MAP_FROM && bytes <= HUGE_PAGE {
+            let (ptr, mapped) = map_aligned(layout.size(), bytes).ok_or_else(out_of_memory)?;
+            (ptr, Backing::Map(mapped))
+        } else {
+            // SAFETY: `layout` has a non-zero size (len > 0) and a valid power-of-two alignment.
+            let raw = unsafe { alloc::alloc_zeroed(layout) };
+            (
+                NonNull::new(raw).ok_or_else(out_of_memory)?,
+                Backing::Heap(layout),
+            )
+        };
         if align == Alignment::Huge {
             // SAFETY: the range is exactly our allocation; madvise only changes paging policy
             // and failure (no THP support) is harmless, so its result is ignored.
@@ -164,25 +187,29 @@ impl AlignedBuffer {
         Ok(AlignedBuffer {
             ptr,
             len,
-            layout: Some(layout),
+            backing,
             locked: false,
         })
     }
 
-    /// Allocates and fills with zeros (touching every page).
+    /// Allocates zeroed memory and touches every page (resident at once, unlike `new`).
     pub fn zeroed(len: usize, align: Alignment) -> Result<AlignedBuffer, HostError> {
         let mut buffer = AlignedBuffer::new(len, align)?;
-        buffer.as_mut_slice().fill(0);
+        buffer.fault_in();
         Ok(buffer)
     }
 
-    /// Faults every page in by writing one zero byte a page. The kernel zeroes the pages it
-    /// hands out (a huge page at once), so this costs the faults alone, where `fill(0)` then
-    /// writes every byte a second time: 154 MiB took 21 ms so on a Xeon VM, and 470 ms with
-    /// `fill(0)` on huge pages. The contents stay unspecified (recycled memory keeps them).
+    /// Faults every page in by writing a zero to one byte a page (and to the last byte): on
+    /// a buffer fresh from [`AlignedBuffer::new`], all zero, nothing changes. A write, not a
+    /// read: reading a fresh page maps the shared zero page and a later write faults again.
+    /// The kernel zeroes the pages it hands out (a huge page at once), so this costs the
+    /// faults alone, where `fill(0)` writes every byte a second time: 154 MiB took 21 ms so
+    /// on a Xeon VM, and 470 ms with `fill(0)` on huge pages.
     pub fn fault_in(&mut self) {
         let (ptr, len) = (self.ptr.as_ptr(), self.len);
-        for offset in (0..len).step_by(4096) {
+        // Every page the range touches: from the first byte on, then the last one (a buffer
+        // that does not start on a page boundary can end on a page the steps skip).
+        for offset in (0..len).step_by(4096).chain(len.checked_sub(1)) {
             // SAFETY: `offset < len`, inside our allocation; volatile so the store stays.
             unsafe { std::ptr::write_volatile(ptr.add(offset), 0) };
         }
@@ -190,7 +217,7 @@ impl AlignedBuffer {
 
     /// Page-locks the buffer with `mlock`. Locking faults every page in.
     pub fn lock(&mut self) -> Result<(), HostError> {
-        if self.locked || self.layout.is_none() {
+        if self.locked || matches!(self.backing, Backing::None) {
             return Ok(());
         }
         // SAFETY: the range is exactly our live allocation.
@@ -226,11 +253,10 @@ impl AlignedBuffer {
         self.len == 0
     }
 
-    /// The buffer as bytes; contents not yet written are unspecified.
+    /// The buffer as bytes: zero where nothing was written yet.
     pub fn as_slice(&self) -> &[u8] {
-        // SAFETY: `ptr` is valid for `len` bytes (or dangling with len 0). Reading bytes the
-        // allocator handed out but nobody wrote is reading initialised-by-the-OS memory
-        // for fresh pages or old bytes of our process; u8 has no invalid values.
+        // SAFETY: `ptr` is valid for `len` bytes (or dangling with len 0), and every byte is
+        // initialised: `alloc_zeroed` or a fresh anonymous map (zero pages) made them.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 
@@ -243,14 +269,63 @@ impl AlignedBuffer {
 
 impl Drop for AlignedBuffer {
     fn drop(&mut self) {
-        let Some(layout) = self.layout else { return };
+        if matches!(self.backing, Backing::None) {
+            return;
+        }
         if self.locked {
             // SAFETY: the range was locked by us and is still allocated.
             unsafe { libc::munlock(self.ptr.as_ptr().cast(), self.len) };
         }
-        // SAFETY: allocated in `new` with exactly this layout, freed once here.
-        unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) };
+        match self.backing {
+            Backing::None => {}
+            // SAFETY: allocated in `new` with exactly this layout, freed once here.
+            Backing::Heap(layout) => unsafe { alloc::dealloc(self.ptr.as_ptr(), layout) },
+            // SAFETY: `map_aligned` mapped exactly these `n` bytes at `ptr`; unmapped once.
+            Backing::Map(n) => unsafe {
+                libc::munmap(self.ptr.as_ptr().cast(), n);
+            },
+        }
     }
+}
+
+/// An anonymous, private, read-write map of at least `len` bytes aligned to `align` (a
+/// power of two up to [`HUGE_PAGE`]), and its length (`len` rounded up to whole pages):
+/// `mmap` gives page alignment, so a larger one maps `align` bytes more and unmaps the
+/// ends. `None` when the kernel refuses.
+fn map_aligned(len: usize, align: usize) -> Option<(NonNull<u8>, usize)> {
+    let page = page_size();
+    let keep = len.checked_next_multiple_of(page)?;
+    let extra = if align > page { align } else { 0 };
+    let map_len = keep.checked_add(extra)?;
+    // SAFETY: a fresh anonymous mapping at an address the kernel picks; no file, no aliasing.
+    let raw = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            map_len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if raw == libc::MAP_FAILED {
+        return None;
+    }
+    let start = raw as usize;
+    let aligned = start.next_multiple_of(align.max(page));
+    let head = aligned - start;
+    let tail = map_len - head - keep;
+    // SAFETY: both ranges are whole pages inside the map just made (`start`, `aligned` and
+    // `keep` are page multiples), outside the `keep` bytes kept.
+    unsafe {
+        if head > 0 {
+            libc::munmap(raw, head);
+        }
+        if tail > 0 {
+            libc::munmap((aligned + keep) as *mut libc::c_void, tail);
+        }
+    }
+    Some((NonNull::new(aligned as *mut u8)?, keep))
 }
 
 impl std::fmt::Debug for AlignedBuffer {
@@ -307,6 +382,30 @@ mod tests {
         assert!(buffer.as_slice().iter().all(|&b| b == 0));
         buffer.as_mut_slice()[4095] = 7;
         assert_eq!(buffer.as_slice()[4095], 7);
+    }
+
+    #[test]
+    fn large_buffers_are_zeroed_maps_of_every_alignment() {
+        for (len, align) in [
+            ((1 << 20) + 100, Alignment::Bytes(64)),
+            (3 << 20, Alignment::Page),
+            ((9 << 20) + 1, Alignment::Huge),
+        ] {
+            let mut buffer = AlignedBuffer::new(len, align).unwrap();
+            assert!(
+                matches!(buffer.backing, Backing::Map(n) if n >= len),
+                "{align:?}"
+            );
+            assert_eq!(buffer.as_ptr() as usize % align.bytes(), 0, "{align:?}");
+            assert!(buffer.as_slice().iter().all(|&b| b == 0), "{align:?}");
+            buffer.fault_in();
+            assert!(buffer.as_slice().iter().all(|&b| b == 0), "still zero");
+            buffer.as_mut_slice()[len - 1] = 9;
+            assert_eq!(buffer.as_slice()[len - 1], 9);
+        }
+        let small = AlignedBuffer::new(5000, Alignment::Bytes(256)).unwrap();
+        assert!(matches!(small.backing, Backing::Heap(_)));
+        assert!(small.as_slice().iter().all(|&b| b == 0));
     }
 
     #[test]

@@ -294,6 +294,8 @@ impl BufferPool {
                 self.give_back(buffer);
             }
         };
+        // `mlock`'s soft-limit check is read-then-lock, so locking pools fill on one thread.
+        let threads = if self.config.pin { 1 } else { threads };
         let threads = threads.clamp(1, make.len().max(1));
         if threads == 1 {
             return fill(&mut make.iter());
@@ -301,7 +303,14 @@ impl BufferPool {
         std::thread::scope(|scope| {
             for t in 0..threads {
                 let (make, fill) = (&make, &fill);
-                scope.spawn(move || fill(&mut make.iter().skip(t).step_by(threads)));
+                let share = move || fill(&mut make.iter().skip(t).step_by(threads));
+                // A thread that cannot be made (a pids limit) leaves its share to this one.
+                if std::thread::Builder::new()
+                    .spawn_scoped(scope, share)
+                    .is_err()
+                {
+                    share();
+                }
             }
         });
     }

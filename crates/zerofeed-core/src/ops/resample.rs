@@ -403,9 +403,11 @@ pub(crate) struct Laid {
     /// Each output's groups of four taps, as the kernels' `pmaddwd` pairs take them.
     wide: Vec<i16>,
     /// Each output's first byte within its row.
-    offsets: Vec<u32>,
+    offsets: Vec<usize>,
     groups: usize,
     outputs: usize,
+    /// Channels of the pixels the offsets count.
+    channels: usize,
     /// How many bytes from a row's first span pixel the two-row kernel may read.
     reach: usize,
 }

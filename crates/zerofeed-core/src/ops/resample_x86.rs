@@ -55,13 +55,14 @@ pub(super) fn lay_out(h: &Taps, c: usize, x0: usize, laid: &mut Laid) {
                 out[8 + 2 * p..][..2].copy_from_slice(&four[2..]);
             }
         }
-        laid.offsets[x] = ((h.fixed_row(x).0 - x0) * c) as u32;
+        laid.offsets[x] = (h.fixed_row(x).0 - x0) * c;
     }
-    let last = laid.offsets.iter().copied().max().unwrap_or(0) as usize;
+    let last = laid.offsets.iter().copied().max().unwrap_or(0);
     // Every group's 16-byte load, the zero-weight groups past an output's taps included.
     laid.reach = last + 4 * (g.max(1) - 1) * c + 16;
     laid.groups = g;
     laid.outputs = n;
+    laid.channels = c;
 }
 
 /// Groups of four taps laid out per output.
@@ -197,7 +198,8 @@ unsafe fn pair_steps<const G: usize>(
 ) {
     let g = laid.groups;
     let n = laid.outputs;
-    assert!((1..=4).contains(&c) && n == h.outputs() && n > 0 && (G == 0 || G == g));
+    assert!((1..=4).contains(&c) && c == laid.channels);
+    assert!(n == h.outputs() && n > 0 && (G == 0 || G == g));
     assert!(laid.offsets.len() >= n.next_multiple_of(4));
     assert!(laid.wide.len() >= n.next_multiple_of(4) * g * 16);
     for (row, out) in rows.iter().zip(&outs) {
@@ -225,7 +227,7 @@ unsafe fn pair_steps<const G: usize>(
         // Outputs past `n` have zero weights and land in the rows' padding.
         let mut acc = [round; 4];
         for (j, acc) in acc.iter_mut().enumerate() {
-            let off = laid.offsets[x + j] as usize;
+            let off = laid.offsets[x + j];
             // SAFETY: `x + j` is below the laid-out outputs (checked above).
             let w = unsafe { laid.wide.as_ptr().add((x + j) * g * 16) };
             for k in 0..steps {

@@ -105,8 +105,9 @@ pub(super) fn run_encoded(
         origin_left: decoded.origin_left,
         scale: decoded.scale_denom,
     };
-    plan.run(image, &geometry, key, dst, &mut scratch.image)?;
+    let result = plan.run(image, &geometry, key, dst, &mut scratch.image);
     scratch.pixels = decoded.pixels;
+    result?;
     Ok(())
 }
 
