@@ -281,11 +281,7 @@ fn run(
     // The buffer's old bytes need no zeroing: every scanline below is written in full before
     // `raw` is returned (a short read returns an error instead).
     let mut raw = buffer;
-    if raw.len() < height * row {
-        raw.resize(height * row, 0);
-    } else {
-        raw.truncate(height * row);
-    }
+    raw.resize(height * row, 0);
     let mut done = 0;
     while done < height {
         let mut rows: Vec<*mut u8> = raw[done * row..]

@@ -628,13 +628,16 @@ pub(crate) fn resample_fixed(
     let (x0, x1) = h.span();
     let span = (x1 - x0) * c;
     grow(&mut bufs.hbuf, (y1 - y0) * stride);
-    // The bytes from a row's first span pixel that the SIMD loads may read.
-    let mut reach = span + ROW_PAD;
     #[cfg(target_arch = "x86_64")]
     if kernels != Kernels::Scalar {
         x86::lay_out(h, c, x0, &mut bufs.laid);
-        reach = reach.max(bufs.laid.reach);
     }
+    // The bytes from a row's first span pixel that the SIMD loads may read.
+    let reach = match kernels {
+        Kernels::Scalar => span + ROW_PAD,
+        #[cfg(target_arch = "x86_64")]
+        _ => (span + ROW_PAD).max(bufs.laid.reach),
+    };
     grow(&mut bufs.row, reach);
     // Where row `y`'s span starts, and whether the SIMD loads can read it in place: the
     // image goes on `reach` bytes from there (every row but the last ones).
