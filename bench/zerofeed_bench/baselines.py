@@ -24,7 +24,7 @@ import importlib.util
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -208,14 +208,16 @@ class _FloorImpl(_ThreadedImpl):
       loader whose batches outlive the next one; shown for comparison.
     - the **pool floor** (``floor-pool-Nt``): the floor's source, written into a ring of as
       many batch buffers as zerofeed keeps in flight with N workers (``prefetch`` 2 + N + 2,
-      its pool after the first epoch): the same bytes in flight as the loader, so both
-      find the same share of their writes in a large last-level cache.
+      its pool after the first epoch): the same bytes in flight as the loader, so a
+      last-level cache large enough to keep them would serve both alike.
 
     2-byte outputs (``float16`` / ``bfloat16``) copy into ``uint16``: the cheapest
     conversion NumPy has that writes the same output bytes.
     """
 
-    def __init__(self, images: np.ndarray, w: Workload, threads: int, kind: str) -> None:
+    def __init__(
+        self, images: np.ndarray, w: Workload, threads: int, kind: Literal["memory", "cached", "pool"]
+    ) -> None:
         super().__init__(threads)
         self.w = w
         n = w.batch * w.out_h * w.out_w * 3

@@ -45,7 +45,8 @@ from zerofeed_bench.machine import machine_info, memory_of, tree_memory, tree_rs
 from zerofeed_bench.scenarios import SCENARIOS, Scenario, scenario_of
 
 SCHEMA = "zerofeed-bench/1"
-# The fewest batches the warm-up runs (more than any loader here keeps in flight).
+# The fewest batches the warm-up runs: more than zerofeed's pool holds for large batches
+# (prefetch + workers + 2), so epochs of a few batches do not time its first allocations.
 WARMUP_BATCHES = 8
 
 
