@@ -77,12 +77,20 @@ def png16(samples: np.ndarray, color_type: int) -> bytes:
 
 
 def decode(
-    data: bytes, mode: str = "RGB", region: tuple[int, int, int, int] | None = None, scale: int = 1
+    data: bytes,
+    mode: str = "RGB",
+    region: tuple[int, int, int, int] | None = None,
+    scale: int = 1,
+    fast_upsampling: bool = False,
+    huffman: str = "zerofeed",
 ) -> tuple[np.ndarray, int, int, int]:
-    """zerofeed's decode: (pixels HWC, origin_top, origin_left, scale_denom)."""
+    """zerofeed's decode: (pixels HWC, origin_top, origin_left, scale_denom); `huffman`
+    "libjpeg" reads the scan with libjpeg-turbo's own Huffman decoder instead of zerofeed's."""
     from zerofeed import _zerofeed
 
-    px, h, w, c, top, left, s = _zerofeed._decode(data, mode, region, scale, 1 << 40)
+    px, h, w, c, top, left, s = _zerofeed._decode(
+        data, mode, region, scale, 1 << 40, fast_upsampling, huffman
+    )
     return np.frombuffer(px, np.uint8).reshape(h, w, c), top, left, s
 
 

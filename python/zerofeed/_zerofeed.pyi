@@ -321,6 +321,8 @@ def _decode(
     region: tuple[int, int, int, int] | None,
     max_scale_denom: int,
     max_pixels: int,
+    fast_upsampling: bool = False,
+    huffman: str = "zerofeed",
 ) -> tuple[bytearray, int, int, int, int, int, int]: ...
 def _probe(data: bytes) -> tuple[int, int, str]: ...
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes};
 
-use zerofeed_core::decode::{decode, probe, ColorMode, DecodeRequest, Region};
+use zerofeed_core::decode::{decode_with, probe, ColorMode, DecodeRequest, Huffman, Region};
 use zerofeed_core::source::{
     Blobs, ImageError, ImageOptions, ImageSource, ImageSourceError, OnError, Source, TarError,
     TarShards,
@@ -157,9 +157,12 @@ pub fn _open_tar(py: Python<'_>, paths: Vec<PathBuf>) -> PyResult<PyTarShards> {
 
 /// One decode through the contract's API, for tests and the accuracy script:
 /// `(pixels, height, width, channels, origin_top, origin_left, scale_denom)`. `region` is
-/// `(top, left, height, width)` in full-resolution pixels.
+/// `(top, left, height, width)` in full-resolution pixels; `fast_upsampling` as the Loader's
+/// fast decode does it; `huffman` `"zerofeed"` (the Loader's) or `"libjpeg"` (the reference
+/// the tests compare it with).
 #[pyfunction]
-#[pyo3(signature = (data, mode, region, max_scale_denom, max_pixels))]
+#[pyo3(signature = (data, mode, region, max_scale_denom, max_pixels, fast_upsampling=false, huffman="zerofeed"))]
+#[allow(clippy::too_many_arguments)]
 #[allow(clippy::type_complexity)]
 pub fn _decode<'py>(
     py: Python<'py>,
@@ -168,6 +171,8 @@ pub fn _decode<'py>(
     region: Option<(usize, usize, usize, usize)>,
     max_scale_denom: u32,
     max_pixels: u64,
+    fast_upsampling: bool,
+    huffman: &str,
 ) -> PyResult<(
     Bound<'py, PyByteArray>,
     usize,
@@ -189,13 +194,25 @@ pub fn _decode<'py>(
             }),
             max_scale_denom,
             max_pixels,
+            fast_upsampling,
         };
-        let d = py.detach(|| decode(data, &request)).map_err(|source| {
-            image_error(ImageError {
-                name: "data".to_owned(),
-                source,
-            })
-        })?;
+        let huffman = match huffman {
+            "zerofeed" => Huffman::Own,
+            "libjpeg" => Huffman::Libjpeg,
+            other => {
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "huffman must be \"zerofeed\" or \"libjpeg\", not {other:?}"
+                )))
+            }
+        };
+        let d = py
+            .detach(|| decode_with(data, &request, Vec::new(), huffman))
+            .map_err(|source| {
+                image_error(ImageError {
+                    name: "data".to_owned(),
+                    source,
+                })
+            })?;
         let pixels = PyByteArray::new(py, &d.pixels);
         Ok((
             pixels,

@@ -14,18 +14,18 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use mozjpeg_sys as ffi;
 
 use super::{
-    region_or_all, rgb_to_gray, ColorMode, DecodeError, DecodeRequest, Decoded, ImageFormat,
-    ImageInfo,
+    huffman, region_or_all, rgb_to_gray, ColorMode, DecodeError, DecodeRequest, Decoded, Huffman,
+    ImageFormat, ImageInfo,
 };
 
-fn corrupt(reason: impl Into<String>) -> DecodeError {
+pub(super) fn corrupt(reason: impl Into<String>) -> DecodeError {
     DecodeError::Corrupt {
         format: ImageFormat::Jpeg,
         reason: reason.into(),
     }
 }
 
-const TRUNCATED: DecodeError = DecodeError::Truncated {
+pub(super) const TRUNCATED: DecodeError = DecodeError::Truncated {
     format: ImageFormat::Jpeg,
 };
 
@@ -110,7 +110,7 @@ fn scan(bytes: &[u8]) -> Result<Header, DecodeError> {
 }
 
 /// What `error_exit` unwinds with.
-struct Abort(DecodeError);
+pub(super) struct Abort(pub(super) DecodeError);
 
 fn message(cinfo: &mut ffi::jpeg_common_struct) -> String {
     type Format = unsafe extern "C-unwind" fn(&mut ffi::jpeg_common_struct, *mut u8);
@@ -172,6 +172,7 @@ pub(super) fn decode(
     info: &ImageInfo,
     request: &DecodeRequest,
     buffer: Vec<u8>,
+    huffman: Huffman,
 ) -> Result<Decoded, DecodeError> {
     // SAFETY: jpeg_error_mgr is plain C data (integers, pointers, Option<fn>) for which
     // all-zero is valid; jpeg_std_error fills it in below.
@@ -194,7 +195,7 @@ pub(super) fn decode(
                 std::mem::size_of::<ffi::jpeg_decompress_struct>(),
             )
         };
-        run(&mut cinfo, bytes, info, request, buffer)
+        run(&mut cinfo, bytes, info, request, buffer, huffman)
     }));
     // SAFETY: valid after jpeg_CreateDecompress in any state, including after an error exit
     // unwound out of the library; also harmless on the zeroed struct if creation failed
@@ -216,6 +217,7 @@ fn run(
     info: &ImageInfo,
     request: &DecodeRequest,
     buffer: Vec<u8>,
+    huffman: Huffman,
 ) -> Result<Decoded, DecodeError> {
     // SAFETY: `bytes` outlives the decompressor (destroyed before `decode` returns).
     unsafe { ffi::jpeg_mem_src(cinfo, bytes.as_ptr(), bytes.len() as c_ulong) };
@@ -237,6 +239,7 @@ fn run(
     let denom = request.max_scale_denom;
     cinfo.scale_num = 8 / denom;
     cinfo.scale_denom = 8;
+    cinfo.do_fancy_upsampling = ffi::boolean::from(!request.fast_upsampling);
     // SAFETY: a decompressor after jpeg_read_header.
     unsafe { ffi::jpeg_start_decompress(cinfo) };
     let (out_h, out_w) = (cinfo.output_height as usize, cinfo.output_width as usize);
@@ -267,6 +270,13 @@ fn run(
     }
     let window = cinfo.output_width as usize;
     debug_assert_eq!(window, w as usize);
+    // Kept alive (libjpeg calls into it) until the decompressor stops, below.
+    let _scan = match huffman {
+        // SAFETY: started and cropped, no scanline read yet, reading `bytes` through
+        // jpeg_mem_src.
+        Huffman::Own => unsafe { huffman::install(cinfo, bytes)? },
+        Huffman::Libjpeg => None,
+    };
     let cut_left = usize::from(x > 0);
     let cut_right = usize::from((x as usize) + window < out_w);
     if top > 0 {

@@ -22,6 +22,7 @@
 //! `mode="L"` matches `Image.open(f).convert("L")`. 16-bit PNG samples become 8-bit by
 //! rounding (`round(v / 257)`), alpha is dropped (not composited), palettes are expanded.
 
+mod huffman;
 mod jpeg;
 mod png;
 
@@ -101,6 +102,11 @@ pub struct DecodeRequest {
     pub max_scale_denom: u32,
     /// Refuse before allocating when height*width exceeds this (decompression bombs).
     pub max_pixels: u64,
+    /// JPEG with subsampled chroma (4:2:0, 4:2:2): upsample the chroma by repeating each
+    /// sample, in the same pass as the colour conversion (libjpeg's merged upsampler),
+    /// instead of the smooth (triangle) filter Pillow uses. Faster; the pixels differ from
+    /// a full decode's by the chroma's half-pixel detail (see the README's fast-decode table).
+    pub fast_upsampling: bool,
 }
 
 /// The default `max_pixels`: 178,956,970 pixels, Pillow's `MAX_IMAGE_PIXELS` doubled (the
@@ -115,6 +121,7 @@ impl DecodeRequest {
             region: None,
             max_scale_denom: 1,
             max_pixels: DEFAULT_MAX_PIXELS,
+            fast_upsampling: false,
         }
     }
 }
@@ -284,12 +291,33 @@ pub fn decode_reusing(
     request: &DecodeRequest,
     buffer: Vec<u8>,
 ) -> Result<Decoded, DecodeError> {
+    decode_with(bytes, request, buffer, Huffman::Own)
+}
+
+/// Whose Huffman decoder reads a baseline JPEG's scan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[doc(hidden)]
+pub enum Huffman {
+    /// zerofeed's (the default; see the `huffman` module).
+    Own,
+    /// libjpeg-turbo's own: the reference that tests and benchmarks compare against.
+    Libjpeg,
+}
+
+/// [`decode_reusing`] with a choice of Huffman decoder, for tests and benchmarks.
+#[doc(hidden)]
+pub fn decode_with(
+    bytes: &[u8],
+    request: &DecodeRequest,
+    buffer: Vec<u8>,
+    huffman: Huffman,
+) -> Result<Decoded, DecodeError> {
     let info = probe(bytes)?;
     check_request(&info, request)?;
     // Neither decoder is expected to panic; a panic would be a decoder bug on hostile input,
     // and one bad file must not take a training run down.
     let result = catch_unwind(AssertUnwindSafe(|| match info.format {
-        ImageFormat::Jpeg => jpeg::decode(bytes, &info, request, buffer),
+        ImageFormat::Jpeg => jpeg::decode(bytes, &info, request, buffer, huffman),
         ImageFormat::Png => png::decode(bytes, &info, request),
     }));
     result.unwrap_or_else(|payload| {

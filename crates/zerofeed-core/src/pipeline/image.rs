@@ -88,6 +88,7 @@ pub(super) fn run_encoded(
             1
         },
         max_pixels: options.max_pixels,
+        fast_upsampling: options.fast_decode,
     };
     let decoded = decode_reusing(bytes, &request, std::mem::take(&mut scratch.pixels))?;
     if decoded.channels != plan.channels() {
