@@ -207,6 +207,26 @@ def test_a_reused_decode_buffer_never_shows_an_earlier_image(folder: Path):
         np.testing.assert_array_equal(got["image"], np.asarray(alone["image"]))
 
 
+def test_later_epochs_skip_rows_with_entry_points_and_give_the_same_pixels(folder: Path):
+    # Epoch 0 records where each JPEG's MCU rows start; later epochs, each with new crops,
+    # start the scan at the crop's first row. A fresh Loader set to the same epoch decodes
+    # from the first row: the batches must be identical. Uncropped u8 output (no
+    # normalize) so that every pixel of the decode shows.
+    ops = {"image": [zf.RandomResizedCrop(96, scale=(0.05, 0.3)), zf.RandomFlip()]}
+
+    def make() -> zf.Loader:
+        return zf.Loader(zf.Images(folder, labels="folders"), batch_size=2, shuffle=True, seed=9, workers=2, ops=ops)
+
+    warm = make()
+    epochs = [batches(warm) for _ in range(4)]
+    for epoch in (1, 2, 3):
+        cold = make()
+        cold.set_epoch(epoch)
+        for a, b in zip(epochs[epoch], batches(cold), strict=True):
+            np.testing.assert_array_equal(a["image"], b["image"])
+            np.testing.assert_array_equal(a["label"], b["label"])
+
+
 def test_the_training_example_learns_in_short_mode():
     """examples/train_images_torch.py --short: six classes (chance 0.17); two epochs reach
     about 0.5 on held-out tiles, so 0.3 is a clear margin that still fails a broken loader."""

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use zerofeed_core::decode::{
-    decode, decode_reusing, decode_with, probe, ColorMode, DecodeRequest, Decoded, Huffman, Region,
+    decode, decode_indexed, decode_reusing, decode_with, probe, ColorMode, DecodeRequest, Decoded,
+    EntryPoints, Huffman, Region,
 };
 use zerofeed_core::ops::{
     Geometry, ImagePlan, ImageRef, ImageScratch, Interpolation, OpSpec, ResizeTo, SampleKey,
@@ -109,36 +110,78 @@ fn image(d: &Decoded) -> ImageRef<'_> {
     }
 }
 
-/// Decodes each image two ways, interleaved image by image so that the machine's drifts
-/// hit both alike (and in turn first, so that neither always finds the file in cache), and
-/// prints the medians: `label`'s way, and the default (`requests`, zerofeed's Huffman).
+/// Median microseconds per image of two ways of decoding, `run(way, image)` for way 0 and
+/// 1, interleaved image by image so that the machine's drifts hit both alike (and in turn
+/// first, so that neither always finds the file in cache).
+fn interleaved(n: usize, mut run: impl FnMut(usize, usize)) -> [f64; 2] {
+    let mut times = [Vec::new(), Vec::new()];
+    for _ in 0..PASSES {
+        let mut sums = [0.0; 2];
+        for i in 0..n {
+            for w in [i % 2, 1 - i % 2] {
+                let start = Instant::now();
+                run(w, i);
+                sums[w] += start.elapsed().as_secs_f64();
+            }
+        }
+        for w in 0..2 {
+            times[w].push(sums[w] * 1e6 / n as f64);
+        }
+    }
+    times.map(|mut t| {
+        t.sort_by(f64::total_cmp);
+        t[PASSES / 2]
+    })
+}
+
+/// Prints how long `label`'s way of decoding takes against the default (`requests`,
+/// zerofeed's Huffman decoder).
 fn compare(label: &str, bytes: &[Vec<u8>], requests: &[DecodeRequest], other: Way) {
     let ways = [
         (Way::Default, requests.to_vec()),
         (other, requests.iter().map(|r| other.apply(*r)).collect()),
     ];
-    let mut times = [Vec::new(), Vec::new()];
-    for _ in 0..PASSES {
-        let mut sums = [0.0; 2];
-        for i in 0..bytes.len() {
-            for w in [i % 2, 1 - i % 2] {
-                let (way, requests) = &ways[w];
-                let start = Instant::now();
-                black_box(decode_with(&bytes[i], &requests[i], Vec::new(), way.huffman()).unwrap());
-                sums[w] += start.elapsed().as_secs_f64();
-            }
-        }
-        for w in 0..2 {
-            times[w].push(sums[w] * 1e6 / bytes.len() as f64);
-        }
-    }
-    let [ours, theirs] = times.map(|mut t| {
-        t.sort_by(f64::total_cmp);
-        t[PASSES / 2]
+    let [ours, theirs] = interleaved(bytes.len(), |w, i| {
+        let (way, requests) = &ways[w];
+        black_box(decode_with(&bytes[i], &requests[i], Vec::new(), way.huffman()).unwrap());
     });
     println!(
         "  {label:<42}{theirs:>8.0}  (as above: {ours:.0}, {:.3}x faster)",
         theirs / ours
+    );
+}
+
+/// The next epoch's decodes (each file with a new crop) with the entry points the last
+/// epoch recorded, against the same decodes without: checked equal, then timed.
+fn entry_points(bytes: &[Vec<u8>], last: &[DecodeRequest], next: &[DecodeRequest]) {
+    let mut points: Vec<EntryPoints> = bytes
+        .iter()
+        .zip(last)
+        .map(|(b, r)| {
+            let mut points = EntryPoints::new();
+            decode_indexed(b, r, Vec::new(), &mut points).unwrap();
+            points
+        })
+        .collect();
+    for (i, b) in bytes.iter().enumerate() {
+        let with = decode_indexed(b, &next[i], Vec::new(), &mut points[i].clone()).unwrap();
+        assert!(
+            with == decode(b, &next[i]).unwrap(),
+            "entry points changed the pixels"
+        );
+    }
+    let [with, without] = interleaved(bytes.len(), |w, i| {
+        let d = if w == 0 {
+            decode_indexed(&bytes[i], &next[i], Vec::new(), &mut points[i])
+        } else {
+            decode(&bytes[i], &next[i])
+        };
+        black_box(d.unwrap());
+    });
+    println!(
+        "  {:<42}{with:>8.0}  (without: {without:.0}, {:.3}x faster)",
+        "next epoch, with this one's entry points",
+        without / with
     );
 }
 
@@ -294,6 +337,16 @@ fn main() {
             &requests,
             Way::SmoothUpsampling,
         );
+        let next: Vec<DecodeRequest> = bytes
+            .iter()
+            .zip(&keys)
+            .map(|(b, &k)| {
+                let info = probe(b).unwrap();
+                let k = SampleKey { epoch: 1, ..k };
+                request(&plan.geometry(info.height, info.width, k).unwrap())
+            })
+            .collect();
+        entry_points(&bytes, &requests, &next);
         println!(
             "{name}: resample (u8 rows into the slot){:>12.0}",
             t_resample

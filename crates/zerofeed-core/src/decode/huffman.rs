@@ -24,6 +24,7 @@ use std::panic::resume_unwind;
 
 use mozjpeg_sys as ffi;
 
+use super::entry::{fingerprint, EntryPoints, RowStart};
 use super::jpeg::{corrupt, Abort, TRUNCATED};
 use super::DecodeError;
 
@@ -340,6 +341,12 @@ pub(super) struct ScanDecoder<'a> {
     /// The columns libjpeg inverse-transforms; outside them coefficients are not stored.
     first: u32,
     last: u32,
+    /// The MCU row the next MCU is in.
+    row: u32,
+    /// The image's entry points, used and extended; and whether the decoder is jumping
+    /// over rows libjpeg skips (its state is then stale until the jump lands).
+    entries: Option<&'a mut EntryPoints>,
+    jumping: bool,
 }
 
 /// Replaces libjpeg's Huffman decoder with a [`ScanDecoder`] when the image is one baseline
@@ -352,6 +359,7 @@ pub(super) struct ScanDecoder<'a> {
 pub(super) unsafe fn install<'a>(
     cinfo: &mut ffi::jpeg_decompress_struct,
     bytes: &'a [u8],
+    mut entries: Option<&'a mut EntryPoints>,
 ) -> Result<Option<Box<ScanDecoder<'a>>>, DecodeError> {
     // SAFETY: plain C data (integers and pointers) for which all-zero is valid.
     let mut plan: ScanPlanC = unsafe { std::mem::zeroed() };
@@ -396,6 +404,16 @@ pub(super) unsafe fn install<'a>(
     if per_row == 0 || first > last {
         return Ok(None);
     }
+    if let Some(points) = entries.as_deref_mut() {
+        let layout = [bytes.len() as u64, u64::from(per_row), n as u64];
+        let print = fingerprint(&layout, &data[..data.len().min(64)]);
+        if points.fingerprint != print {
+            *points = EntryPoints {
+                fingerprint: print,
+                rows: Vec::new(),
+            };
+        }
+    }
     let mut decoder = Box::new(ScanDecoder {
         bits: Bits {
             data,
@@ -412,6 +430,9 @@ pub(super) unsafe fn install<'a>(
         per_row,
         first,
         last,
+        row: 0,
+        entries,
+        jumping: false,
     });
     cinfo.common.client_data = (&mut *decoder as *mut ScanDecoder<'a>).cast::<c_void>();
     // SAFETY: as above; libjpeg calls `decode_mcu` only while reading this scan's rows.
@@ -446,13 +467,20 @@ impl ScanDecoder<'_> {
     /// `data` is null or points to `self.blocks.len()` pointers to distinct 64-coefficient
     /// blocks.
     unsafe fn mcu(&mut self, data: *mut ffi::JBLOCKROW) -> Result<(), DecodeError> {
-        let mut bits = self.bits;
         let column = self.column;
+        if column == 0 {
+            self.row_start(data.is_null());
+        }
         self.column = if column + 1 == self.per_row {
+            self.row += 1;
             0
         } else {
             column + 1
         };
+        if self.jumping {
+            return Ok(()); // a row libjpeg skips, and an entry point past it is known
+        }
+        let mut bits = self.bits;
         // libjpeg skips the inverse DCT of the columns a crop cuts off: nothing to store.
         let store = (self.first..=self.last).contains(&column);
         for (i, plan) in self.blocks.iter().enumerate() {
@@ -473,34 +501,63 @@ impl ScanDecoder<'_> {
                 }
                 _ => return Err(corrupt("Corrupt JPEG data: bad DC coefficient size")),
             };
+            // Kept for every component, needed or not (libjpeg keeps only the needed
+            // ones), so that an entry point serves a gray decode and an RGB one alike.
+            let p = &mut self.predictors[plan.component];
+            *p = p.wrapping_add(diff);
             match block {
                 Some(block) if plan.ac_needed => {
                     if plan.dc_needed {
-                        let p = &mut self.predictors[plan.component];
-                        *p = p.wrapping_add(diff);
                         block[0] = *p as i16;
                     }
                     ac_coefficients::<true>(&mut bits, ac, block)?;
                 }
                 Some(block) => {
                     if plan.dc_needed {
-                        let p = &mut self.predictors[plan.component];
-                        *p = p.wrapping_add(diff);
                         block[0] = *p as i16;
                     }
                     ac_coefficients::<false>(&mut bits, ac, block)?;
                 }
-                None => {
-                    if plan.dc_needed {
-                        let p = &mut self.predictors[plan.component];
-                        *p = p.wrapping_add(diff);
-                    }
-                    ac_coefficients::<false>(&mut bits, ac, &mut [0; 64])?;
-                }
+                None => ac_coefficients::<false>(&mut bits, ac, &mut [0; 64])?,
             }
         }
         self.bits = bits;
         bits.check()
+    }
+
+    /// At the start of MCU row `self.row`: jump over it when libjpeg skips it (`skipped`)
+    /// and the next row's entry point is known; land on this row's entry point when a jump
+    /// ends here; record the row's entry point when it is the first one not yet known.
+    fn row_start(&mut self, skipped: bool) {
+        let Some(points) = self.entries.as_deref_mut() else {
+            return;
+        };
+        let row = self.row as usize;
+        if skipped && points.rows.len() > row + 1 {
+            self.jumping = true;
+            return;
+        }
+        if self.jumping {
+            self.jumping = false;
+            let at = points.rows[row];
+            self.bits.buf = at.buf;
+            self.bits.count = at.count;
+            self.bits.pos = at.pos as usize;
+            self.bits.padding = 0;
+            self.bits.end = End::No;
+            self.predictors = at.predictors;
+        } else if points.rows.len() == row
+            && self.bits.end == End::No
+            && self.bits.padding == 0
+            && u32::try_from(self.bits.pos).is_ok()
+        {
+            points.rows.push(RowStart {
+                buf: self.bits.buf,
+                count: self.bits.count,
+                pos: self.bits.pos as u32,
+                predictors: self.predictors,
+            });
+        }
     }
 }
 

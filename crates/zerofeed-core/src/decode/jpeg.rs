@@ -14,8 +14,8 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use mozjpeg_sys as ffi;
 
 use super::{
-    huffman, region_or_all, rgb_to_gray, ColorMode, DecodeError, DecodeRequest, Decoded, Huffman,
-    ImageFormat, ImageInfo,
+    huffman, region_or_all, rgb_to_gray, ColorMode, DecodeError, DecodeRequest, Decoded,
+    EntryPoints, Huffman, ImageFormat, ImageInfo,
 };
 
 pub(super) fn corrupt(reason: impl Into<String>) -> DecodeError {
@@ -173,6 +173,7 @@ pub(super) fn decode(
     request: &DecodeRequest,
     buffer: Vec<u8>,
     huffman: Huffman,
+    entries: Option<&mut EntryPoints>,
 ) -> Result<Decoded, DecodeError> {
     // SAFETY: jpeg_error_mgr is plain C data (integers, pointers, Option<fn>) for which
     // all-zero is valid; jpeg_std_error fills it in below.
@@ -195,7 +196,7 @@ pub(super) fn decode(
                 std::mem::size_of::<ffi::jpeg_decompress_struct>(),
             )
         };
-        run(&mut cinfo, bytes, info, request, buffer, huffman)
+        run(&mut cinfo, bytes, info, request, buffer, huffman, entries)
     }));
     // SAFETY: valid after jpeg_CreateDecompress in any state, including after an error exit
     // unwound out of the library; also harmless on the zeroed struct if creation failed
@@ -218,6 +219,7 @@ fn run(
     request: &DecodeRequest,
     buffer: Vec<u8>,
     huffman: Huffman,
+    entries: Option<&mut EntryPoints>,
 ) -> Result<Decoded, DecodeError> {
     // SAFETY: `bytes` outlives the decompressor (destroyed before `decode` returns).
     unsafe { ffi::jpeg_mem_src(cinfo, bytes.as_ptr(), bytes.len() as c_ulong) };
@@ -274,7 +276,7 @@ fn run(
     let _scan = match huffman {
         // SAFETY: started and cropped, no scanline read yet, reading `bytes` through
         // jpeg_mem_src.
-        Huffman::Own => unsafe { huffman::install(cinfo, bytes)? },
+        Huffman::Own => unsafe { huffman::install(cinfo, bytes, entries)? },
         Huffman::Libjpeg => None,
     };
     let cut_left = usize::from(x > 0);

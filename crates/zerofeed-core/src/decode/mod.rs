@@ -22,9 +22,12 @@
 //! `mode="L"` matches `Image.open(f).convert("L")`. 16-bit PNG samples become 8-bit by
 //! rounding (`round(v / 257)`), alpha is dropped (not composited), palettes are expanded.
 
+mod entry;
 mod huffman;
 mod jpeg;
 mod png;
+
+pub use entry::{EntryPointCache, EntryPoints, DEFAULT_ENTRY_POINT_BUDGET};
 
 use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -294,6 +297,27 @@ pub fn decode_reusing(
     decode_with(bytes, request, buffer, Huffman::Own)
 }
 
+/// [`decode_reusing`] that starts a JPEG's scan at the first MCU row the region needs when
+/// `entries` knows where that row starts, and records the starts of the rows it decodes
+/// (see [`EntryPoints`]): a loader keeps each file's entry points between epochs. The
+/// pixels are those of [`decode_reusing`]. PNG ignores `entries`.
+///
+/// ```
+/// # use zerofeed_core::decode::{decode_indexed, ColorMode, DecodeRequest, EntryPoints};
+/// let mut entries = EntryPoints::new();
+/// let request = DecodeRequest::full(ColorMode::Rgb);
+/// assert!(decode_indexed(b"not an image", &request, Vec::new(), &mut entries).is_err());
+/// assert_eq!(entries.rows(), 0);
+/// ```
+pub fn decode_indexed(
+    bytes: &[u8],
+    request: &DecodeRequest,
+    buffer: Vec<u8>,
+    entries: &mut EntryPoints,
+) -> Result<Decoded, DecodeError> {
+    decode_inner(bytes, request, buffer, Huffman::Own, Some(entries))
+}
+
 /// Whose Huffman decoder reads a baseline JPEG's scan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[doc(hidden)]
@@ -312,12 +336,22 @@ pub fn decode_with(
     buffer: Vec<u8>,
     huffman: Huffman,
 ) -> Result<Decoded, DecodeError> {
+    decode_inner(bytes, request, buffer, huffman, None)
+}
+
+fn decode_inner(
+    bytes: &[u8],
+    request: &DecodeRequest,
+    buffer: Vec<u8>,
+    huffman: Huffman,
+    entries: Option<&mut EntryPoints>,
+) -> Result<Decoded, DecodeError> {
     let info = probe(bytes)?;
     check_request(&info, request)?;
     // Neither decoder is expected to panic; a panic would be a decoder bug on hostile input,
     // and one bad file must not take a training run down.
     let result = catch_unwind(AssertUnwindSafe(|| match info.format {
-        ImageFormat::Jpeg => jpeg::decode(bytes, &info, request, buffer, huffman),
+        ImageFormat::Jpeg => jpeg::decode(bytes, &info, request, buffer, huffman, entries),
         ImageFormat::Png => png::decode(bytes, &info, request),
     }));
     result.unwrap_or_else(|payload| {

@@ -1,7 +1,9 @@
 //! Image fields: samples of any size (decoded per sample, or variable-shape arrays) run
 //! through an [`ImagePlan`] into fixed-size batch slots, with per-worker scratch.
 
-use crate::decode::{decode_reusing, probe, DecodeError, DecodeRequest, Region};
+use crate::decode::{
+    decode_indexed, decode_reusing, probe, DecodeError, DecodeRequest, EntryPointCache, Region,
+};
 use crate::gather::gather;
 use crate::layout::Layout;
 use crate::ops::{ImagePlan, ImageRef, ImageScratch, OpsError, SampleKey};
@@ -61,11 +63,14 @@ impl Failure {
 /// header's size first, so the decoder is asked only for what the output reads (the source
 /// box, narrowed to the output window's footprint: JPEG skips the MCU rows and columns
 /// outside it) at the largest DCT downscale that stays at or above
-/// the resized size; `fast_decode=False` asks for every full-resolution pixel.
+/// the resized size; `fast_decode=False` asks for every full-resolution pixel. With
+/// `entries`, a region decode starts at the first MCU row it needs once an earlier epoch
+/// has recorded where that row starts in this file.
 pub(super) fn run_encoded(
     plan: &ImagePlan,
     bytes: &[u8],
     options: &ImageOptions,
+    entries: Option<&EntryPointCache>,
     key: SampleKey,
     dst: &mut [u8],
     scratch: &mut FieldScratch,
@@ -90,7 +95,16 @@ pub(super) fn run_encoded(
         max_pixels: options.max_pixels,
         fast_upsampling: options.fast_decode,
     };
-    let decoded = decode_reusing(bytes, &request, std::mem::take(&mut scratch.pixels))?;
+    let buffer = std::mem::take(&mut scratch.pixels);
+    let decoded = match entries {
+        Some(cache) if request.region.is_some() => {
+            let mut points = cache.take(key.index);
+            let decoded = decode_indexed(bytes, &request, buffer, &mut points);
+            cache.put(key.index, points);
+            decoded?
+        }
+        _ => decode_reusing(bytes, &request, buffer)?,
+    };
     if decoded.channels != plan.channels() {
         return Err(Failure::Ops(OpsError::NotAnImage {
             op: format!("an image chain compiled for {} channel(s)", plan.channels()),

@@ -20,6 +20,7 @@ mod run;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
+use crate::decode::{EntryPointCache, DEFAULT_ENTRY_POINT_BUDGET};
 use crate::dtype::DType;
 use crate::gather::gather;
 use crate::ops::{needs_image_plan, ImagePlan, OpSpec, Plan, SampleKey};
@@ -44,6 +45,9 @@ pub struct Field {
     image: Option<ImagePlan>,
     /// How encoded samples of this field decode (from [`Source::image_options`]).
     decode: Option<ImageOptions>,
+    /// Where each file's JPEG scan rows start, learnt in one epoch and used in the next to
+    /// skip the rows above a crop (fast decode only).
+    entry_points: Option<EntryPointCache>,
     /// The input shape every sample must have (checked per sample).
     input_shape: Vec<usize>,
     output_shape: Vec<usize>,
@@ -63,6 +67,9 @@ impl Field {
             let channels = decode.map(|d| d.mode.channels()).or(channels);
             let mut field = Field::image(spec, ops, channels)?;
             field.decode = decode;
+            field.entry_points = decode
+                .filter(|d| d.fast_decode)
+                .map(|_| EntryPointCache::new(DEFAULT_ENTRY_POINT_BUDGET));
             return Ok(field);
         }
         let Some(shape) = spec.shape.clone() else {
@@ -90,6 +97,7 @@ impl Field {
             plan,
             image: None,
             decode: None,
+            entry_points: None,
             input_shape: shape,
             output_shape,
             output_dtype,
@@ -129,6 +137,7 @@ impl Field {
             sample_nbytes: plan.output_nbytes(),
             image: Some(plan),
             decode: None,
+            entry_points: None,
         })
     }
 
@@ -196,7 +205,8 @@ impl Field {
                     image::run_strided(plan, sample, key, dst, scratch).map_err(Failure::Ops)
                 }
                 (Sample::Encoded(bytes), Some(options)) => {
-                    image::run_encoded(plan, bytes, options, key, dst, scratch)
+                    let entries = self.entry_points.as_ref();
+                    image::run_encoded(plan, bytes, options, entries, key, dst, scratch)
                 }
                 // Computed position ids are 1-d int64, never an image: a source that hands
                 // them to an image chain declared its field wrongly.
