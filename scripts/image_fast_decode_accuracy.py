@@ -11,7 +11,8 @@ Prints two tables (the README's "Fast decode accuracy"):
 2. RandomResizedCrop(224) boxes drawn by torchvision's rule (scale 0.08-1, ratio 3/4-4/3):
    the crop resized to 224x224 with Pillow's antialiased bilinear from the fast decode
    (region, scale = the largest power of two <= box/224, at most 8, and the fast chroma
-   upsampling, as the Loader decodes) against the same resize from the full decode. Also the decode time of the fast path relative to the full decode.
+   upsampling, as the Loader decodes) against the same resize from the full decode. Also
+   the decode time of the fast path relative to the full decode.
 """
 
 from __future__ import annotations

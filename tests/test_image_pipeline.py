@@ -215,7 +215,9 @@ def test_later_epochs_skip_rows_with_entry_points_and_give_the_same_pixels(folde
     ops = {"image": [zf.RandomResizedCrop(96, scale=(0.05, 0.3)), zf.RandomFlip()]}
 
     def make() -> zf.Loader:
-        return zf.Loader(zf.Images(folder, labels="folders"), batch_size=2, shuffle=True, seed=9, workers=2, ops=ops)
+        return zf.Loader(
+            zf.Images(folder, labels="folders"), batch_size=2, shuffle=True, seed=9, workers=2, ops=ops
+        )
 
     warm = make()
     epochs = [batches(warm) for _ in range(4)]

@@ -8,7 +8,15 @@
 //!   (`jpeg_skip_scanlines`) and the MCU columns left and right of it (`jpeg_crop_scanline`);
 //! - a DCT-domain downscale (`max_scale_denom` 2, 4 or 8): libjpeg's scaled inverse DCT
 //!   yields each 8x8 block as 4x4, 2x2 or 1x1 pixels, so the decode does a fraction of the
-//!   work and the resampler reads a fraction of the pixels.
+//!   work and the resampler reads a fraction of the pixels;
+//! - fast chroma upsampling ([`DecodeRequest::fast_upsampling`]);
+//! - with [`decode_indexed`], the MCU rows above the region (their entropy-coded data is
+//!   still read in order otherwise), once [`EntryPoints`] know where the region's first
+//!   row starts.
+//!
+//! A baseline JPEG scan is entropy-decoded by zerofeed's own Huffman decoder (the private
+//! `huffman` module, plugged into libjpeg), the same coefficients as libjpeg's, faster;
+//! every other JPEG by libjpeg's.
 //!
 //! What comes back says which full-resolution box each decoded pixel covers
 //! ([`Decoded::origin_top`], [`Decoded::scale_denom`]), so the caller maps its crop box into
