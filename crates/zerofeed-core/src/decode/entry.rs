@@ -119,7 +119,8 @@ impl EntryPointCache {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let (map, used) = &mut *guard;
         let size = points.nbytes();
-        if *used + size <= self.budget {
+        let replaced = map.get(&index).map_or(0, EntryPoints::nbytes);
+        if *used - replaced + size <= self.budget {
             *used += size;
             if let Some(old) = map.insert(index, points) {
                 *used -= old.nbytes();

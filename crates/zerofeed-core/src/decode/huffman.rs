@@ -108,9 +108,11 @@ impl Table {
             symbols: spec.huffval,
         });
         let (mut code, mut count) = (0u32, 0usize);
+        let total: usize = spec.bits[1..].iter().map(|&b| usize::from(b)).sum();
         for len in 1..=16u32 {
             let n = usize::from(spec.bits[len as usize]);
-            if count + n > 256 || code + n as u32 > 1 << len {
+            // As libjpeg: no code may be all ones, at any length up to the longest one.
+            if count + n > 256 || (count < total && code + n as u32 >= 1 << len) {
                 return Err(bad());
             }
             table.value_offset[len as usize] = count as i32 - code as i32;
@@ -234,17 +236,28 @@ impl Bits<'_> {
 
     fn next_byte(&mut self) -> u8 {
         if self.end == End::No {
-            match (self.data.get(self.pos), self.data.get(self.pos + 1)) {
-                (Some(&0xFF), Some(&0)) => {
-                    self.pos += 2;
-                    return 0xFF;
+            match self.data.get(self.pos) {
+                Some(&0xFF) => {
+                    // Any number of 0xFF fill bytes, then 0x00 (a stuffed 0xFF, as libjpeg
+                    // reads it) or a marker's code.
+                    let mut at = self.pos + 1;
+                    while self.data.get(at) == Some(&0xFF) {
+                        at += 1;
+                    }
+                    match self.data.get(at) {
+                        Some(&0) => {
+                            self.pos = at + 1;
+                            return 0xFF;
+                        }
+                        Some(_) => self.end = End::Marker,
+                        None => self.end = End::Data,
+                    }
                 }
-                (Some(&0xFF), Some(_)) => self.end = End::Marker,
-                (Some(&byte), _) if byte != 0xFF => {
+                Some(&byte) => {
                     self.pos += 1;
                     return byte;
                 }
-                _ => self.end = End::Data,
+                None => self.end = End::Data,
             }
         }
         self.padding += 8;
@@ -349,9 +362,23 @@ pub(super) struct ScanDecoder<'a> {
     jumping: bool,
 }
 
+/// The installed decoder, owned through the raw pointer libjpeg holds (a `Box` moved after
+/// its pointer was handed out would invalidate that pointer); freed when this drops, which
+/// must be after the decompressor's last `decode_mcu` call.
+pub(super) struct Installed<'a> {
+    decoder: std::ptr::NonNull<ScanDecoder<'a>>,
+}
+
+impl Drop for Installed<'_> {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::into_raw` in `install`, freed only here.
+        drop(unsafe { Box::from_raw(self.decoder.as_ptr()) });
+    }
+}
+
 /// Replaces libjpeg's Huffman decoder with a [`ScanDecoder`] when the image is one baseline
-/// Huffman scan without restart markers; returns it (to be kept alive, and not moved out
-/// of its box, until the decompressor has stopped), or None when libjpeg keeps its own.
+/// Huffman scan without restart markers; returns the guard that owns it (to be kept until
+/// the decompressor has stopped), or None when libjpeg keeps its own.
 ///
 /// # Safety
 /// `cinfo` is a decompressor after `jpeg_start_decompress` (and `jpeg_crop_scanline`, if
@@ -360,7 +387,7 @@ pub(super) unsafe fn install<'a>(
     cinfo: &mut ffi::jpeg_decompress_struct,
     bytes: &'a [u8],
     mut entries: Option<&'a mut EntryPoints>,
-) -> Result<Option<Box<ScanDecoder<'a>>>, DecodeError> {
+) -> Result<Option<Installed<'a>>, DecodeError> {
     // SAFETY: plain C data (integers and pointers) for which all-zero is valid.
     let mut plan: ScanPlanC = unsafe { std::mem::zeroed() };
     // SAFETY: a started decompressor, as the caller promises; `plan` is writable.
@@ -394,10 +421,12 @@ pub(super) unsafe fn install<'a>(
     }
     // SAFETY: jpeg_mem_src's manager over `bytes`; what it has not yet handed out is the
     // tail of `bytes`, from the scan's first entropy-coded byte.
-    let left = unsafe { (*cinfo.src).bytes_in_buffer };
-    let Some(data) = bytes.get(bytes.len().saturating_sub(left)..) else {
+    let (next, left) = unsafe { ((*cinfo.src).next_input_byte, (*cinfo.src).bytes_in_buffer) };
+    let start = (next as usize).wrapping_sub(bytes.as_ptr() as usize);
+    if start > bytes.len() || bytes.len() - start != left {
         return Ok(None);
-    };
+    }
+    let data = &bytes[start..];
     let (mut first, mut last, mut per_row) = (0, 0, 0);
     // SAFETY: a started decompressor; three writable integers.
     unsafe { zf_jpeg_mcu_columns(cinfo, &mut first, &mut last, &mut per_row) };
@@ -405,16 +434,24 @@ pub(super) unsafe fn install<'a>(
         return Ok(None);
     }
     if let Some(points) = entries.as_deref_mut() {
-        let layout = [bytes.len() as u64, u64::from(per_row), n as u64];
-        let print = fingerprint(&layout, &data[..data.len().min(64)]);
-        if points.fingerprint != print {
+        // The cache is keyed by sample index; this tells another file at that index apart.
+        let layout = [
+            bytes.len() as u64,
+            start as u64,
+            u64::from(per_row),
+            n as u64,
+        ];
+        let print = fingerprint(&layout, &data[..data.len().min(256)])
+            ^ fingerprint(&[], &data[data.len().saturating_sub(256)..]).rotate_left(1);
+        let fits = |r: &RowStart| r.pos as usize <= data.len() && r.count <= 64;
+        if points.fingerprint != print || !points.rows.iter().all(fits) {
             *points = EntryPoints {
                 fingerprint: print,
                 rows: Vec::new(),
             };
         }
     }
-    let mut decoder = Box::new(ScanDecoder {
+    let decoder = Box::new(ScanDecoder {
         bits: Bits {
             data,
             pos: 0,
@@ -434,10 +471,11 @@ pub(super) unsafe fn install<'a>(
         entries,
         jumping: false,
     });
-    cinfo.common.client_data = (&mut *decoder as *mut ScanDecoder<'a>).cast::<c_void>();
+    let decoder = std::ptr::NonNull::from(Box::leak(decoder));
+    cinfo.common.client_data = decoder.as_ptr().cast::<c_void>();
     // SAFETY: as above; libjpeg calls `decode_mcu` only while reading this scan's rows.
     unsafe { zf_jpeg_replace_decode_mcu(cinfo, decode_mcu) };
-    Ok(Some(decoder))
+    Ok(Some(Installed { decoder }))
 }
 
 /// libjpeg's `decode_mcu` method: one MCU's coefficients, in natural order and not
@@ -686,6 +724,18 @@ mod tests {
         assert_eq!(bits.pos, 4, "stopped at the marker, for libjpeg to read");
         bits.take(1);
         assert!(matches!(bits.check(), Err(DecodeError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn fill_bytes_before_a_stuffed_byte_are_dropped_as_libjpeg_does() {
+        let data = [0x12, 0xFF, 0xFF, 0xFF, 0x00, 0x34, 0xFF, 0xFF, 0xD9];
+        let mut bits = fresh(&data);
+        bits.refill();
+        assert_eq!(bits.take(8), 0x12);
+        assert_eq!(bits.take(8), 0xFF);
+        assert_eq!(bits.take(8), 0x34);
+        assert!(bits.check().is_ok());
+        assert_eq!(bits.pos, 6, "stopped at the fill bytes before the marker");
     }
 
     #[test]
