@@ -154,7 +154,9 @@ class Images:
     luma formula). ``max_pixels`` refuses images whose header declares more pixels, before
     decoding. ``on_error="skip"`` lets the Loader replace a bad image by the next good one;
     ``"raise"`` stops at the first. ``fast_decode`` lets the Loader decode JPEGs only inside
-    the crop and at 1/2, 1/4 or 1/8 scale when the crop is downsampled that much.
+    the crop, at 1/2, 1/4 or 1/8 scale when the crop is downsampled that much, with 4:2:0
+    chroma upsampled by repetition (about half a level from the exact pixels), and, from the
+    second epoch on, from the crop's first row; ``fast_decode=False`` is exact.
 
     ``images[i]`` decodes sample ``i`` whole: ``{"image": HWC uint8 array, "label": int}``.
 

@@ -200,7 +200,19 @@ struct Bits<'a> {
     end: End,
 }
 
-impl Bits<'_> {
+impl<'a> Bits<'a> {
+    /// Before the first bit of `data`.
+    fn new(data: &'a [u8]) -> Bits<'a> {
+        Bits {
+            data,
+            pos: 0,
+            buf: 0,
+            count: 0,
+            padding: 0,
+            end: End::No,
+        }
+    }
+
     /// At least 57 bits in `buf`, real or padding.
     #[inline(always)]
     fn refill(&mut self) {
@@ -452,14 +464,7 @@ pub(super) unsafe fn install<'a>(
         }
     }
     let decoder = Box::new(ScanDecoder {
-        bits: Bits {
-            data,
-            pos: 0,
-            buf: 0,
-            count: 0,
-            padding: 0,
-            end: End::No,
-        },
+        bits: Bits::new(data),
         tables,
         blocks,
         predictors: [0; 4],
@@ -543,20 +548,17 @@ impl ScanDecoder<'_> {
             // ones), so that an entry point serves a gray decode and an RGB one alike.
             let p = &mut self.predictors[plan.component];
             *p = p.wrapping_add(diff);
-            match block {
-                Some(block) if plan.ac_needed => {
-                    if plan.dc_needed {
-                        block[0] = *p as i16;
-                    }
-                    ac_coefficients::<true>(&mut bits, ac, block)?;
-                }
-                Some(block) => {
-                    if plan.dc_needed {
-                        block[0] = *p as i16;
-                    }
-                    ac_coefficients::<false>(&mut bits, ac, block)?;
-                }
-                None => ac_coefficients::<false>(&mut bits, ac, &mut [0; 64])?,
+            let Some(block) = block else {
+                ac_coefficients::<false>(&mut bits, ac, &mut [0; 64])?;
+                continue;
+            };
+            if plan.dc_needed {
+                block[0] = *p as i16;
+            }
+            if plan.ac_needed {
+                ac_coefficients::<true>(&mut bits, ac, block)?;
+            } else {
+                ac_coefficients::<false>(&mut bits, ac, block)?;
             }
         }
         self.bits = bits;
@@ -702,21 +704,10 @@ mod tests {
         );
     }
 
-    fn fresh(data: &[u8]) -> Bits<'_> {
-        Bits {
-            data,
-            pos: 0,
-            buf: 0,
-            count: 0,
-            padding: 0,
-            end: End::No,
-        }
-    }
-
     #[test]
     fn stuffing_is_undone_and_reads_past_a_marker_are_caught() {
         let data = [0xAB, 0xFF, 0x00, 0xCD, 0xFF, 0xD9];
-        let mut bits = fresh(&data);
+        let mut bits = Bits::new(&data);
         bits.refill();
         assert_eq!(bits.take(12), 0xABF);
         assert_eq!(bits.take(12), 0xFCD);
@@ -729,7 +720,7 @@ mod tests {
     #[test]
     fn fill_bytes_before_a_stuffed_byte_are_dropped_as_libjpeg_does() {
         let data = [0x12, 0xFF, 0xFF, 0xFF, 0x00, 0x34, 0xFF, 0xFF, 0xD9];
-        let mut bits = fresh(&data);
+        let mut bits = Bits::new(&data);
         bits.refill();
         assert_eq!(bits.take(8), 0x12);
         assert_eq!(bits.take(8), 0xFF);
@@ -742,7 +733,7 @@ mod tests {
     fn the_eight_byte_refill_matches_the_bytewise_one() {
         let data: Vec<u8> = (0..64u8).map(|i| i.wrapping_mul(37)).collect();
         assert!(!data.contains(&0xFF));
-        let fresh = fresh(&data);
+        let fresh = Bits::new(&data);
         let (mut fast, mut slow) = (fresh, fresh);
         for n in [3u32, 15, 7, 1, 15, 9, 11, 13, 15, 2, 5, 15, 15] {
             fast.ensure(32);
